@@ -1,0 +1,218 @@
+/**
+ * Configuration: an optional JSON file (--config) overridden by SSEC_PROXY_* environment variables, validated
+ * once into a frozen Config. Every problem is reported together so an operator fixes them in one go.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+export interface Credential {
+  /** The key pair clients sign with. */
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  /** The upstream identity requests are re-signed with. */
+  readonly upstream: { readonly accessKeyId: string; readonly secretAccessKey: string };
+}
+
+export interface Config {
+  readonly listen: { readonly host: string; readonly port: number };
+  /** PEM paths; undefined → a generated development certificate under stateDir. */
+  readonly tls: { readonly cert: string; readonly key: string } | undefined;
+  /** Optional plain-HTTP listener (sidecars). SSE-C is refused on it unless allowSsecFromLoopback. */
+  readonly http: { readonly host: string; readonly port: number; readonly allowSsecFromLoopback: boolean } | undefined;
+  /** undefined → the embedded local S3 store (development only). */
+  readonly upstream:
+    | { readonly url: string; readonly region: string; readonly accessKeyId: string; readonly secretAccessKey: string }
+    | undefined;
+  /** The region clients sign for; defaults to the upstream's. */
+  readonly region: string;
+  /** Client credentials; empty → the upstream key pair itself is accepted. */
+  readonly credentials: readonly Credential[];
+  readonly stateDir: string;
+  /** log2 of the plaintext chunk size for new objects (stored per object, so changing it is safe). */
+  readonly chunkSizeLog2: number;
+  /** How far a client's clock may be off, in ms (S3: 15 minutes). */
+  readonly maxClockSkewMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super('invalid configuration:\n' + problems.map((p) => '  - ' + p).join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'must be host:port');
+const nonEmpty = z.string().min(1, 'must not be empty');
+
+const credentialSchema = z.object({
+  accessKeyId: nonEmpty,
+  secretAccessKey: nonEmpty,
+  upstream: z.object({ accessKeyId: nonEmpty, secretAccessKey: nonEmpty }).optional(),
+});
+
+const fileSchema = z
+  .object({
+    listen: hostPort.optional(),
+    tls: z.object({ cert: nonEmpty.optional(), key: nonEmpty.optional() }).strict().optional(),
+    http: z
+      .object({ listen: hostPort, allowSsecFromLoopback: z.boolean().optional() })
+      .strict()
+      .optional(),
+    upstream: z
+      .object({
+        url: z.url({ protocol: /^https?$/ }).optional(),
+        region: nonEmpty.optional(),
+        accessKeyId: nonEmpty.optional(),
+        secretAccessKey: nonEmpty.optional(),
+      })
+      .strict()
+      .optional(),
+    region: nonEmpty.optional(),
+    credentials: z.array(credentialSchema).optional(),
+    credentialsFile: nonEmpty.optional(),
+    stateDir: nonEmpty.optional(),
+    chunkSizeLog2: z.number().int().min(12).max(24).optional(),
+    maxClockSkewMinutes: z.number().positive().max(60 * 24).optional(),
+  })
+  .strict();
+
+type FileConfig = z.infer<typeof fileSchema>;
+
+function splitHostPort(s: string): { host: string; port: number } {
+  const i = s.lastIndexOf(':');
+  let host = s.slice(0, i);
+  if (host.startsWith('[')) host = host.slice(1, -1);
+  return { host, port: Number(s.slice(i + 1)) };
+}
+
+function issuesOf(err: z.ZodError, where: string): string[] {
+  return err.issues.map((i) => `${where}${i.path.length ? ' ' + i.path.join('.') : ''}: ${i.message}`);
+}
+
+export interface LoadOptions {
+  configPath?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Reads, merges and validates. Throws ConfigError listing every problem. */
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const env = opts.env ?? process.env;
+  const problems: string[] = [];
+  let file: FileConfig = {};
+  const configPath = opts.configPath ?? env.SSEC_PROXY_CONFIG;
+  if (configPath) {
+    try {
+      const parsed = fileSchema.safeParse(JSON.parse(readFileSync(configPath, 'utf8')));
+      if (parsed.success) file = parsed.data;
+      else problems.push(...issuesOf(parsed.error, configPath));
+    } catch (e) {
+      problems.push(`${configPath}: ${(e as Error).message}`);
+    }
+  }
+
+  const pick = (name: string, fromFile: string | undefined): string | undefined => {
+    const v = env[name];
+    return v !== undefined && v !== '' ? v : fromFile;
+  };
+  const bool = (name: string, fromFile: boolean | undefined): boolean => {
+    const v = env[name];
+    if (v === undefined || v === '') return fromFile ?? false;
+    if (/^(1|true|yes|on)$/i.test(v)) return true;
+    if (/^(0|false|no|off)$/i.test(v)) return false;
+    problems.push(`${name}: must be true or false`);
+    return false;
+  };
+  const checkHostPort = (name: string, v: string | undefined) => {
+    if (v !== undefined && !hostPort.safeParse(v).success) problems.push(`${name}: must be host:port, got "${v}"`);
+    if (v !== undefined) {
+      const { port } = splitHostPort(v);
+      if (!(port >= 0 && port <= 65535)) problems.push(`${name}: port out of range`);
+    }
+  };
+
+  const listen = pick('SSEC_PROXY_LISTEN', file.listen) ?? '127.0.0.1:8443';
+  checkHostPort('SSEC_PROXY_LISTEN', listen);
+
+  const cert = pick('SSEC_PROXY_TLS_CERT', file.tls?.cert);
+  const key = pick('SSEC_PROXY_TLS_KEY', file.tls?.key);
+  if ((cert === undefined) !== (key === undefined)) {
+    problems.push('SSEC_PROXY_TLS_CERT and SSEC_PROXY_TLS_KEY must be given together');
+  }
+
+  const httpListen = pick('SSEC_PROXY_HTTP_LISTEN', file.http?.listen);
+  checkHostPort('SSEC_PROXY_HTTP_LISTEN', httpListen);
+  const allowLoopback = bool('SSEC_PROXY_ALLOW_SSEC_OVER_LOOPBACK_HTTP', file.http?.allowSsecFromLoopback);
+
+  const upUrl = pick('SSEC_PROXY_UPSTREAM_URL', file.upstream?.url);
+  const upRegion = pick('SSEC_PROXY_UPSTREAM_REGION', file.upstream?.region) ?? 'us-east-1';
+  const upAk = pick('SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID', file.upstream?.accessKeyId);
+  const upSk = pick('SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY', file.upstream?.secretAccessKey);
+  let upstream: Config['upstream'];
+  if (upUrl !== undefined) {
+    if (!z.url({ protocol: /^https?$/ }).safeParse(upUrl).success) {
+      problems.push(`SSEC_PROXY_UPSTREAM_URL: must be an http(s) URL, got "${upUrl}"`);
+    } else if (new URL(upUrl).pathname !== '/' || new URL(upUrl).search) {
+      problems.push('SSEC_PROXY_UPSTREAM_URL: must not have a path or query (path-style S3 endpoint)');
+    }
+    if (upAk === undefined) problems.push('SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID: required when an upstream URL is set');
+    if (upSk === undefined) {
+      problems.push('SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY: required when an upstream URL is set');
+    }
+    upstream = { url: upUrl.replace(/\/$/, ''), region: upRegion, accessKeyId: upAk ?? '', secretAccessKey: upSk ?? '' };
+  } else if (upAk !== undefined || upSk !== undefined) {
+    problems.push('SSEC_PROXY_UPSTREAM_URL: required when upstream credentials are set');
+  }
+
+  const credentials: Credential[] = [];
+  const addCredentials = (list: unknown, where: string) => {
+    const parsed = z.array(credentialSchema).safeParse(list);
+    if (!parsed.success) {
+      problems.push(...issuesOf(parsed.error, where));
+      return;
+    }
+    for (const c of parsed.data) {
+      const up = c.upstream ?? (upstream ? { accessKeyId: upAk ?? '', secretAccessKey: upSk ?? '' } : undefined);
+      if (!up) {
+        problems.push(`${where}: credential ${c.accessKeyId} needs an upstream identity`);
+        continue;
+      }
+      if (credentials.some((x) => x.accessKeyId === c.accessKeyId)) {
+        problems.push(`${where}: duplicate accessKeyId ${c.accessKeyId}`);
+      }
+      credentials.push({ accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, upstream: up });
+    }
+  };
+  if (file.credentials) addCredentials(file.credentials, 'credentials');
+  const credFile = pick('SSEC_PROXY_CREDENTIALS_FILE', file.credentialsFile);
+  if (credFile) {
+    try {
+      addCredentials(JSON.parse(readFileSync(credFile, 'utf8')), credFile);
+    } catch (e) {
+      problems.push(`${credFile}: ${(e as Error).message}`);
+    }
+  }
+
+  const chunkSizeLog2 = file.chunkSizeLog2 ?? 16;
+  if (problems.length) throw new ConfigError(problems);
+
+  const config: Config = {
+    listen: splitHostPort(listen),
+    tls: cert !== undefined && key !== undefined ? { cert, key } : undefined,
+    http: httpListen ? { ...splitHostPort(httpListen), allowSsecFromLoopback: allowLoopback } : undefined,
+    upstream,
+    region: pick('SSEC_PROXY_REGION', file.region) ?? upRegion,
+    credentials,
+    stateDir: pick('SSEC_PROXY_STATE_DIR', file.stateDir) ?? '.state',
+    chunkSizeLog2,
+    maxClockSkewMs: (file.maxClockSkewMinutes ?? 15) * 60_000,
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

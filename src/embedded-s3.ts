@@ -1,0 +1,246 @@
+/**
+ * A zero-setup S3 upstream: s3rver 3.7.1 in a child process, storing objects under `dir`.
+ *
+ * Used when the proxy starts without an upstream configured (a demo store) and by tests that need
+ * some S3 server but not RGW's fidelity. s3rver's limits (see ../shared/upstreams/README.md): suffix
+ * ranges are wrong, multipart ETags lack `-N`, no UploadPartCopy / ListMultipartUploads / ListParts /
+ * ListObjectVersions, Content-MD5 and If-Match unchecked, aws-chunked framing stored verbatim.
+ *
+ * Why a child process and not s3rver in-process:
+ * - paged ListObjectsV2 encrypts its continuation token with DES, which OpenSSL 3 only offers with
+ *   `--openssl-legacy-provider` — a process-wide switch the proxy itself must not run with;
+ * - s3rver (Koa, winston) installs process-level exception handlers and logs to stdout;
+ * - the child cannot outlive the parent: it exits when the IPC channel closes (parent exited or was
+ *   killed), and the parent SIGKILLs it on `exit`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { request } from 'node:http';
+import { isIPv6 } from 'node:net';
+import { createRequire } from 'node:module';
+import { resolve as resolvePath } from 'node:path';
+
+export interface EmbeddedS3Options {
+  /** Directory where s3rver keeps buckets and objects (created if missing). */
+  dir: string;
+  /** Address to listen on. @default '127.0.0.1' */
+  host?: string;
+  /** TCP port; 0 picks a free one. @default 0 */
+  port?: number;
+  /** Buckets to create before the server starts answering (existing ones are kept). @default [] */
+  buckets?: readonly string[];
+  /** How long to wait for the server to answer. @default 15000 */
+  startTimeoutMs?: number;
+}
+
+export interface EmbeddedS3 {
+  /** e.g. `http://127.0.0.1:41234` (path-style addressing: use `forcePathStyle`). */
+  url: string;
+  accessKeyId: 'S3RVER';
+  secretAccessKey: 'S3RVER';
+  region: 'us-east-1';
+  /** PID of the s3rver child process. */
+  pid: number;
+  /** Stops the child (SIGTERM, then SIGKILL after 5 s); idempotent. The data in `dir` stays. */
+  stop(): Promise<void>;
+}
+
+/** Error thrown when s3rver does not come up; `output` holds the tail of its stdout/stderr. */
+export class EmbeddedS3StartError extends Error {
+  override readonly name = 'EmbeddedS3StartError';
+  constructor(
+    message: string,
+    readonly output: string,
+    options?: ErrorOptions,
+  ) {
+    super(output.trim() === '' ? message : `${message}\n--- s3rver output ---\n${output.trimEnd()}`, options);
+  }
+}
+
+/**
+ * The child's program (CommonJS, run with `node -e`). argv: s3rver module path, then a JSON config.
+ * It reports `{ type: 'listening', port }` or `{ type: 'error', message }` over IPC and exits when
+ * the IPC channel closes.
+ */
+const CHILD_PROGRAM = String.raw`
+'use strict';
+const [modulePath, configJson] = process.argv.slice(-2);
+const config = JSON.parse(configJson);
+process.on('disconnect', () => process.exit(0));
+process.on('SIGTERM', () => process.exit(0));
+const report = (msg) => { if (process.connected) process.send(msg); };
+(async () => {
+  const S3rver = require(modulePath);
+  const server = new S3rver({
+    address: config.host,
+    port: config.port,
+    directory: config.dir,
+    silent: true,
+    configureBuckets: config.buckets.map((name) => ({ name, configs: [] })),
+  });
+  const address = await server.run();
+  server.httpServer.on('error', (err) => { console.error(err); process.exit(1); });
+  report({ type: 'listening', port: address.port });
+})().catch((err) => {
+  report({ type: 'error', message: String(err && err.stack || err) });
+  setTimeout(() => process.exit(1), 100);
+});
+`;
+
+const OUTPUT_TAIL_BYTES = 16 * 1024;
+
+/**
+ * Starts s3rver in a child process and waits until it answers HTTP.
+ *
+ * Credentials are s3rver's fixed `S3RVER`/`S3RVER`; region `us-east-1`. The caller must `stop()` it;
+ * if it doesn't, the child still ends with the parent process.
+ */
+export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<EmbeddedS3> {
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? 0;
+  const dir = resolvePath(options.dir);
+  const startTimeoutMs = options.startTimeoutMs ?? 15_000;
+  await mkdir(dir, { recursive: true });
+
+  const modulePath = createRequire(import.meta.url).resolve('s3rver');
+  const env = { ...process.env };
+  // Nothing of the parent's loaders or test-runner context belongs in the child.
+  delete env.NODE_OPTIONS;
+  delete env.NODE_TEST_CONTEXT;
+  const child = spawn(
+    process.execPath,
+    [
+      '--openssl-legacy-provider',
+      '-e',
+      CHILD_PROGRAM,
+      modulePath,
+      JSON.stringify({ host, port, dir, buckets: options.buckets ?? [] }),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env, windowsHide: true },
+  );
+
+  let output = '';
+  const collect = (chunk: Buffer): void => {
+    output = (output + chunk.toString('utf8')).slice(-OUTPUT_TAIL_BYTES);
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+
+  const killOnExit = (): void => {
+    child.kill('SIGKILL');
+  };
+  process.once('exit', killOnExit);
+
+  let listeningPort: number;
+  try {
+    listeningPort = await waitForListening(child, startTimeoutMs);
+  } catch (err) {
+    process.removeListener('exit', killOnExit);
+    await terminate(child);
+    throw new EmbeddedS3StartError(`s3rver did not start on ${host}:${port}: ${(err as Error).message}`, output, {
+      cause: err,
+    });
+  }
+
+  const urlHost = isIPv6(host) ? `[${host}]` : host;
+  const url = `http://${urlHost}:${listeningPort}`;
+  try {
+    await waitForHttp(url, startTimeoutMs);
+  } catch (err) {
+    process.removeListener('exit', killOnExit);
+    await terminate(child);
+    throw new EmbeddedS3StartError(`s3rver at ${url} did not answer: ${(err as Error).message}`, output, {
+      cause: err,
+    });
+  }
+
+  // Neither the child nor its pipes keep the parent alive; the 'exit' hook and the child's
+  // 'disconnect' handler end it with the parent.
+  child.unref();
+  child.channel?.unref();
+  unrefStream(child.stdout);
+  unrefStream(child.stderr);
+
+  let stopping: Promise<void> | undefined;
+  return {
+    url,
+    accessKeyId: 'S3RVER',
+    secretAccessKey: 'S3RVER',
+    region: 'us-east-1',
+    pid: child.pid ?? -1,
+    stop(): Promise<void> {
+      stopping ??= (async () => {
+        process.removeListener('exit', killOnExit);
+        await terminate(child);
+      })();
+      return stopping;
+    },
+  };
+}
+
+function waitForListening(child: ChildProcess, timeoutMs: number): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => finish(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    const onMessage = (msg: unknown): void => {
+      if (typeof msg !== 'object' || msg === null) return;
+      const m = msg as { type?: unknown; port?: unknown; message?: unknown };
+      if (m.type === 'listening' && typeof m.port === 'number') finish(undefined, m.port);
+      else if (m.type === 'error') finish(new Error(String(m.message)));
+    };
+    const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
+      finish(new Error(`s3rver exited (code ${code}, signal ${signal})`));
+    };
+    const onError = (err: Error): void => finish(err);
+    function finish(err: Error | undefined, port?: number): void {
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+      child.off('error', onError);
+      if (err !== undefined || port === undefined) reject(err ?? new Error('no port'));
+      else resolve(port);
+    }
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+    child.once('error', onError);
+  });
+}
+
+/** Polls `GET url/` until any HTTP response arrives. */
+async function waitForHttp(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const req = request(url, { method: 'GET', timeout: 2_000 }, (res) => {
+          res.resume();
+          res.on('end', resolve);
+          res.on('error', reject);
+        });
+        req.on('timeout', () => req.destroy(new Error('timeout')));
+        req.on('error', reject);
+        req.end();
+      });
+      return;
+    } catch (err) {
+      lastError = err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw lastError instanceof Error ? lastError : new Error(`no HTTP answer within ${timeoutMs} ms`);
+}
+
+/** SIGTERM, wait up to 5 s, then SIGKILL; resolves once the child has exited. */
+async function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  await exited;
+  clearTimeout(timer);
+  if (child.connected) child.disconnect();
+}
+
+function unrefStream(stream: NodeJS.ReadableStream | null): void {
+  (stream as unknown as { unref?: () => void } | null)?.unref?.();
+}

@@ -1,0 +1,209 @@
+/**
+ * One chunk: header, key derivation, nonce, seal and open (docs/FORMAT.md §5). No buffering or
+ * stream logic here; see stream.ts.
+ */
+import { createCipheriv, createDecipheriv, createHmac, createSecretKey, type KeyObject } from 'node:crypto';
+import { Buffer } from 'node:buffer';
+import {
+  CHUNK_HEADER_SIZE,
+  CHUNK_VERSION,
+  DATA_KEY_SIZE,
+  FLAG_FINAL,
+  MAX_CHUNK_SIZE_LOG2,
+  MAX_PART_NUMBER,
+  MIN_CHUNK_SIZE_LOG2,
+  NONCE_PREFIX_FINAL,
+  NONCE_PREFIX_NOT_FINAL,
+  NONCE_SIZE,
+  STREAM_ID_SIZE,
+  STREAM_INFO_LABEL,
+  TAG_SIZE,
+} from './constants.ts';
+import { FormatError } from './errors.ts';
+
+const CIPHER = 'aes-256-gcm';
+const GCM_OPTIONS = { authTagLength: TAG_SIZE } as const;
+const TWO_POW_32 = 0x1_0000_0000;
+
+/**
+ * HKDF-SHA256 (RFC 5869) for up to 32 bytes of output. Implemented on HMAC because node's hkdfSync
+ * rejects `info` over 1024 bytes, and the KEK info carries an object key of up to 1024 bytes.
+ */
+export function hkdfSha256(ikm: Buffer, salt: Buffer, info: Buffer, length = 32): Buffer {
+  if (!Number.isInteger(length) || length < 1 || length > 32) {
+    throw new RangeError('hkdfSha256: length must be 1..32');
+  }
+  const prk = createHmac('sha256', salt).update(ikm).digest();
+  const t1 = createHmac('sha256', prk).update(info).update(Buffer.of(1)).digest();
+  return length === 32 ? t1 : t1.subarray(0, length);
+}
+
+export interface ChunkHeader {
+  version: number;
+  final: boolean;
+  partNumber: number;
+  streamId: Buffer;
+}
+
+export function assertPartNumber(partNumber: number): void {
+  if (!Number.isInteger(partNumber) || partNumber < 0 || partNumber > MAX_PART_NUMBER) {
+    throw new RangeError(`partNumber must be an integer 0..${MAX_PART_NUMBER}, got ${partNumber}`);
+  }
+}
+
+export function assertChunkSizeLog2(chunkSizeLog2: number): void {
+  if (!Number.isInteger(chunkSizeLog2) || chunkSizeLog2 < MIN_CHUNK_SIZE_LOG2 || chunkSizeLog2 > MAX_CHUNK_SIZE_LOG2) {
+    throw new RangeError(`chunkSizeLog2 must be an integer ${MIN_CHUNK_SIZE_LOG2}..${MAX_CHUNK_SIZE_LOG2}, got ${chunkSizeLog2}`);
+  }
+}
+
+/** Encodes a 16-byte chunk header. */
+export function encodeChunkHeader(final: boolean, partNumber: number, streamId: Buffer): Buffer {
+  assertPartNumber(partNumber);
+  if (streamId.length !== STREAM_ID_SIZE) throw new RangeError(`streamId must be ${STREAM_ID_SIZE} bytes`);
+  const header = Buffer.alloc(CHUNK_HEADER_SIZE);
+  header[0] = CHUNK_VERSION;
+  header[1] = final ? FLAG_FINAL : 0;
+  header.writeUInt16BE(partNumber, 2);
+  streamId.copy(header, 4);
+  return header;
+}
+
+/** Decodes and checks a chunk header (first 16 bytes of `buf`); throws HeaderInvalid. `streamId` is a view. */
+export function decodeChunkHeader(buf: Buffer, chunkIndex?: number): ChunkHeader {
+  if (buf.length < CHUNK_HEADER_SIZE) throw new RangeError('chunk header needs 16 bytes');
+  const version = buf[0]!;
+  const flags = buf[1]!;
+  if (version !== CHUNK_VERSION) {
+    throw new FormatError('HeaderInvalid', `unknown chunk version ${version}${at(chunkIndex)}`, { chunkIndex });
+  }
+  if ((flags & ~FLAG_FINAL) !== 0) {
+    throw new FormatError('HeaderInvalid', `reserved chunk flag bits set (0x${flags.toString(16)})${at(chunkIndex)}`, {
+      chunkIndex,
+    });
+  }
+  return {
+    version,
+    final: (flags & FLAG_FINAL) !== 0,
+    partNumber: buf.readUInt16BE(2),
+    streamId: buf.subarray(4, CHUNK_HEADER_SIZE),
+  };
+}
+
+function at(chunkIndex: number | undefined): string {
+  return chunkIndex === undefined ? '' : ` at chunk ${chunkIndex}`;
+}
+
+/** SK = HKDF-SHA256(DK, salt = streamId, info = label || u16be(partNumber) || u8(chunkSizeLog2)). */
+export function deriveStreamKeyBytes(dataKey: Buffer, streamId: Buffer, partNumber: number, chunkSizeLog2: number): Buffer {
+  if (dataKey.length !== DATA_KEY_SIZE) throw new RangeError(`dataKey must be ${DATA_KEY_SIZE} bytes`);
+  if (streamId.length !== STREAM_ID_SIZE) throw new RangeError(`streamId must be ${STREAM_ID_SIZE} bytes`);
+  if (!Number.isInteger(partNumber) || partNumber < 0 || partNumber > 0xffff) {
+    throw new RangeError(`partNumber must fit u16, got ${partNumber}`);
+  }
+  assertChunkSizeLog2(chunkSizeLog2);
+  const label = Buffer.from(STREAM_INFO_LABEL, 'ascii');
+  const info = Buffer.alloc(label.length + 3);
+  label.copy(info, 0);
+  info.writeUInt16BE(partNumber, label.length);
+  info[label.length + 2] = chunkSizeLog2;
+  return hkdfSha256(dataKey, streamId, info, 32);
+}
+
+/** The stream key as a KeyObject: create once per stream (a KeyObject per chunk setup is ~3x faster than raw keys). */
+export function deriveStreamKey(dataKey: Buffer, streamId: Buffer, partNumber: number, chunkSizeLog2: number): KeyObject {
+  return createSecretKey(deriveStreamKeyBytes(dataKey, streamId, partNumber, chunkSizeLog2));
+}
+
+/** Writes the 12-byte nonce u32be(final ? 0x80000000 : 0) || u64be(index) into `out` (allocated if absent). */
+export function chunkNonce(index: number, final: boolean, out: Buffer = Buffer.alloc(NONCE_SIZE)): Buffer {
+  if (!Number.isSafeInteger(index) || index < 0) throw new RangeError(`chunk index must be a safe integer >= 0, got ${index}`);
+  out.writeUInt32BE(final ? NONCE_PREFIX_FINAL : NONCE_PREFIX_NOT_FINAL, 0);
+  out.writeUInt32BE(Math.floor(index / TWO_POW_32), 4);
+  out.writeUInt32BE(index % TWO_POW_32, 8);
+  return out;
+}
+
+/**
+ * Seals one chunk into `out` at `offset`: header (copied from `header`, which must already carry the right
+ * final flag) | ciphertext | tag. Plaintext may come in pieces (no concatenation needed). Returns bytes written.
+ * `nonceScratch` lets a stream reuse one buffer: createCipheriv copies the IV.
+ */
+export function sealChunkInto(
+  key: KeyObject,
+  index: number,
+  header: Buffer,
+  plaintext: readonly Buffer[],
+  out: Buffer,
+  offset: number,
+  nonceScratch?: Buffer,
+): number {
+  const final = (header[1]! & FLAG_FINAL) !== 0;
+  const cipher = createCipheriv(CIPHER, key, chunkNonce(index, final, nonceScratch), GCM_OPTIONS);
+  header.copy(out, offset, 0, CHUNK_HEADER_SIZE);
+  cipher.setAAD(header.subarray(0, CHUNK_HEADER_SIZE));
+  let pos = offset + CHUNK_HEADER_SIZE;
+  for (const piece of plaintext) {
+    if (piece.length === 0) continue;
+    const ct = cipher.update(piece);
+    ct.copy(out, pos);
+    pos += ct.length;
+  }
+  cipher.final(); // GCM emits nothing here
+  cipher.getAuthTag().copy(out, pos);
+  return pos + TAG_SIZE - offset;
+}
+
+/** Seals one chunk and returns header | ciphertext | tag. */
+export function sealChunk(key: KeyObject, index: number, header: Buffer, plaintext: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(plaintext.length + CHUNK_HEADER_SIZE + TAG_SIZE);
+  sealChunkInto(key, index, header, [plaintext], out, 0);
+  return out;
+}
+
+/**
+ * Opens one chunk given its parts; returns the plaintext only after the tag verified (throws ChunkAuthFailed).
+ * The caller has already checked the header (decodeChunkHeader); its final flag selects the nonce.
+ */
+export function openChunkParts(
+  key: KeyObject,
+  index: number,
+  header: Buffer,
+  ciphertext: readonly Buffer[],
+  tag: Buffer,
+  nonceScratch?: Buffer,
+): Buffer {
+  const final = (header[1]! & FLAG_FINAL) !== 0;
+  const decipher = createDecipheriv(CIPHER, key, chunkNonce(index, final, nonceScratch), GCM_OPTIONS);
+  decipher.setAAD(header.subarray(0, CHUNK_HEADER_SIZE));
+  decipher.setAuthTag(tag);
+  const parts: Buffer[] = [];
+  let total = 0;
+  for (const piece of ciphertext) {
+    if (piece.length === 0) continue;
+    const pt = decipher.update(piece);
+    parts.push(pt);
+    total += pt.length;
+  }
+  try {
+    decipher.final();
+  } catch (cause) {
+    throw new FormatError('ChunkAuthFailed', `chunk ${index} failed authentication`, { cause, chunkIndex: index });
+  }
+  if (parts.length === 1) return parts[0]!;
+  return parts.length === 0 ? Buffer.alloc(0) : Buffer.concat(parts, total);
+}
+
+/** Opens one contiguous chunk (header | ciphertext | tag): checks the header, then the tag. */
+export function openChunk(key: KeyObject, index: number, chunk: Buffer): Buffer {
+  if (chunk.length < CHUNK_HEADER_SIZE + TAG_SIZE) {
+    throw new FormatError('Truncated', `chunk ${index} is ${chunk.length} bytes, shorter than header and tag`, {
+      chunkIndex: index,
+    });
+  }
+  decodeChunkHeader(chunk, index);
+  const header = chunk.subarray(0, CHUNK_HEADER_SIZE);
+  const body = chunk.subarray(CHUNK_HEADER_SIZE, chunk.length - TAG_SIZE);
+  const tag = chunk.subarray(chunk.length - TAG_SIZE);
+  return openChunkParts(key, index, header, [body], tag);
+}

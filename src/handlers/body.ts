@@ -1,0 +1,89 @@
+/**
+ * The plaintext body of an upload, as a stream that fails (and so aborts the upstream request) when it is
+ * short, too long, or does not match the client's signed hash or Content-MD5.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { S3Error } from '../s3/errors.ts';
+import { createMd5Check, createSha256Check, parseContentMd5 } from '../sigv4/payload.ts';
+
+export interface PlainBody {
+  /** The verified plaintext stages; pipe `req` through them. */
+  readonly stages: Transform[];
+  /** Plaintext length, known before the first byte. */
+  readonly length: number;
+}
+
+/** S3's single-PUT limit. */
+export const MAX_SINGLE_PUT = 5 * 1024 ** 3;
+
+export function plainBody(req: IncomingMessage, payloadHash: string): PlainBody {
+  if (payloadHash.startsWith('STREAMING-')) {
+    throw new S3Error('NotImplemented', 'aws-chunked uploads are not supported yet by this proxy.', {
+      extra: { Header: 'x-amz-content-sha256' },
+    });
+  }
+  const cl = req.headers['content-length'];
+  if (cl === undefined) {
+    throw new S3Error('MissingContentLength', 'You must provide the Content-Length HTTP header.');
+  }
+  if (!/^\d+$/.test(cl)) throw new S3Error('InvalidArgument', 'Content-Length must be a non-negative integer.');
+  const length = Number(cl);
+  if (length > MAX_SINGLE_PUT) {
+    throw new S3Error('EntityTooLarge', 'Your proposed upload exceeds the maximum allowed size', {
+      extra: { ProposedSize: String(length), MaxSizeAllowed: String(MAX_SINGLE_PUT) },
+    });
+  }
+  const stages: Transform[] = [exactLength(length)];
+  const md5 = req.headers['content-md5'];
+  if (md5 !== undefined) stages.push(createMd5Check(parseContentMd5(Array.isArray(md5) ? md5.join(',') : md5)));
+  if (/^[0-9a-f]{64}$/.test(payloadHash)) stages.push(createSha256Check(payloadHash));
+  return { stages, length };
+}
+
+/** Fails with IncompleteBody when the body ends before `length` bytes (a client that went away). */
+export function exactLength(length: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      seen += chunk.length;
+      if (seen > length) return cb(new S3Error('IncompleteBody', 'The request body is longer than Content-Length.'));
+      cb(null, chunk);
+    },
+    flush(cb: TransformCallback) {
+      if (seen !== length) {
+        return cb(
+          new S3Error('IncompleteBody', 'You did not provide the number of bytes specified by the Content-Length HTTP header.'),
+        );
+      }
+      cb();
+    },
+  });
+}
+
+/** Answers `Expect: 100-continue` once we are ready to read the body (after every header-level check). */
+export function acceptBody(req: IncomingMessage, res: ServerResponse): void {
+  const expect = req.headers.expect;
+  if (typeof expect === 'string' && expect.toLowerCase() === '100-continue' && !res.headersSent) {
+    res.writeContinue();
+  }
+}
+
+/** Drops the first `n` bytes of a stream (ciphertext fetched ahead of the first chunk we need). */
+export function dropPrefix(n: number): Transform {
+  let left = n;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      if (left === 0) return cb(null, chunk);
+      if (chunk.length <= left) {
+        left -= chunk.length;
+        return cb();
+      }
+      const rest = chunk.subarray(left);
+      left = 0;
+      cb(null, rest);
+    },
+  });
+}
+
+export type { Readable };

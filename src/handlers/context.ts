@@ -1,0 +1,38 @@
+/**
+ * What every handler receives, and the few response helpers they share.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Config } from '../config.ts';
+import type { S3Request } from '../s3/operation.ts';
+import type { Upstream, UpstreamIdentity, UpstreamResponse } from '../upstream.ts';
+import { readText } from '../upstream.ts';
+import { clientResponseHeaders } from '../s3/headers.ts';
+
+export interface RequestContext {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly s3: S3Request;
+  /** The upstream identity this client's credential maps to. */
+  readonly identity: UpstreamIdentity;
+  /** The payload mode the client signed (`x-amz-content-sha256` or UNSIGNED-PAYLOAD). */
+  readonly payloadHash: string;
+  readonly upstream: Upstream;
+  readonly config: Config;
+  readonly requestId: string;
+  /** Bytes counted for the access log. */
+  stats: { bytesIn: number; bytesOut: number; upstreamRequests: number; upstreamStatus?: number };
+}
+
+/**
+ * Relays an upstream error answer (status and S3 XML body) unchanged, minus hop-by-hop and proxy metadata.
+ * HEAD answers carry no body.
+ */
+export async function relayUpstreamError(ctx: RequestContext, up: UpstreamResponse): Promise<void> {
+  const headers = clientResponseHeaders(up.headers, { encrypted: true });
+  const body = ctx.req.method === 'HEAD' || up.statusCode === 304 ? '' : await readText(up);
+  if (body === '') await up.body.dump().catch(() => {});
+  headers['content-length'] = String(Buffer.byteLength(body));
+  headers['x-amz-request-id'] = ctx.requestId;
+  ctx.res.writeHead(up.statusCode, headers);
+  ctx.res.end(body);
+}

@@ -1,0 +1,255 @@
+/**
+ * GetObject and HeadObject. Encrypted objects: one upstream request in the common case (a ranged GET is mapped
+ * to whole chunks with the default chunk size and checked against the object's envelope), decrypted on the way
+ * out with plaintext Content-Length/Content-Range. Unencrypted objects stream through untouched.
+ */
+import { PassThrough, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { FormatError } from '../format/errors.ts';
+import { cipherRangeFor, plaintextSize } from '../format/layout.ts';
+import { createDecryptStream } from '../format/stream.ts';
+import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
+import { clientResponseHeaders, ENVELOPE_META } from '../s3/headers.ts';
+import { objectPath, upstreamQuery } from '../s3/operation.ts';
+import { contentRange, parseRange, resolveRange, type RangeSpec } from '../s3/range.ts';
+import { openEnvelope } from '../sse-c/envelope.ts';
+import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
+import { dump, type UpstreamResponse } from '../upstream.ts';
+import { dropPrefix } from './body.ts';
+import { relayUpstreamError, type RequestContext } from './context.ts';
+
+/** Request headers a read forwards: conditionals and a few S3 request options. */
+const READ_HEADERS = [
+  'if-match',
+  'if-none-match',
+  'if-modified-since',
+  'if-unmodified-since',
+  'x-amz-expected-bucket-owner',
+  'x-amz-request-payer',
+];
+
+function readHeaders(ctx: RequestContext, extra: Record<string, string> = {}): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const h of READ_HEADERS) {
+    const v = ctx.req.headers[h];
+    if (typeof v === 'string') out[h] = v;
+  }
+  return { ...out, ...extra };
+}
+
+function fetchObject(ctx: RequestContext, method: 'GET' | 'HEAD', headers: Record<string, string>) {
+  ctx.stats.upstreamRequests++;
+  return ctx.upstream.request({
+    identity: ctx.identity,
+    method,
+    path: objectPath(ctx.s3.bucket!, ctx.s3.key!),
+    query: upstreamQuery(ctx.s3.query),
+    headers,
+  });
+}
+
+function envelopeOf(up: UpstreamResponse): string | undefined {
+  const v = up.headers[ENVELOPE_META];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function isOk(up: UpstreamResponse): boolean {
+  return up.statusCode === 200 || up.statusCode === 206;
+}
+
+/** Opens the envelope; a wrong key (or a tampered envelope) is S3's 403. */
+function unseal(ctx: RequestContext, value: string, key: CustomerKey) {
+  try {
+    return openEnvelope(value, key.key, ctx.s3.bucket!, ctx.s3.key!);
+  } catch (e) {
+    if (e instanceof FormatError && e.code === 'EnvelopeUnsealFailed') {
+      throw new S3Error('AccessDenied', SSEC_MESSAGES.wrongKey, { cause: e });
+    }
+    throw e;
+  }
+}
+
+/** Total object size from a 200 (Content-Length) or 206 (Content-Range `bytes a-b/total`). */
+function sizes(up: UpstreamResponse): { total: number; start: number; end: number } {
+  const cr = up.headers['content-range'];
+  if (typeof cr === 'string') {
+    const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(cr.trim());
+    if (m) return { start: Number(m[1]), end: Number(m[2]), total: Number(m[3]) };
+  }
+  const total = Number(up.headers['content-length'] ?? 0);
+  return { start: 0, end: total - 1, total };
+}
+
+/** The ciphertext Range to ask for before the object's envelope is known (chunk size guessed). */
+function guessCipherRange(spec: RangeSpec, chunkSize: number): string {
+  const stride = chunkSize + 32;
+  if (spec.kind === 'suffix') {
+    // The last chunk may be partial, so one extra chunk covers any alignment.
+    return `bytes=-${(Math.ceil(spec.length / chunkSize) + 1) * stride}`;
+  }
+  const first = Math.floor(spec.start / chunkSize) * stride;
+  if (spec.end === undefined) return `bytes=${first}-`;
+  return `bytes=${first}-${(Math.floor(spec.end / chunkSize) + 1) * stride - 1}`;
+}
+
+export async function getObject(ctx: RequestContext): Promise<void> {
+  const isHead = ctx.req.method === 'HEAD';
+  const customerKey = parseCustomerKey(ctx.req.headers, 'read');
+  const range = parseRange(ctx.req.headers.range);
+  if (!customerKey) return readUnencrypted(ctx, isHead);
+
+  const guessed = range && !isHead ? guessCipherRange(range, 2 ** ctx.config.chunkSizeLog2) : undefined;
+  let up = await fetchObject(ctx, isHead ? 'HEAD' : 'GET', readHeaders(ctx, guessed ? { range: guessed } : {}));
+  ctx.stats.upstreamStatus = up.statusCode;
+  /** True while `up` is a HEAD answer (no body to decrypt). */
+  let fromHead = isHead;
+  if (up.statusCode === 416 && guessed) {
+    // The guessed ciphertext start lies past the end: learn the size from a HEAD to answer S3's 416.
+    await dump(up);
+    up = await fetchObject(ctx, 'HEAD', readHeaders(ctx));
+    fromHead = true;
+  }
+  if (!isOk(up)) return relayUpstreamError(ctx, up);
+  const envelopeValue = envelopeOf(up);
+  if (envelopeValue === undefined) {
+    await dump(up);
+    throw new S3Error('InvalidRequest', SSEC_MESSAGES.notApplicable);
+  }
+  let opened;
+  try {
+    opened = unseal(ctx, envelopeValue, customerKey);
+  } catch (e) {
+    await dump(up);
+    throw e;
+  }
+  const { chunkSize, dataKey } = opened;
+  const fetched = sizes(up);
+  const cipherTotal = fetched.total;
+  const plainSize = plaintextSize(cipherTotal, chunkSize);
+  const headers = clientResponseHeaders(up.headers, { encrypted: true });
+  Object.assign(headers, ssecEchoHeaders(customerKey), {
+    'accept-ranges': 'bytes',
+    'x-amz-request-id': ctx.requestId,
+  });
+  const etag = typeof up.headers['etag'] === 'string' ? up.headers['etag'] : undefined;
+
+  let resolved;
+  try {
+    resolved = range ? resolveRange(range, plainSize) : undefined;
+  } catch (e) {
+    await dump(up);
+    throw e;
+  }
+
+  if (isHead) {
+    await dump(up);
+    if (resolved) {
+      headers['content-range'] = contentRange(resolved, plainSize);
+      headers['content-length'] = String(resolved.end - resolved.start + 1);
+    } else headers['content-length'] = String(plainSize);
+    ctx.res.writeHead(resolved ? 206 : 200, headers);
+    ctx.res.end();
+    return;
+  }
+
+  if (!resolved) {
+    if (up.statusCode !== 200 || fromHead) {
+      await dump(up);
+      up = await fetchObject(ctx, 'GET', readHeaders(ctx, etag ? { 'if-match': etag } : {}));
+      if (!isOk(up)) return relayUpstreamError(ctx, up);
+    }
+    headers['content-length'] = String(plainSize);
+    ctx.res.writeHead(200, headers);
+    await stream(ctx, up, 0, createDecryptStream({
+      dataKey,
+      chunkSize,
+      segments: [{ partNumber: 0, firstChunk: 0, chunkCount: null, endsWithFinal: true }],
+    }));
+    return;
+  }
+
+  const need = cipherRangeFor(resolved.start, resolved.end, plainSize, chunkSize);
+  const usable =
+    !fromHead &&
+    up.statusCode === 206 &&
+    need.cipherStart >= fetched.start &&
+    need.cipherEndInclusive === fetched.end;
+  if (!usable) {
+    await dump(up);
+    const exact = { range: `bytes=${need.cipherStart}-${need.cipherEndInclusive}`, ...(etag ? { 'if-match': etag } : {}) };
+    up = await fetchObject(ctx, 'GET', readHeaders(ctx, exact));
+    if (!isOk(up)) return relayUpstreamError(ctx, up);
+  }
+  const skipCipher = usable ? need.cipherStart - fetched.start : 0;
+  headers['content-range'] = contentRange(resolved, plainSize);
+  headers['content-length'] = String(need.length);
+  ctx.res.writeHead(206, headers);
+  await stream(
+    ctx,
+    up,
+    skipCipher,
+    createDecryptStream({
+      dataKey,
+      chunkSize,
+      segments: [
+        {
+          partNumber: 0,
+          firstChunk: need.firstChunk,
+          chunkCount: need.lastChunk - need.firstChunk + 1,
+          endsWithFinal: need.cipherEndInclusive === cipherTotal - 1,
+        },
+      ],
+      skip: need.skip,
+      length: need.length,
+    }),
+  );
+}
+
+/** Ciphertext → plaintext to the client. After headers are sent an error can only cut the connection. */
+async function stream(
+  ctx: RequestContext,
+  up: UpstreamResponse,
+  skipCipher: number,
+  decrypt: NodeJS.ReadWriteStream,
+): Promise<void> {
+  const stages: NodeJS.ReadWriteStream[] = skipCipher > 0 ? [dropPrefix(skipCipher), decrypt] : [decrypt];
+  try {
+    await pipeline(up.body, ...(stages as [NodeJS.ReadWriteStream]), countOut(ctx), ctx.res);
+  } catch (e) {
+    ctx.res.destroy();
+    throw e;
+  }
+}
+
+function countOut(ctx: RequestContext): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      ctx.stats.bytesOut += chunk.length;
+      cb(null, chunk);
+    },
+  });
+}
+
+/** No SSE-C headers: an unencrypted object streams through; an encrypted one is S3's 400. */
+async function readUnencrypted(ctx: RequestContext, isHead: boolean): Promise<void> {
+  const range = ctx.req.headers.range;
+  const extra: Record<string, string> = typeof range === 'string' ? { range } : {};
+  const mode = ctx.req.headers['x-amz-checksum-mode'];
+  if (typeof mode === 'string') extra['x-amz-checksum-mode'] = mode;
+  const up = await fetchObject(ctx, isHead ? 'HEAD' : 'GET', readHeaders(ctx, extra));
+  ctx.stats.upstreamStatus = up.statusCode;
+  if (envelopeOf(up) !== undefined) {
+    await dump(up);
+    throw new S3Error('InvalidRequest', SSEC_MESSAGES.needKey);
+  }
+  if (!isOk(up)) return relayUpstreamError(ctx, up);
+  const headers = clientResponseHeaders(up.headers, { encrypted: false });
+  headers['x-amz-request-id'] = ctx.requestId;
+  ctx.res.writeHead(up.statusCode, headers);
+  if (isHead) {
+    await dump(up);
+    ctx.res.end();
+    return;
+  }
+  await stream(ctx, up, 0, new PassThrough());
+}

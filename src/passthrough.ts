@@ -1,0 +1,91 @@
+/**
+ * Everything the proxy does not transform: streamed both ways by http-proxy-3, re-signed for the upstream.
+ * The client's signature was verified before we get here; its Authorization never leaves the proxy.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { createProxyServer } from 'http-proxy-3';
+import type { RequestContext } from './handlers/context.ts';
+import { acceptBody } from './handlers/body.ts';
+import { clientResponseHeaders, forwardableRequestHeaders } from './s3/headers.ts';
+import { canonicalPath, upstreamQuery } from './s3/operation.ts';
+import { S3Error } from './s3/errors.ts';
+import type { Upstream } from './upstream.ts';
+
+interface Prepared {
+  path: string;
+  headers: Record<string, string>;
+}
+
+/** Headers S3 wants signed when present (all x-amz-* must be). */
+function mustSign(name: string): boolean {
+  return name.startsWith('x-amz-') || name === 'content-md5' || name === 'content-type';
+}
+
+export function createPassthrough(upstream: Upstream) {
+  const agent =
+    upstream.url.protocol === 'https:'
+      ? new https.Agent({ keepAlive: true, maxSockets: 256 })
+      : new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const proxy = createProxyServer({
+    target: upstream.url.origin,
+    agent,
+    changeOrigin: true,
+    xfwd: false,
+    selfHandleResponse: true,
+    proxyTimeout: 300_000,
+  });
+  const prepared = new WeakMap<http.IncomingMessage, Prepared>();
+
+  proxy.on('proxyReq', (proxyReq, req) => {
+    const p = prepared.get(req);
+    if (!p) return;
+    for (const name of proxyReq.getHeaderNames()) proxyReq.removeHeader(name);
+    for (const [name, value] of Object.entries(p.headers)) proxyReq.setHeader(name, value);
+    proxyReq.path = p.path;
+  });
+
+  proxy.on('proxyRes', (proxyRes, _req, res) => {
+    const headers = clientResponseHeaders(proxyRes.headers, { encrypted: false });
+    res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, headers);
+    proxyRes.pipe(res);
+  });
+
+  return async function passthrough(ctx: RequestContext): Promise<void> {
+    const { req, res, s3 } = ctx;
+    const all = forwardableRequestHeaders(req.headers);
+    const toSign: Record<string, string> = {};
+    const unsigned: Record<string, string> = {};
+    for (const [k, v] of Object.entries(all)) (mustSign(k) ? toSign : unsigned)[k] = v;
+    // A signed hex payload hash stays: the upstream then checks the body itself.
+    toSign['x-amz-content-sha256'] = /^[0-9a-f]{64}$/.test(ctx.payloadHash) || ctx.payloadHash.startsWith('STREAMING-UNSIGNED')
+      ? ctx.payloadHash
+      : 'UNSIGNED-PAYLOAD';
+    const signed = await upstream.sign({
+      identity: ctx.identity,
+      method: req.method ?? 'GET',
+      path: canonicalPath(s3.rawPath),
+      query: upstreamQuery(s3.query),
+      headers: toSign,
+    });
+    const headers: Record<string, string> = { ...unsigned, ...signed.headers };
+    const cl = req.headers['content-length'];
+    if (cl !== undefined) headers['content-length'] = cl;
+    const te = req.headers['transfer-encoding'];
+    if (te !== undefined && cl === undefined) headers['transfer-encoding'] = 'chunked';
+    prepared.set(req, { path: signed.url.slice(upstream.url.origin.length), headers });
+    acceptBody(req, res);
+    ctx.stats.upstreamRequests++;
+    await new Promise<void>((resolve, reject) => {
+      res.on('finish', resolve);
+      res.on('close', resolve);
+      proxy.web(req, res, {}, (err) => {
+        reject(
+          err instanceof S3Error
+            ? err
+            : new S3Error('ServiceUnavailable', 'The upstream store is unreachable. Please retry.', { cause: err }),
+        );
+      });
+    });
+  };
+}

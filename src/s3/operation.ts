@@ -1,0 +1,182 @@
+/**
+ * Request → S3 operation, named as in the AWS API reference. Classified once, before authentication, so the
+ * rest of the proxy switches over a tagged union instead of re-reading methods and query strings.
+ */
+import { S3Error } from './errors.ts';
+
+export type OperationName =
+  | 'ListBuckets'
+  | 'BucketOperation'
+  | 'PutObject'
+  | 'CopyObject'
+  | 'GetObject'
+  | 'HeadObject'
+  | 'DeleteObject'
+  | 'CreateMultipartUpload'
+  | 'UploadPart'
+  | 'UploadPartCopy'
+  | 'CompleteMultipartUpload'
+  | 'AbortMultipartUpload'
+  | 'ListParts'
+  | 'GetObjectAttributes'
+  | 'PostObject'
+  | 'ObjectSubresource';
+
+export interface S3Request {
+  readonly op: OperationName;
+  /** Undefined for ListBuckets. */
+  readonly bucket?: string;
+  /** Decoded object key; undefined for bucket-level requests. */
+  readonly key?: string;
+  /** The raw (still percent-encoded) path as received, e.g. `/bucket/a%20b`. */
+  readonly rawPath: string;
+  /** Decoded query parameters, in order, repeated names kept. */
+  readonly query: ReadonlyArray<readonly [string, string]>;
+}
+
+/** Query parameters that select a different resource than the object's data (tagging, acl, ...). */
+const OBJECT_SUBRESOURCES = new Set([
+  'acl',
+  'tagging',
+  'legal-hold',
+  'retention',
+  'torrent',
+  'restore',
+  'select',
+  'select-type',
+]);
+
+export function parseQuery(search: string): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  if (!search) return out;
+  for (const part of search.split('&')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    const name = eq < 0 ? part : part.slice(0, eq);
+    const value = eq < 0 ? '' : part.slice(eq + 1);
+    out.push([decodeComponent(name), decodeComponent(value)]);
+  }
+  return out;
+}
+
+function decodeComponent(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, '%20'));
+  } catch {
+    throw new S3Error('InvalidURI', "Couldn't parse the specified URI.");
+  }
+}
+
+export function queryGet(q: S3Request['query'], name: string): string | undefined {
+  for (const [k, v] of q) if (k === name) return v;
+  return undefined;
+}
+
+export function queryHas(q: S3Request['query'], name: string): boolean {
+  return q.some(([k]) => k === name);
+}
+
+/** Path-style classification. `url` is the raw request target (`/bucket/key?query`). */
+export function classify(method: string, url: string, headers: Record<string, unknown>): S3Request {
+  const qi = url.indexOf('?');
+  const rawPath = qi < 0 ? url : url.slice(0, qi);
+  const query = parseQuery(qi < 0 ? '' : url.slice(qi + 1));
+  if (!rawPath.startsWith('/')) throw new S3Error('InvalidURI', "Couldn't parse the specified URI.");
+  const path = rawPath.slice(1);
+  const slash = path.indexOf('/');
+  const bucket = decodeComponentPath(slash < 0 ? path : path.slice(0, slash));
+  const key = slash < 0 ? '' : decodeComponentPath(path.slice(slash + 1));
+  const base = { rawPath, query };
+  const has = (n: string) => queryHas(query, n);
+
+  if (bucket === '') return { op: 'ListBuckets', ...base };
+  if (key === '') {
+    if (method === 'POST' && !has('delete') && isForm(headers)) return { op: 'PostObject', bucket, ...base };
+    return { op: 'BucketOperation', bucket, ...base };
+  }
+  const obj = { bucket, key, ...base };
+  if ([...OBJECT_SUBRESOURCES].some(has)) return { op: 'ObjectSubresource', ...obj };
+  const copy = headers['x-amz-copy-source'] !== undefined;
+  switch (method) {
+    case 'PUT':
+      if (has('partNumber') && has('uploadId')) return { op: copy ? 'UploadPartCopy' : 'UploadPart', ...obj };
+      return { op: copy ? 'CopyObject' : 'PutObject', ...obj };
+    case 'GET':
+      if (has('uploadId')) return { op: 'ListParts', ...obj };
+      if (has('attributes')) return { op: 'GetObjectAttributes', ...obj };
+      return { op: 'GetObject', ...obj };
+    case 'HEAD':
+      return { op: 'HeadObject', ...obj };
+    case 'POST':
+      if (has('uploads')) return { op: 'CreateMultipartUpload', ...obj };
+      if (has('uploadId')) return { op: 'CompleteMultipartUpload', ...obj };
+      return { op: 'ObjectSubresource', ...obj };
+    case 'DELETE':
+      if (has('uploadId')) return { op: 'AbortMultipartUpload', ...obj };
+      return { op: 'DeleteObject', ...obj };
+    default:
+      throw new S3Error('MethodNotAllowed', 'The specified method is not allowed against this resource.', {
+        extra: { Method: method.slice(0, 16), ResourceType: 'OBJECT' },
+      });
+  }
+}
+
+function decodeComponentPath(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new S3Error('InvalidURI', "Couldn't parse the specified URI.");
+  }
+}
+
+function isForm(headers: Record<string, unknown>): boolean {
+  const ct = headers['content-type'];
+  return typeof ct === 'string' && ct.toLowerCase().startsWith('multipart/form-data');
+}
+
+/** RFC 3986 encoding of one path segment, the form S3 canonicalises and the upstream signer expects. */
+export function encodeSegment(s: string): string {
+  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
+}
+
+/** `/bucket/key` for the upstream, percent-encoded segment by segment ('/' kept). */
+export function objectPath(bucket: string, key?: string): string {
+  const segs = key === undefined ? [] : key.split('/');
+  return '/' + [bucket, ...segs].map(encodeSegment).join('/');
+}
+
+/** Re-encodes a client's raw path canonically (decode each segment, encode RFC 3986). */
+export function canonicalPath(rawPath: string): string {
+  return rawPath
+    .split('/')
+    .map((seg) => encodeSegment(decodeComponentPath(seg)))
+    .join('/');
+}
+
+/** Query parameters that must never reach the upstream: client auth, SDK routing hints, keys in the query. */
+const CLIENT_ONLY_QUERY = new Set([
+  'x-amz-algorithm',
+  'x-amz-credential',
+  'x-amz-date',
+  'x-amz-expires',
+  'x-amz-signedheaders',
+  'x-amz-signature',
+  'x-amz-security-token',
+  'x-amz-content-sha256',
+  'x-id',
+  'awsaccesskeyid',
+  'signature',
+  'expires',
+  'ssecustomeralgorithm',
+  'ssecustomerkey',
+  'ssecustomerkeymd5',
+]);
+
+export function upstreamQuery(q: S3Request['query'], drop: readonly string[] = []): Array<[string, string]> {
+  return q
+    .filter(([k]) => {
+      const n = k.toLowerCase();
+      return !CLIENT_ONLY_QUERY.has(n) && !n.startsWith('x-amz-server-side-encryption-customer-') && !drop.includes(k);
+    })
+    .map(([k, v]) => [k, v] as [string, string]);
+}

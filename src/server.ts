@@ -1,0 +1,256 @@
+/**
+ * The listeners and the path of every request: classify → TLS rule → authenticate → handler or pass-through.
+ * This is the single place where errors become S3 XML answers.
+ */
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Config } from './config.ts';
+import { FormatError } from './format/errors.ts';
+import type { RequestContext } from './handlers/context.ts';
+import { getObject } from './handlers/get.ts';
+import { putObject } from './handlers/put.ts';
+import { createPassthrough } from './passthrough.ts';
+import { S3Error, SSEC_MESSAGES, toXml } from './s3/errors.ts';
+import { classify, type S3Request } from './s3/operation.ts';
+import { COPY_SSEC_PREFIX, hasSsecHeaders, parseCustomerKey } from './sse-c/customer-key.ts';
+import { verifyRequest } from './sigv4/verify.ts';
+import type { Upstream, UpstreamIdentity } from './upstream.ts';
+
+export interface ProxyDeps {
+  readonly config: Config;
+  readonly upstream: Upstream;
+  /** PEM cert and key for the TLS listener. */
+  readonly tls: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /** Injected for tests. */
+  readonly now?: () => Date;
+  readonly log?: (line: Record<string, unknown>) => void;
+}
+
+export interface RunningProxy {
+  readonly https: https.Server;
+  readonly http: http.Server | undefined;
+  /** Actual addresses after listen (port 0 resolved). */
+  readonly httpsPort: number;
+  readonly httpPort: number | undefined;
+  close(): Promise<void>;
+}
+
+function isLoopback(addr: string | undefined): boolean {
+  return addr !== undefined && (addr === '::1' || addr.startsWith('127.') || addr.startsWith('::ffff:127.'));
+}
+
+export function createRequestHandler(deps: ProxyDeps) {
+  const { config, upstream } = deps;
+  const now = deps.now ?? (() => new Date());
+  const log = deps.log ?? ((line) => process.stdout.write(JSON.stringify(line) + '\n'));
+  const passthrough = createPassthrough(upstream);
+
+  // Client access key → (secret, upstream identity). Default: the upstream's own pair.
+  const credentials = new Map<string, { secret: string; identity: UpstreamIdentity }>();
+  for (const c of config.credentials) credentials.set(c.accessKeyId, { secret: c.secretAccessKey, identity: c.upstream });
+  if (credentials.size === 0 && config.upstream) {
+    const u = config.upstream;
+    credentials.set(u.accessKeyId, { secret: u.secretAccessKey, identity: u });
+  }
+
+  async function route(ctx: RequestContext): Promise<void> {
+    const { req, s3 } = ctx;
+    switch (s3.op) {
+      case 'PutObject': {
+        const key = parseCustomerKey(req.headers, 'write');
+        return key ? putObject(ctx, key) : passthrough(ctx);
+      }
+      case 'GetObject':
+      case 'HeadObject':
+        return getObject(ctx);
+      case 'CopyObject':
+      case 'CreateMultipartUpload':
+      case 'UploadPart':
+      case 'UploadPartCopy':
+        if (hasSsecHeaders(req.headers) || hasSsecHeaders(req.headers, COPY_SSEC_PREFIX)) {
+          throw new S3Error('NotImplemented', `${s3.op} with SSE-C is not supported by this proxy yet.`);
+        }
+        return passthrough(ctx);
+      case 'PostObject':
+        throw new S3Error('NotImplemented', 'POST object uploads are not supported by this proxy yet.');
+      case 'ListBuckets':
+      case 'BucketOperation':
+      case 'DeleteObject':
+      case 'CompleteMultipartUpload':
+      case 'AbortMultipartUpload':
+      case 'ListParts':
+      case 'GetObjectAttributes':
+      case 'ObjectSubresource':
+        return passthrough(ctx);
+      default: {
+        const never: never = s3.op;
+        throw new Error(`unhandled operation ${String(never)}`);
+      }
+    }
+  }
+
+  return async function handle(req: http.IncomingMessage, res: http.ServerResponse, secure: boolean): Promise<void> {
+    const requestId = randomBytes(8).toString('hex').toUpperCase();
+    const started = process.hrtime.bigint();
+    let s3: S3Request | undefined;
+    const stats: RequestContext['stats'] = { bytesIn: 0, bytesOut: 0, upstreamRequests: 0 };
+    let status = 0;
+    try {
+      s3 = classify(req.method ?? 'GET', req.url ?? '/', req.headers);
+      if (!secure && (hasSsecHeaders(req.headers) || hasSsecHeaders(req.headers, COPY_SSEC_PREFIX))) {
+        throw new S3Error('InvalidRequest', SSEC_MESSAGES.needTls);
+      }
+      const auth = verifyRequest(
+        { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers },
+        {
+          lookupSecret: (ak) => credentials.get(ak)?.secret,
+          now: now(),
+          region: config.region,
+          maxSkewMs: config.maxClockSkewMs,
+        },
+      );
+      const identity = credentials.get(auth.accessKeyId)!.identity;
+      const ctx: RequestContext = {
+        req,
+        res,
+        s3,
+        identity,
+        payloadHash: auth.payloadHash,
+        upstream,
+        config,
+        requestId,
+        stats,
+      };
+      await route(ctx);
+      status = res.statusCode;
+    } catch (e) {
+      status = sendError(req, res, e, requestId, s3);
+      if (status >= 500) log({ level: 'warn', requestId, msg: describe(e) });
+    } finally {
+      log({
+        level: 'info',
+        requestId,
+        op: s3?.op,
+        bucket: s3?.bucket,
+        key: s3?.key,
+        status,
+        bytesIn: stats.bytesIn,
+        bytesOut: stats.bytesOut,
+        upstreamStatus: stats.upstreamStatus,
+        upstreamRequests: stats.upstreamRequests,
+        ms: Number(process.hrtime.bigint() - started) / 1e6,
+      });
+    }
+  };
+}
+
+/** Error kinds from below the edge, mapped to S3 answers. Never includes header values or keys. */
+export function toS3Error(e: unknown): S3Error {
+  if (e instanceof S3Error) return e;
+  if (e instanceof FormatError) {
+    if (e.code === 'EnvelopeUnsealFailed') return new S3Error('AccessDenied', SSEC_MESSAGES.wrongKey, { cause: e });
+    return new S3Error('InternalError', 'The stored object failed its integrity check.', { cause: e });
+  }
+  return new S3Error('InternalError', 'We encountered an internal error. Please try again.', { cause: e });
+}
+
+function describe(e: unknown): string {
+  if (e instanceof S3Error) return `${e.code}: ${e.message}${e.cause ? ' (cause: ' + describe(e.cause) + ')' : ''}`;
+  if (e instanceof Error) return `${e.name}: ${e.message}`;
+  return String(e);
+}
+
+function sendError(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  e: unknown,
+  requestId: string,
+  s3: S3Request | undefined,
+): number {
+  const err = toS3Error(e);
+  if (res.headersSent) {
+    // Mid-body failure: the only honest signal left is a cut connection.
+    res.destroy();
+    return err.status;
+  }
+  const body = req.method === 'HEAD' ? '' : toXml(err, s3?.rawPath ?? '/', requestId);
+  const headers: Record<string, string> = {
+    ...err.headers,
+    'content-type': 'application/xml',
+    'content-length': String(Buffer.byteLength(body)),
+    'x-amz-request-id': requestId,
+  };
+  // A body we did not read: close rather than drain an unknown amount.
+  if (!req.complete && !req.readableEnded) {
+    const expect = req.headers.expect?.toLowerCase() === '100-continue';
+    if (!expect) headers['connection'] = 'close';
+  }
+  res.writeHead(err.status, headers);
+  res.end(body);
+  return err.status;
+}
+
+/** Node's own parse errors (oversize headers, malformed requests) answered as S3 would. */
+function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+  const e = tooLarge
+    ? new S3Error('RequestHeaderSectionTooLarge', 'Your request header section exceeds the maximum allowed size.')
+    : new S3Error('InvalidRequest', 'The request could not be parsed.', { status: 400 });
+  const body = toXml(e, '/', randomBytes(8).toString('hex').toUpperCase());
+  socket.end(
+    `HTTP/1.1 ${e.status} Bad Request\r\nContent-Type: application/xml\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {
+  const { config } = deps;
+  const handle = createRequestHandler(deps);
+  const tlsServer = https.createServer({ cert: deps.tls.cert, key: deps.tls.key }, (req, res) => {
+    void handle(req, res, true);
+  });
+  const servers: Array<http.Server | https.Server> = [tlsServer];
+  let plain: http.Server | undefined;
+  if (config.http) {
+    const allow = config.http.allowSsecFromLoopback;
+    plain = http.createServer((req, res) => {
+      void handle(req, res, allow && isLoopback(req.socket.remoteAddress));
+    });
+    servers.push(plain);
+  }
+  for (const s of servers) {
+    s.keepAliveTimeout = 20_000;
+    s.requestTimeout = 0; // uploads of many GiB are legitimate
+    s.headersTimeout = 60_000;
+    s.on('clientError', onClientError);
+  }
+  const listen = (s: http.Server, host: string, port: number) =>
+    new Promise<number>((resolve, reject) => {
+      s.once('error', reject);
+      s.listen(port, host, () => resolve((s.address() as AddressInfo).port));
+    });
+  const httpsPort = await listen(tlsServer, config.listen.host, config.listen.port);
+  const httpPort = plain && config.http ? await listen(plain, config.http.host, config.http.port) : undefined;
+  return {
+    https: tlsServer,
+    http: plain,
+    httpsPort,
+    httpPort,
+    async close() {
+      await Promise.all(
+        servers.map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              s.close(() => resolve());
+              s.closeIdleConnections();
+            }),
+        ),
+      );
+    },
+  };
+}

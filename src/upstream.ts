@@ -1,0 +1,134 @@
+/**
+ * The upstream S3 store: one undici Agent, one signer per upstream identity. Every request the proxy makes on
+ * its own account (handlers) goes through `request`; transport failures become typed S3 errors.
+ */
+import type { Readable } from 'node:stream';
+import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
+import { S3Error } from './s3/errors.ts';
+import { createUpstreamSigner } from './sigv4/sign.ts';
+
+export interface UpstreamIdentity {
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+}
+
+export interface UpstreamRequest {
+  identity: UpstreamIdentity;
+  method: string;
+  /** Percent-encoded path, e.g. `/bucket/a%20b`. */
+  path: string;
+  query?: ReadonlyArray<readonly [string, string]>;
+  /** Lower-case names. `x-amz-content-sha256` defaults to UNSIGNED-PAYLOAD. */
+  headers?: Record<string, string>;
+  body?: Readable | Buffer | string;
+  signal?: AbortSignal;
+}
+
+export type UpstreamResponse = Dispatcher.ResponseData;
+
+type Signer = ReturnType<typeof createUpstreamSigner>;
+
+export class Upstream {
+  readonly url: URL;
+  readonly region: string;
+  readonly agent: Agent;
+  private readonly signers = new Map<string, Signer>();
+
+  constructor(url: string, region: string, opts: { connections?: number } = {}) {
+    this.url = new URL(url);
+    this.region = region;
+    this.agent = new Agent({
+      keepAliveTimeout: 30_000,
+      connections: opts.connections ?? 128,
+      // Uploads of large objects may legitimately take long; the client's own connection bounds them.
+      headersTimeout: 300_000,
+      bodyTimeout: 300_000,
+    });
+  }
+
+  private signer(identity: UpstreamIdentity): Signer {
+    let s = this.signers.get(identity.accessKeyId);
+    if (!s) {
+      s = createUpstreamSigner({ ...identity, region: this.region });
+      this.signers.set(identity.accessKeyId, s);
+    }
+    return s;
+  }
+
+  /** Headers and URL for a request, signed for the upstream. Also used by the pass-through. */
+  async sign(r: Omit<UpstreamRequest, 'body' | 'signal'>): Promise<{ url: string; headers: Record<string, string> }> {
+    const query: Record<string, string | string[]> = {};
+    for (const [k, v] of r.query ?? []) {
+      const prev = query[k];
+      query[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+    }
+    const headers: Record<string, string> = { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...r.headers };
+    return this.signer(r.identity).sign({
+      method: r.method,
+      protocol: this.url.protocol as 'http:' | 'https:',
+      hostname: this.url.hostname,
+      ...(this.url.port ? { port: Number(this.url.port) } : {}),
+      path: r.path,
+      query,
+      headers,
+    });
+  }
+
+  async request(r: UpstreamRequest): Promise<UpstreamResponse> {
+    const signed = await this.sign(r);
+    try {
+      return await this.agent.request({
+        origin: this.url.origin,
+        path: signed.url.slice(this.url.origin.length),
+        method: r.method as Dispatcher.HttpMethod,
+        headers: signed.headers,
+        body: r.body ?? null,
+        signal: r.signal ?? null,
+      });
+    } catch (e) {
+      throw mapTransportError(e);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+}
+
+/** undici failures → S3 errors the client can act on (retry on 503), keeping the cause for logs. */
+export function mapTransportError(e: unknown): unknown {
+  if (e instanceof S3Error) return e;
+  if (e instanceof Error && e.name === 'AbortError') return e;
+  if (e instanceof undiciErrors.HeadersTimeoutError || e instanceof undiciErrors.BodyTimeoutError) {
+    return new S3Error('GatewayTimeout', 'The upstream store did not answer in time.', { cause: e });
+  }
+  if (e instanceof undiciErrors.UndiciError || (e as NodeJS.ErrnoException)?.code?.startsWith?.('E')) {
+    return new S3Error('ServiceUnavailable', 'The upstream store is unreachable. Please retry.', { cause: e });
+  }
+  return e;
+}
+
+/** Always consume or dump a body we do not forward, so the connection returns to the pool. */
+export async function dump(res: UpstreamResponse): Promise<void> {
+  try {
+    await res.body.dump();
+  } catch {
+    /* the connection is discarded instead */
+  }
+}
+
+/** Reads an upstream error body (small XML) to pass the upstream's own S3 error to the client. */
+export async function readText(res: UpstreamResponse, limit = 64 * 1024): Promise<string> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of res.body) {
+    const b = c as Buffer;
+    n += b.length;
+    if (n > limit) {
+      res.body.destroy();
+      break;
+    }
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
