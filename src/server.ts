@@ -103,7 +103,7 @@ export function createRequestHandler(deps: ProxyDeps) {
         throw new S3Error('InvalidRequest', SSEC_MESSAGES.needTls);
       }
       const auth = verifyRequest(
-        { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers },
+        { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headersDistinct },
         {
           lookupSecret: (ak) => credentials.get(ak)?.secret,
           now: now(),
@@ -222,6 +222,12 @@ export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {
       void handle(req, res, allow && isLoopback(req.socket.remoteAddress));
     });
     servers.push(plain);
+  }
+  // Expect: 100-continue is answered by the handlers once the headers passed every check (auth, SSE-C).
+  tlsServer.on('checkContinue', (req, res) => void handle(req, res, true));
+  if (plain && config.http) {
+    const allow = config.http.allowSsecFromLoopback;
+    plain.on('checkContinue', (req, res) => void handle(req, res, allow && isLoopback(req.socket.remoteAddress)));
   }
   for (const s of servers) {
     s.keepAliveTimeout = 20_000;

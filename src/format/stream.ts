@@ -341,7 +341,10 @@ export class Decryptor {
           chunkIndex: index,
         });
       }
-      if (this.queue.length < CHUNK_HEADER_SIZE) return;
+      if (this.queue.length < CHUNK_HEADER_SIZE) {
+        if (atEnd) throw new FormatError('Truncated', `input ends before chunk ${index}`, { chunkIndex: index });
+        return;
+      }
       const headerBytes = this.queue.peek(CHUNK_HEADER_SIZE);
       const header = decodeChunkHeader(headerBytes, index);
       let len: number;
@@ -365,7 +368,10 @@ export class Decryptor {
           chunkIndex: index,
         });
       }
-      if (this.queue.length < len) return;
+      if (this.queue.length < len) {
+        if (atEnd) throw new FormatError('Truncated', `input ends inside chunk ${index}`, { chunkIndex: index });
+        return;
+      }
 
       const sameStream =
         this.segKey !== null && header.partNumber === this.segPart && header.streamId.equals(this.segStreamId!);

@@ -121,9 +121,10 @@ export function classify(method: string, url: string, headers: Record<string, un
   }
 }
 
+/** S3 reads a raw '+' in the path as a space (clients send '%2B' for a plus), and so does the verifier. */
 function decodeComponentPath(s: string): string {
   try {
-    return decodeURIComponent(s);
+    return decodeURIComponent(s.replace(/\+/g, '%20'));
   } catch {
     throw new S3Error('InvalidURI', "Couldn't parse the specified URI.");
   }

@@ -24,7 +24,7 @@
  * newer aws-cli/boto3) rejects the chain.
  */
 import { KeyObject, X509Certificate, createPrivateKey, randomBytes, webcrypto } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
@@ -88,8 +88,20 @@ export async function ensureDevCertificate(
   const certPath = join(dir, 'cert.pem');
   const keyPath = join(dir, 'key.pem');
   await mkdir(dir, { recursive: true, mode: 0o700 });
+  const unlock = await lock(join(dir, '.lock'));
+  try {
+    return await ensureLocked({ caPath, caKeyPath, certPath, keyPath }, wanted, (options.now ?? Date.now)());
+  } finally {
+    await unlock();
+  }
+}
 
-  const now = (options.now ?? Date.now)();
+async function ensureLocked(
+  paths: { caPath: string; caKeyPath: string; certPath: string; keyPath: string },
+  wanted: Hosts,
+  now: number,
+): Promise<DevCertificate> {
+  const { caPath, caKeyPath, certPath, keyPath } = paths;
   const [caPemOld, caKeyPemOld, certPemOld, keyPemOld] = await Promise.all(
     [caPath, caKeyPath, certPath, keyPath].map(readIfExists),
   );
@@ -273,6 +285,35 @@ function randomSerial(): string {
   const bytes = randomBytes(16);
   bytes[0] = (bytes[0]! & 0x7f) | 0x01;
   return bytes.toString('hex');
+}
+
+const LOCK_STALE_MS = 30_000;
+const LOCK_WAIT_MS = 60_000;
+
+/**
+ * A directory lock (mkdir is atomic) so that two processes sharing a state directory don't mix
+ * the files of two CAs. A lock older than {@link LOCK_STALE_MS} is taken over (its holder died).
+ */
+async function lock(path: string): Promise<() => Promise<void>> {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      await mkdir(path);
+      return () => rm(path, { recursive: true, force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const age = await stat(path).then(
+      (st) => Date.now() - st.mtimeMs,
+      () => 0,
+    );
+    if (age > LOCK_STALE_MS) {
+      await rm(path, { recursive: true, force: true });
+      continue;
+    }
+    if (Date.now() > deadline) throw new Error(`ensureDevCertificate: ${path} is held by another process`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 async function readIfExists(path: string): Promise<string | undefined> {

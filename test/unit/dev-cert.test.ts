@@ -200,6 +200,22 @@ describe('ensureDevCertificate', () => {
   });
 });
 
+describe('ensureDevCertificate, concurrent callers', () => {
+  it('serializes callers sharing a state directory: one CA, one certificate', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dev-cert-race-'));
+    try {
+      const results = await Promise.all([1, 2, 3, 4].map(() => ensureDevCertificate(dir)));
+      assert.equal(results.filter((r) => r.created).length, 1);
+      assert.equal(new Set(results.map((r) => fingerprint(r.caPem))).size, 1);
+      assert.equal(new Set(results.map((r) => fingerprint(r.certPem))).size, 1);
+      const onDisk = await readFile(join(dir, 'tls', 'cert.pem'), 'utf8');
+      assert.equal(fingerprint(onDisk), fingerprint(results[0]!.certPem));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('createTestCa', () => {
   it('makes a CA and certificate in a fresh directory that a TLS client trusting the CA accepts', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'test-ca-'));

@@ -225,7 +225,7 @@ async function presignedInput(
     headers: { host: `${HOST}:8443`, 'X-Amz-Content-Sha256': 'UNSIGNED-PAYLOAD', ...headers },
   });
   const p = await smithy.presign(req, { signingDate, expiresIn, unhoistableHeaders: new Set(Object.keys(headers)) });
-  const qs = Object.entries(p.query)
+  const qs = Object.entries(p.query ?? {})
     .map(([k, v]) => `${uriEncode(k)}=${uriEncode(String(v))}`)
     .join('&');
   return { method: 'GET', url: `/bkt/obj?${qs}`, headers: { host: `${HOST}:8443`, ...headers } };

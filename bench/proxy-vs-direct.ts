@@ -1,0 +1,180 @@
+/**
+ * `npm run bench`: PUT and GET of a large SSE-C object through the proxy, and the same object size directly to
+ * the same RGW, in one run. Prints throughput of each, their ratio, the proxy's CPU seconds per GiB and its
+ * peak RSS. The proxy runs as its own process (the real CLI) so its CPU and memory are its own.
+ *
+ * Env: RGW_ENDPOINT, RGW_ACCESS_KEY_ID, RGW_SECRET_ACCESS_KEY (set by scripts/bench.sh), BENCH_SIZE_MIB (1024).
+ */
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Agent, request } from 'undici';
+import { createUpstreamSigner } from '../src/sigv4/sign.ts';
+import { ensureDevCertificate } from '../src/tls/dev-cert.ts';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const MiB = 1024 * 1024;
+const SIZE = Number(process.env.BENCH_SIZE_MIB ?? 1024) * MiB;
+const endpoint = process.env.RGW_ENDPOINT ?? 'http://127.0.0.1:7480';
+const accessKeyId = process.env.RGW_ACCESS_KEY_ID ?? 'PROXYTESTACCESSKEY01';
+const secretAccessKey = process.env.RGW_SECRET_ACCESS_KEY ?? 'proxytestsecretkey000000000000000000000000';
+const region = 'us-east-1';
+
+function body(size: number): Readable {
+  const block = randomBytes(MiB);
+  let sent = 0;
+  return new Readable({
+    read() {
+      if (sent >= size) return this.push(null);
+      const n = Math.min(MiB, size - sent);
+      sent += n;
+      this.push(n === MiB ? block : block.subarray(0, n));
+    },
+  });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function procStat(pid: number): { cpuSeconds: number; peakRssMiB: number; rssMiB: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  return { cpuSeconds: ticks / 100, peakRssMiB: kb('VmHWM') / 1024, rssMiB: kb('VmRSS') / 1024 };
+}
+
+interface Target {
+  name: string;
+  origin: string;
+  agent: Agent;
+  headers: Record<string, string>;
+}
+
+const signer = createUpstreamSigner({ accessKeyId, secretAccessKey, region });
+
+async function send(t: Target, method: 'PUT' | 'GET' | 'HEAD', path: string, extra: Record<string, string>, payload?: Readable) {
+  const url = new URL(t.origin);
+  const signed = await signer.sign({
+    method,
+    protocol: url.protocol as 'http:' | 'https:',
+    hostname: url.hostname,
+    port: Number(url.port),
+    path,
+    query: {},
+    headers: { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...t.headers, ...extra },
+  });
+  return request(signed.url, { method, headers: signed.headers, body: payload ?? null, dispatcher: t.agent });
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
+  const t0 = process.hrtime.bigint();
+  const value = await fn();
+  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, value };
+}
+
+async function putGet(t: Target, bucket: string, key: string) {
+  const put = await timed(async () => {
+    const res = await send(t, 'PUT', `/${bucket}/${key}`, { 'content-length': String(SIZE) }, body(SIZE));
+    const text = await res.body.text();
+    if (res.statusCode !== 200) throw new Error(`${t.name} PUT ${res.statusCode} ${text}`);
+  });
+  const get = await timed(async () => {
+    const res = await send(t, 'GET', `/${bucket}/${key}`, {});
+    if (res.statusCode !== 200) throw new Error(`${t.name} GET ${res.statusCode} ${await res.body.text()}`);
+    let n = 0;
+    await pipeline(
+      res.body,
+      new Writable({
+        write(c: Buffer, _e, cb) {
+          n += c.length;
+          cb();
+        },
+      }),
+    );
+    if (n !== SIZE) throw new Error(`${t.name} GET returned ${n} bytes`);
+  });
+  return { putMBs: SIZE / MiB / put.seconds, getMBs: SIZE / MiB / get.seconds };
+}
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'ssec-bench-'));
+  const cert = await ensureDevCertificate(dir);
+  const port = await freePort();
+  const proxy = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts')], {
+    env: {
+      ...process.env,
+      SSEC_PROXY_LISTEN: `127.0.0.1:${port}`,
+      SSEC_PROXY_STATE_DIR: dir,
+      SSEC_PROXY_UPSTREAM_URL: endpoint,
+      SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID: accessKeyId,
+      SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY: secretAccessKey,
+      SSEC_PROXY_UPSTREAM_REGION: region,
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    let err = '';
+    proxy.stderr!.on('data', (c: Buffer) => {
+      err += c.toString();
+      if (err.includes('listening on')) resolve();
+    });
+    proxy.on('exit', (code) => reject(new Error(`proxy exited ${code}: ${err}`)));
+  });
+  const key = randomBytes(32);
+  const ssec = {
+    'x-amz-server-side-encryption-customer-algorithm': 'AES256',
+    'x-amz-server-side-encryption-customer-key': key.toString('base64'),
+    'x-amz-server-side-encryption-customer-key-md5': createHash('md5').update(key).digest('base64'),
+  };
+  const direct: Target = { name: 'direct', origin: endpoint, agent: new Agent(), headers: {} };
+  const viaProxy: Target = {
+    name: 'proxy',
+    origin: `https://127.0.0.1:${port}`,
+    agent: new Agent({ connect: { ca: cert.caPem } }),
+    headers: ssec,
+  };
+  const bucket = `bench-${Date.now().toString(36)}`;
+  const mk = await send(direct, 'PUT', `/${bucket}`, {});
+  await mk.body.text();
+
+  try {
+    const d = await putGet(direct, bucket, 'direct.bin');
+    const before = procStat(proxy.pid!);
+    const p = await putGet(viaProxy, bucket, 'proxy.bin');
+    const after = procStat(proxy.pid!);
+    const gib = (2 * SIZE) / 1024 ** 3;
+    const cpuPerGiB = (after.cpuSeconds - before.cpuSeconds) / gib;
+    const rows = [
+      ['object size', `${SIZE / MiB} MiB`],
+      ['PUT direct', `${d.putMBs.toFixed(0)} MiB/s`],
+      ['PUT via proxy', `${p.putMBs.toFixed(0)} MiB/s`],
+      ['PUT ratio', `${(p.putMBs / d.putMBs).toFixed(2)}x`],
+      ['GET direct', `${d.getMBs.toFixed(0)} MiB/s`],
+      ['GET via proxy', `${p.getMBs.toFixed(0)} MiB/s`],
+      ['GET ratio', `${(p.getMBs / d.getMBs).toFixed(2)}x`],
+      ['proxy CPU per GiB moved (PUT+GET)', `${cpuPerGiB.toFixed(2)} s`],
+      ['proxy peak RSS', `${after.peakRssMiB.toFixed(0)} MiB (before: ${before.peakRssMiB.toFixed(0)} MiB)`],
+    ];
+    for (const [k, v] of rows) console.log(`${k!.padEnd(36)} ${v}`);
+  } finally {
+    proxy.kill('SIGTERM');
+    await direct.agent.close();
+    await viaProxy.agent.close();
+  }
+}
+
+await main();

@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+
+const ROOT = new URL('../..', import.meta.url).pathname;
+const dir = mkdtempSync(join(tmpdir(), 'ssec-config-'));
+
+test('defaults: HTTPS on 127.0.0.1:8443, embedded upstream, 64 KiB chunks', () => {
+  const c = loadConfig({ env: {} });
+  assert.deepEqual(c.listen, { host: '127.0.0.1', port: 8443 });
+  assert.equal(c.upstream, undefined);
+  assert.equal(c.tls, undefined);
+  assert.equal(c.http, undefined);
+  assert.equal(c.chunkSizeLog2, 16);
+  assert.ok(Object.isFrozen(c));
+});
+
+test('environment variables override the file', () => {
+  const file = join(dir, 'c.json');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      listen: '0.0.0.0:9443',
+      upstream: { url: 'http://store:9000', region: 'eu-west-1', accessKeyId: 'FILEAK', secretAccessKey: 'filesk' },
+      tls: { cert: '/c.pem', key: '/k.pem' },
+    }),
+  );
+  const c = loadConfig({
+    configPath: file,
+    env: { SSEC_PROXY_LISTEN: '127.0.0.1:1234', SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID: 'ENVAK', SSEC_PROXY_TLS_CERT: '/env.pem' },
+  });
+  assert.deepEqual(c.listen, { host: '127.0.0.1', port: 1234 });
+  assert.equal(c.upstream?.url, 'http://store:9000');
+  assert.equal(c.upstream?.region, 'eu-west-1');
+  assert.equal(c.region, 'eu-west-1');
+  assert.equal(c.upstream?.accessKeyId, 'ENVAK');
+  assert.equal(c.upstream?.secretAccessKey, 'filesk');
+  assert.deepEqual(c.tls, { cert: '/env.pem', key: '/k.pem' });
+});
+
+test('several client credentials from a file, each mapped to an upstream identity', () => {
+  const creds = join(dir, 'creds.json');
+  writeFileSync(
+    creds,
+    JSON.stringify([
+      { accessKeyId: 'APP1', secretAccessKey: 's1', upstream: { accessKeyId: 'U1', secretAccessKey: 'us1' } },
+      { accessKeyId: 'APP2', secretAccessKey: 's2' },
+    ]),
+  );
+  const c = loadConfig({
+    env: {
+      SSEC_PROXY_UPSTREAM_URL: 'http://127.0.0.1:7480',
+      SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID: 'MAIN',
+      SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY: 'mainsk',
+      SSEC_PROXY_CREDENTIALS_FILE: creds,
+    },
+  });
+  assert.deepEqual(
+    c.credentials.map((x) => [x.accessKeyId, x.upstream.accessKeyId]),
+    [
+      ['APP1', 'U1'],
+      ['APP2', 'MAIN'],
+    ],
+  );
+});
+
+test('a bad configuration lists every problem at once', () => {
+  try {
+    loadConfig({
+      env: {
+        SSEC_PROXY_LISTEN: 'nonsense',
+        SSEC_PROXY_TLS_CERT: '/only-cert.pem',
+        SSEC_PROXY_UPSTREAM_URL: 'ftp://x',
+        SSEC_PROXY_ALLOW_SSEC_OVER_LOOPBACK_HTTP: 'maybe',
+      },
+    });
+    assert.fail('expected ConfigError');
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    const text = e.problems.join('\n');
+    for (const needle of ['SSEC_PROXY_LISTEN', 'SSEC_PROXY_TLS_KEY', 'SSEC_PROXY_UPSTREAM_URL', 'ACCESS_KEY_ID', 'SECRET_ACCESS_KEY', 'LOOPBACK']) {
+      assert.match(text, new RegExp(needle), needle);
+    }
+    assert.ok(e.problems.length >= 6, text);
+  }
+});
+
+test('`s3-ssec-proxy check-config` exits non-zero and prints every problem; 0 when valid', async () => {
+  const run = (env: Record<string, string>) =>
+    new Promise<{ code: number; err: string; out: string }>((resolve) => {
+      execFile(process.execPath, [join(ROOT, 'bin/s3-ssec-proxy.js'), 'check-config'], { env: { PATH: process.env.PATH ?? '', ...env } }, (e, out, err) =>
+        resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
+      );
+    });
+  const bad = await run({ SSEC_PROXY_LISTEN: 'nope', SSEC_PROXY_UPSTREAM_URL: 'http://h:1' });
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.err, /SSEC_PROXY_LISTEN/);
+  assert.match(bad.err, /SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID/);
+  const good = await run({});
+  assert.equal(good.code, 0, good.err);
+});

@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { canonicalPath, classify, objectPath, upstreamQuery } from '../../src/s3/operation.ts';
+
+// Method, target, headers → operation name, as in the AWS API reference.
+const table: Array<[string, string, Record<string, string>, string]> = [
+  ['GET', '/', {}, 'ListBuckets'],
+  ['PUT', '/b', {}, 'BucketOperation'],
+  ['GET', '/b?list-type=2&prefix=a', {}, 'BucketOperation'],
+  ['POST', '/b?delete', {}, 'BucketOperation'],
+  ['POST', '/b', { 'content-type': 'multipart/form-data; boundary=x' }, 'PostObject'],
+  ['PUT', '/b/k', {}, 'PutObject'],
+  ['PUT', '/b/k?x-id=PutObject', {}, 'PutObject'],
+  ['PUT', '/b/k', { 'x-amz-copy-source': '/b/src' }, 'CopyObject'],
+  ['GET', '/b/k', {}, 'GetObject'],
+  ['GET', '/b/k?versionId=3&response-content-type=text/plain', {}, 'GetObject'],
+  ['HEAD', '/b/k', {}, 'HeadObject'],
+  ['DELETE', '/b/k', {}, 'DeleteObject'],
+  ['POST', '/b/k?uploads', {}, 'CreateMultipartUpload'],
+  ['POST', '/b/k?uploads=', {}, 'CreateMultipartUpload'],
+  ['PUT', '/b/k?partNumber=2&uploadId=u', {}, 'UploadPart'],
+  ['PUT', '/b/k?partNumber=2&uploadId=u', { 'x-amz-copy-source': 'b/src' }, 'UploadPartCopy'],
+  ['POST', '/b/k?uploadId=u', {}, 'CompleteMultipartUpload'],
+  ['DELETE', '/b/k?uploadId=u', {}, 'AbortMultipartUpload'],
+  ['GET', '/b/k?uploadId=u', {}, 'ListParts'],
+  ['GET', '/b/k?attributes', {}, 'GetObjectAttributes'],
+  ['GET', '/b/k?tagging', {}, 'ObjectSubresource'],
+  ['PUT', '/b/k?acl', {}, 'ObjectSubresource'],
+];
+
+for (const [method, url, headers, op] of table) {
+  test(`${method} ${url} → ${op}`, () => assert.equal(classify(method, url, headers).op, op));
+}
+
+test('bucket and key are decoded; paths are re-encoded canonically', () => {
+  const r = classify('GET', '/my-bucket/dir/a%20b%2Bc+d%C3%A9', {});
+  assert.equal(r.bucket, 'my-bucket');
+  assert.equal(r.key, 'dir/a b+c dé'); // raw '+' is a space in S3 paths, '%2B' a plus
+  assert.equal(objectPath('my-bucket', 'dir/a b+c*'), '/my-bucket/dir/a%20b%2Bc%2A');
+  assert.equal(canonicalPath('/b/a%20b/c!'), '/b/a%20b/c%21');
+});
+
+test('client auth, SDK hints and key-bearing parameters never reach the upstream', () => {
+  const r = classify(
+    'GET',
+    '/b/k?X-Amz-Signature=s&X-Amz-Credential=c&x-id=GetObject&SSECustomerKey=secret&versionId=v&partNumber=1',
+    {},
+  );
+  assert.deepEqual(upstreamQuery(r.query), [
+    ['versionId', 'v'],
+    ['partNumber', '1'],
+  ]);
+});
+
+test('an unknown method on an object → 405', () => {
+  assert.throws(() => classify('PATCH', '/b/k', {}), /not allowed/);
+});
