@@ -86,12 +86,14 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value:
   return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, value };
 }
 
-async function putGet(t: Target, bucket: string, key: string) {
+async function putGet(t: Target, bucket: string, key: string, pid?: number) {
+  const cpu0 = pid ? procStat(pid).cpuSeconds : 0;
   const put = await timed(async () => {
     const res = await send(t, 'PUT', `/${bucket}/${key}`, { 'content-length': String(SIZE) }, body(SIZE));
     const text = await res.body.text();
     if (res.statusCode !== 200) throw new Error(`${t.name} PUT ${res.statusCode} ${text}`);
   });
+  const cpu1 = pid ? procStat(pid).cpuSeconds : 0;
   const get = await timed(async () => {
     const res = await send(t, 'GET', `/${bucket}/${key}`, {});
     if (res.statusCode !== 200) throw new Error(`${t.name} GET ${res.statusCode} ${await res.body.text()}`);
@@ -107,14 +109,22 @@ async function putGet(t: Target, bucket: string, key: string) {
     );
     if (n !== SIZE) throw new Error(`${t.name} GET returned ${n} bytes`);
   });
-  return { putMBs: SIZE / MiB / put.seconds, getMBs: SIZE / MiB / get.seconds };
+  const cpu2 = pid ? procStat(pid).cpuSeconds : 0;
+  const gib = SIZE / 1024 ** 3;
+  return {
+    putMBs: SIZE / MiB / put.seconds,
+    getMBs: SIZE / MiB / get.seconds,
+    putCpuPerGiB: (cpu1 - cpu0) / gib,
+    getCpuPerGiB: (cpu2 - cpu1) / gib,
+  };
 }
 
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'ssec-bench-'));
   const cert = await ensureDevCertificate(dir);
   const port = await freePort();
-  const proxy = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts')], {
+  const nodeArgs = (process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proxy = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, 'src/main.ts')], {
     env: {
       ...process.env,
       SSEC_PROXY_LISTEN: `127.0.0.1:${port}`,
@@ -154,10 +164,8 @@ async function main() {
   try {
     const d = await putGet(direct, bucket, 'direct.bin');
     const before = procStat(proxy.pid!);
-    const p = await putGet(viaProxy, bucket, 'proxy.bin');
+    const p = await putGet(viaProxy, bucket, 'proxy.bin', proxy.pid!);
     const after = procStat(proxy.pid!);
-    const gib = (2 * SIZE) / 1024 ** 3;
-    const cpuPerGiB = (after.cpuSeconds - before.cpuSeconds) / gib;
     const rows = [
       ['object size', `${SIZE / MiB} MiB`],
       ['PUT direct', `${d.putMBs.toFixed(0)} MiB/s`],
@@ -166,7 +174,8 @@ async function main() {
       ['GET direct', `${d.getMBs.toFixed(0)} MiB/s`],
       ['GET via proxy', `${p.getMBs.toFixed(0)} MiB/s`],
       ['GET ratio', `${(p.getMBs / d.getMBs).toFixed(2)}x`],
-      ['proxy CPU per GiB moved (PUT+GET)', `${cpuPerGiB.toFixed(2)} s`],
+      ['proxy CPU per GiB, PUT', `${p.putCpuPerGiB.toFixed(2)} s`],
+      ['proxy CPU per GiB, GET', `${p.getCpuPerGiB.toFixed(2)} s`],
       ['proxy peak RSS', `${after.peakRssMiB.toFixed(0)} MiB (before: ${before.peakRssMiB.toFixed(0)} MiB)`],
     ];
     for (const [k, v] of rows) console.log(`${k!.padEnd(36)} ${v}`);
