@@ -166,6 +166,8 @@ async function main() {
     const before = procStat(proxy.pid!);
     const p = await putGet(viaProxy, bucket, 'proxy.bin', proxy.pid!);
     const after = procStat(proxy.pid!);
+    // The same through the proxy without SSE-C (pass-through): what TLS and streaming alone cost.
+    const pt = await putGet({ ...viaProxy, name: 'pass-through', headers: {} }, bucket, 'plain.bin', proxy.pid!);
     const rows = [
       ['object size', `${SIZE / MiB} MiB`],
       ['PUT direct', `${d.putMBs.toFixed(0)} MiB/s`],
@@ -176,6 +178,8 @@ async function main() {
       ['GET ratio', `${(p.getMBs / d.getMBs).toFixed(2)}x`],
       ['proxy CPU per GiB, PUT', `${p.putCpuPerGiB.toFixed(2)} s`],
       ['proxy CPU per GiB, GET', `${p.getCpuPerGiB.toFixed(2)} s`],
+      ['pass-through PUT / GET', `${pt.putMBs.toFixed(0)} / ${pt.getMBs.toFixed(0)} MiB/s`],
+      ['pass-through CPU per GiB, PUT / GET', `${pt.putCpuPerGiB.toFixed(2)} / ${pt.getCpuPerGiB.toFixed(2)} s`],
       ['proxy peak RSS', `${after.peakRssMiB.toFixed(0)} MiB (before: ${before.peakRssMiB.toFixed(0)} MiB)`],
     ];
     for (const [k, v] of rows) console.log(`${k!.padEnd(36)} ${v}`);

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Readable } from 'node:stream';
+import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import fc from 'fast-check';
 import { deriveStreamKeyBytes } from '../../src/format/chunk.ts';
@@ -37,7 +37,7 @@ function recorded(...values: Buffer[]): (n: number) => Buffer {
   };
 }
 
-async function pipe(pieces: Buffer[], t: NodeJS.ReadWriteStream): Promise<{ out: Buffer; error: unknown }> {
+async function pipe(pieces: Buffer[], t: Transform): Promise<{ out: Buffer; error: unknown }> {
   const chunks: Buffer[] = [];
   let error: unknown = null;
   try {
