@@ -4,6 +4,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import { pipeline } from 'node:stream/promises';
 import { createProxyServer } from 'http-proxy-3';
 import type { RequestContext } from './handlers/context.ts';
 import { acceptBody } from './handlers/body.ts';
@@ -48,7 +49,8 @@ export function createPassthrough(upstream: Upstream) {
   proxy.on('proxyRes', (proxyRes, _req, res) => {
     const headers = clientResponseHeaders(proxyRes.headers, { encrypted: false });
     res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, headers);
-    proxyRes.pipe(res);
+    // An upstream failure mid-body can only be signalled by cutting the client's connection.
+    pipeline(proxyRes, res).catch(() => res.destroy());
   });
 
   return async function passthrough(ctx: RequestContext): Promise<void> {

@@ -162,8 +162,9 @@ export function sealChunk(key: KeyObject, index: number, header: Buffer, plainte
 }
 
 /**
- * Opens one chunk given its parts; returns the plaintext only after the tag verified (throws ChunkAuthFailed).
- * The caller has already checked the header (decodeChunkHeader); its final flag selects the nonce.
+ * Opens one chunk given its parts; returns the plaintext (one piece per non-empty ciphertext piece, no
+ * concatenation) only after the tag verified, else throws ChunkAuthFailed. The caller has already checked
+ * the header (decodeChunkHeader); its final flag selects the nonce.
  */
 export function openChunkParts(
   key: KeyObject,
@@ -172,26 +173,21 @@ export function openChunkParts(
   ciphertext: readonly Buffer[],
   tag: Buffer,
   nonceScratch?: Buffer,
-): Buffer {
+): Buffer[] {
   const final = (header[1]! & FLAG_FINAL) !== 0;
   const decipher = createDecipheriv(CIPHER, key, chunkNonce(index, final, nonceScratch), GCM_OPTIONS);
   decipher.setAAD(header.subarray(0, CHUNK_HEADER_SIZE));
   decipher.setAuthTag(tag);
   const parts: Buffer[] = [];
-  let total = 0;
   for (const piece of ciphertext) {
-    if (piece.length === 0) continue;
-    const pt = decipher.update(piece);
-    parts.push(pt);
-    total += pt.length;
+    if (piece.length > 0) parts.push(decipher.update(piece));
   }
   try {
     decipher.final();
   } catch (cause) {
     throw new FormatError('ChunkAuthFailed', `chunk ${index} failed authentication`, { cause, chunkIndex: index });
   }
-  if (parts.length === 1) return parts[0]!;
-  return parts.length === 0 ? Buffer.alloc(0) : Buffer.concat(parts, total);
+  return parts;
 }
 
 /** Opens one contiguous chunk (header | ciphertext | tag): checks the header, then the tag. */
@@ -205,5 +201,5 @@ export function openChunk(key: KeyObject, index: number, chunk: Buffer): Buffer 
   const header = chunk.subarray(0, CHUNK_HEADER_SIZE);
   const body = chunk.subarray(CHUNK_HEADER_SIZE, chunk.length - TAG_SIZE);
   const tag = chunk.subarray(chunk.length - TAG_SIZE);
-  return openChunkParts(key, index, header, [body], tag);
+  return openChunkParts(key, index, header, [body], tag)[0] ?? Buffer.alloc(0);
 }

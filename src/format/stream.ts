@@ -441,17 +441,19 @@ export class Decryptor {
     }
   }
 
-  private release(plaintext: Buffer, out: Buffer[]): void {
-    const start = Math.max(0, this.skip - this.plainPos);
-    const end = Math.min(plaintext.length, this.limit - this.plainPos);
-    if (end > start) out.push(start === 0 && end === plaintext.length ? plaintext : plaintext.subarray(start, end));
-    this.plainPos += plaintext.length;
+  private release(plaintext: readonly Buffer[], out: Buffer[]): void {
+    for (const piece of plaintext) {
+      const start = Math.max(0, this.skip - this.plainPos);
+      const end = Math.min(piece.length, this.limit - this.plainPos);
+      if (end > start) out.push(start === 0 && end === piece.length ? piece : piece.subarray(start, end));
+      this.plainPos += piece.length;
+    }
   }
 }
 
+/** Decrypted pieces are pushed as they are (chunk-sized, freshly allocated): no copy. */
 function pushAll(stream: Transform, out: Buffer[]): void {
-  if (out.length === 1) stream.push(out[0]);
-  else if (out.length > 1) stream.push(Buffer.concat(out));
+  for (const buf of out) stream.push(buf);
 }
 
 /** Transform: plaintext in, ciphertext of one stream out (see Encryptor). */

@@ -208,3 +208,62 @@ describe('client credentials mapped to upstream identities', () => {
     }
   });
 });
+
+describe('Expect: 100-continue', () => {
+  function put(headers: Record<string, string>, secret = up.secretAccessKey) {
+    return new Promise<{ continued: boolean; status: number; code: string | undefined }>(async (resolve, reject) => {
+      const url = new URL(t.endpoint);
+      const { SignatureV4 } = await import('@smithy/signature-v4');
+      const { Hash } = await import('@smithy/hash-node');
+      const signer = new SignatureV4({
+        credentials: { accessKeyId: up.accessKeyId, secretAccessKey: secret },
+        region: up.region,
+        service: 's3',
+        sha256: Hash.bind(null, 'sha256'),
+        uriEscapePath: false,
+      });
+      const body = Buffer.alloc(100_000, 1);
+      const signed = await signer.sign({
+        method: 'PUT',
+        protocol: 'https:',
+        hostname: url.hostname,
+        port: Number(url.port),
+        path: `/${bucket}/continued`,
+        query: {},
+        headers: {
+          host: url.host,
+          'content-length': String(body.length),
+          'x-amz-content-sha256': 'UNSIGNED-PAYLOAD',
+          ...headers,
+        },
+      });
+      let continued = false;
+      const req = https.request(
+        { host: url.hostname, port: url.port, method: 'PUT', path: `/${bucket}/continued`, headers: { ...signed.headers, expect: '100-continue' }, ca: t.caPem, agent: false },
+        (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve({ continued, status: res.statusCode ?? 0, code: errorCode(text) }));
+        },
+      );
+      req.on('continue', () => {
+        continued = true;
+        req.end(body);
+      });
+      req.on('error', reject);
+      req.flushHeaders();
+    });
+  }
+
+  test('a good SSE-C upload gets 100 Continue and then 200', async () => {
+    const r = await put(ssecHeaders(newKey()));
+    assert.deepEqual(r, { continued: true, status: 200, code: undefined });
+  });
+
+  test('a bad signature or bad SSE-C headers are answered before the body is sent', async () => {
+    const badSig = await put(ssecHeaders(newKey()), 'wrong');
+    assert.deepEqual(badSig, { continued: false, status: 403, code: 'SignatureDoesNotMatch' });
+    const badKey = await put({ ...ssecHeaders(newKey()), 'x-amz-server-side-encryption-customer-key-md5': newKey().md5 });
+    assert.deepEqual(badKey, { continued: false, status: 400, code: 'InvalidArgument' });
+  });
+});
