@@ -378,12 +378,11 @@ export class Decryptor {
       // Authenticate under the key the chunk claims, so a genuine chunk of another stream of this object is
       // told apart (StreamMismatch) from a forged or foreign one (ChunkAuthFailed).
       const key = sameStream ? this.segKey! : deriveStreamKey(this.dataKey, header.streamId, header.partNumber, this.log2);
-      const stableHeader = Buffer.from(headerBytes); // headerBytes may be a view of a buffer we are about to release
       const pieces = this.queue.take(len);
       const plaintext = openChunkParts(
         key,
         index,
-        stableHeader,
+        headerBytes,
         sliceViews(pieces, CHUNK_HEADER_SIZE, len - TAG_SIZE),
         contiguous(pieces, len - TAG_SIZE, len),
         this.nonce,
