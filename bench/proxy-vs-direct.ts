@@ -8,7 +8,6 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -16,6 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import { Agent, request } from 'undici';
 import { createUpstreamSigner } from '../src/sigv4/sign.ts';
 import { ensureDevCertificate } from '../src/tls/dev-cert.ts';
+import { freePort } from '../test/support/net.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const MiB = 1024 * 1024;
@@ -35,16 +35,6 @@ function body(size: number): Readable {
       sent += n;
       this.push(n === MiB ? block : block.subarray(0, n));
     },
-  });
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
   });
 }
 

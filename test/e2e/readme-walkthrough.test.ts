@@ -7,13 +7,13 @@ import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, symlinkSync, existsSync, mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { ensureRgw } from '../support/rgw.ts';
 import { directClient, startTestProxy, type TestProxy, type UpstreamInfo } from '../support/proxy.ts';
+import { freePort } from '../support/net.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const AWS = '/usr/bin/aws';
@@ -51,16 +51,6 @@ function runScript(script: string, cwd: string, env: Record<string, string>): Pr
       },
       (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
     );
-  });
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
   });
 }
 
