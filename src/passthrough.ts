@@ -53,7 +53,8 @@ export function createPassthrough(upstream: Upstream) {
     pipeline(proxyRes, res).catch(() => res.destroy());
   });
 
-  return async function passthrough(ctx: RequestContext): Promise<void> {
+  /** `query` replaces the client's query (e.g. an upload id mapped back to the upstream's). */
+  return async function passthrough(ctx: RequestContext, opts: { query?: Array<[string, string]> } = {}): Promise<void> {
     const { req, res, s3 } = ctx;
     const all = forwardableRequestHeaders(req.headers);
     const toSign: Record<string, string> = {};
@@ -67,7 +68,7 @@ export function createPassthrough(upstream: Upstream) {
       identity: ctx.identity,
       method: req.method ?? 'GET',
       path: canonicalPath(s3.rawPath),
-      query: upstreamQuery(s3.query),
+      query: opts.query ?? upstreamQuery(s3.query),
       headers: toSign,
     });
     const headers: Record<string, string> = { ...unsigned, ...signed.headers };

@@ -10,10 +10,17 @@ import type { Config } from './config.ts';
 import { FormatError } from './format/errors.ts';
 import type { RequestContext } from './handlers/context.ts';
 import { getObject } from './handlers/get.ts';
-import { putObject } from './handlers/put.ts';
+import {
+  abortMultipartUpload,
+  completeMultipartUpload,
+  createMultipartUpload,
+  listParts,
+  uploadPart,
+} from './handlers/multipart.ts';
+import { putObject, uploadDecoded } from './handlers/put.ts';
 import { createPassthrough } from './passthrough.ts';
 import { S3Error, SSEC_MESSAGES, toXml } from './s3/errors.ts';
-import { classify, type S3Request } from './s3/operation.ts';
+import { classify, upstreamQuery, type S3Request } from './s3/operation.ts';
 import { COPY_SSEC_PREFIX, hasSsecHeaders, parseCustomerKey } from './sse-c/customer-key.ts';
 import { verifyRequest } from './sigv4/verify.ts';
 import type { Upstream, UpstreamIdentity } from './upstream.ts';
@@ -60,14 +67,25 @@ export function createRequestHandler(deps: ProxyDeps) {
     switch (s3.op) {
       case 'PutObject': {
         const key = parseCustomerKey(req.headers, 'write');
-        return key ? putObject(ctx, key) : passthrough(ctx);
+        if (key) return putObject(ctx, key);
+        return ctx.payloadHash.startsWith('STREAMING-') ? uploadDecoded(ctx, upstreamQuery(s3.query)) : passthrough(ctx);
       }
       case 'GetObject':
       case 'HeadObject':
         return getObject(ctx);
-      case 'CopyObject':
-      case 'CreateMultipartUpload':
+      case 'CreateMultipartUpload': {
+        const key = parseCustomerKey(req.headers, 'write');
+        return key ? createMultipartUpload(ctx, key) : passthrough(ctx);
+      }
       case 'UploadPart':
+        return uploadPart(ctx);
+      case 'CompleteMultipartUpload':
+        return completeMultipartUpload(ctx);
+      case 'AbortMultipartUpload':
+        return abortMultipartUpload(ctx);
+      case 'ListParts':
+        return listParts(ctx);
+      case 'CopyObject':
       case 'UploadPartCopy':
         if (hasSsecHeaders(req.headers) || hasSsecHeaders(req.headers, COPY_SSEC_PREFIX)) {
           throw new S3Error('NotImplemented', `${s3.op} with SSE-C is not supported by this proxy yet.`);
@@ -78,9 +96,6 @@ export function createRequestHandler(deps: ProxyDeps) {
       case 'ListBuckets':
       case 'BucketOperation':
       case 'DeleteObject':
-      case 'CompleteMultipartUpload':
-      case 'AbortMultipartUpload':
-      case 'ListParts':
       case 'GetObjectAttributes':
       case 'ObjectSubresource':
         return passthrough(ctx);
@@ -118,10 +133,12 @@ export function createRequestHandler(deps: ProxyDeps) {
         s3,
         identity,
         payloadHash: auth.payloadHash,
+        auth,
         upstream,
         config,
         requestId,
         stats,
+        passthrough,
       };
       await route(ctx);
       status = res.statusCode;

@@ -5,7 +5,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { S3Error } from '../s3/errors.ts';
+import { createAwsChunkedDecoder, type StreamingMode } from '../sigv4/aws-chunked.ts';
+import { checksumOfHeader, createChecksumCheck } from '../sigv4/checksums.ts';
 import { createMd5Check, createSha256Check, parseContentMd5 } from '../sigv4/payload.ts';
+import type { VerifiedRequest } from '../sigv4/verify.ts';
 
 export interface PlainBody {
   /** The verified plaintext stages; pipe `req` through them. */
@@ -17,27 +20,64 @@ export interface PlainBody {
 /** S3's single-PUT limit. */
 export const MAX_SINGLE_PUT = 5 * 1024 ** 3;
 
-export function plainBody(req: IncomingMessage, payloadHash: string): PlainBody {
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v.join(',') : v;
+}
+
+/**
+ * The stages that turn the request body into verified plaintext: aws-chunked decoding (with chunk and
+ * trailer signatures), exact length, Content-MD5, the signed SHA-256 and any x-amz-checksum-* (header or
+ * trailer). Each check fails at the latest at the end of the body, before a later stage can finish.
+ */
+export function plainBody(req: IncomingMessage, auth: VerifiedRequest): PlainBody {
+  const payloadHash = auth.payloadHash;
+  const stages: Transform[] = [];
+  let length: number;
+  const trailerValues = new Map<string, string>();
   if (payloadHash.startsWith('STREAMING-')) {
-    throw new S3Error('NotImplemented', 'aws-chunked uploads are not supported yet by this proxy.', {
-      extra: { Header: 'x-amz-content-sha256' },
-    });
+    const decoded = header(req, 'x-amz-decoded-content-length');
+    if (decoded === undefined) {
+      throw new S3Error('MissingContentLength', 'You must provide the Content-Length HTTP header.');
+    }
+    if (!/^\d+$/.test(decoded)) throw new S3Error('InvalidArgument', 'x-amz-decoded-content-length must be a non-negative integer.');
+    length = Number(decoded);
+    const declared = (header(req, 'x-amz-trailer') ?? '')
+      .split(',')
+      .map((s) => s.trim().toLowerCase())
+      .filter(Boolean);
+    stages.push(
+      createAwsChunkedDecoder({
+        mode: payloadHash as StreamingMode,
+        declaredTrailers: declared,
+        signing: { key: auth.signingKey, seedSignature: auth.signature, amzDate: auth.amzDate, scope: auth.scope },
+        onTrailers: (t) => t.forEach((v, k) => trailerValues.set(k, v)),
+      }),
+    );
+    for (const name of declared) {
+      const alg = checksumOfHeader(name);
+      if (!alg) throw new S3Error('InvalidArgument', 'The trailer header is not supported.', { extra: { ArgumentName: 'x-amz-trailer' } });
+      stages.push(createChecksumCheck(alg, () => trailerValues.get(name)));
+    }
+  } else {
+    const cl = header(req, 'content-length');
+    if (cl === undefined) throw new S3Error('MissingContentLength', 'You must provide the Content-Length HTTP header.');
+    if (!/^\d+$/.test(cl)) throw new S3Error('InvalidArgument', 'Content-Length must be a non-negative integer.');
+    length = Number(cl);
   }
-  const cl = req.headers['content-length'];
-  if (cl === undefined) {
-    throw new S3Error('MissingContentLength', 'You must provide the Content-Length HTTP header.');
-  }
-  if (!/^\d+$/.test(cl)) throw new S3Error('InvalidArgument', 'Content-Length must be a non-negative integer.');
-  const length = Number(cl);
   if (length > MAX_SINGLE_PUT) {
     throw new S3Error('EntityTooLarge', 'Your proposed upload exceeds the maximum allowed size', {
       extra: { ProposedSize: String(length), MaxSizeAllowed: String(MAX_SINGLE_PUT) },
     });
   }
-  const stages: Transform[] = [exactLength(length)];
-  const md5 = req.headers['content-md5'];
-  if (md5 !== undefined) stages.push(createMd5Check(parseContentMd5(Array.isArray(md5) ? md5.join(',') : md5)));
+  stages.push(exactLength(length));
+  const md5 = header(req, 'content-md5');
+  if (md5 !== undefined) stages.push(createMd5Check(parseContentMd5(md5)));
   if (/^[0-9a-f]{64}$/.test(payloadHash)) stages.push(createSha256Check(payloadHash));
+  for (const [name, value] of Object.entries(req.headers)) {
+    const alg = checksumOfHeader(name);
+    if (alg && typeof value === 'string') stages.push(createChecksumCheck(alg, () => value));
+  }
   return { stages, length };
 }
 

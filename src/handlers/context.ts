@@ -3,6 +3,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config.ts';
+import type { VerifiedRequest } from '../sigv4/verify.ts';
 import type { S3Request } from '../s3/operation.ts';
 import type { Upstream, UpstreamIdentity, UpstreamResponse } from '../upstream.ts';
 import { readText } from '../upstream.ts';
@@ -16,9 +17,13 @@ export interface RequestContext {
   readonly identity: UpstreamIdentity;
   /** The payload mode the client signed (`x-amz-content-sha256` or UNSIGNED-PAYLOAD). */
   readonly payloadHash: string;
+  /** The verified signature (signing key and seed signature for aws-chunked bodies). */
+  readonly auth: VerifiedRequest;
   readonly upstream: Upstream;
   readonly config: Config;
   readonly requestId: string;
+  /** Forwards the request as it is (re-signed); `query` replaces the client's. */
+  readonly passthrough: (ctx: RequestContext, opts?: { query?: Array<[string, string]> }) => Promise<void>;
   /** Bytes counted for the access log. */
   stats: { bytesIn: number; bytesOut: number; upstreamRequests: number; upstreamStatus?: number };
 }

@@ -4,7 +4,7 @@
  * completes a partial object and the previous version stays.
  */
 import { pipeline } from 'node:stream';
-import type { Readable } from 'node:stream';
+import type { Readable, Transform } from 'node:stream';
 import { encryptedSize } from '../format/layout.ts';
 import { createEncryptStream } from '../format/stream.ts';
 import { ENVELOPE_META, forwardableRequestHeaders, PLAINTEXT_DESCRIBING } from '../s3/headers.ts';
@@ -34,24 +34,75 @@ export function encryptedWriteHeaders(ctx: RequestContext): Record<string, strin
 }
 
 export async function putObject(ctx: RequestContext, customerKey: CustomerKey): Promise<void> {
-  const { req, res, s3 } = ctx;
-  const body = plainBody(req, ctx.payloadHash);
-  const bucket = s3.bucket!;
-  const key = s3.key!;
   const envelope = sealEnvelope({
     customerKey: customerKey.key,
-    bucket,
-    key,
+    bucket: ctx.s3.bucket!,
+    key: ctx.s3.key!,
     chunkSizeLog2: ctx.config.chunkSizeLog2,
   });
   const headers = encryptedWriteHeaders(ctx);
   headers[ENVELOPE_META] = envelope.value;
-  headers['content-length'] = String(encryptedSize(body.length, envelope.chunkSize));
+  try {
+    await uploadEncrypted(ctx, customerKey, {
+      dataKey: envelope.dataKey,
+      chunkSize: envelope.chunkSize,
+      partNumber: 0,
+      headers,
+      query: upstreamQuery(ctx.s3.query),
+    });
+  } finally {
+    envelope.dataKey.fill(0);
+  }
+}
+
+export interface EncryptedUpload {
+  dataKey: Buffer;
+  chunkSize: number;
+  /** 0 for a single PUT, the S3 part number for UploadPart. */
+  partNumber: number;
+  /** Upstream headers (content-length is added here). */
+  headers: Record<string, string>;
+  query: Array<[string, string]>;
+}
+
+/** Streams the verified plaintext body through the encryptor to an upstream PUT, and answers as S3. */
+export async function uploadEncrypted(ctx: RequestContext, customerKey: CustomerKey, u: EncryptedUpload): Promise<void> {
+  const encrypt = createEncryptStream({ dataKey: u.dataKey, chunkSize: u.chunkSize, partNumber: u.partNumber });
+  return upload(ctx, {
+    headers: u.headers,
+    query: u.query,
+    encrypt,
+    size: (n) => encryptedSize(n, u.chunkSize),
+    echo: ssecEchoHeaders(customerKey),
+  });
+}
+
+/**
+ * An unencrypted upload whose body the upstream cannot take as it is (aws-chunked: RGW refuses trailers,
+ * other stores store the framing): decoded and checked here, forwarded as a plain body.
+ */
+export async function uploadDecoded(ctx: RequestContext, query: Array<[string, string]>): Promise<void> {
+  return upload(ctx, { headers: encryptedWriteHeaders(ctx), query, size: (n) => n, echo: {} });
+}
+
+async function upload(
+  ctx: RequestContext,
+  u: {
+    headers: Record<string, string>;
+    query: Array<[string, string]>;
+    encrypt?: Transform;
+    size: (plain: number) => number;
+    echo: Record<string, string>;
+  },
+): Promise<void> {
+  const { req, res, s3 } = ctx;
+  const body = plainBody(req, ctx.auth);
+  const headers = { ...u.headers, 'content-length': String(u.size(body.length)) };
 
   acceptBody(req, res);
   let bodyError: unknown;
-  const encrypt = createEncryptStream({ dataKey: envelope.dataKey, chunkSize: envelope.chunkSize, partNumber: 0 });
-  const source = (pipeline as (...s: unknown[]) => Readable)(req, ...body.stages, encrypt, (err: unknown) => {
+  const stages = u.encrypt ? [...body.stages, u.encrypt] : body.stages;
+  const source = (pipeline as (...s: unknown[]) => Readable)(req, ...stages, (err: unknown) => {
     if (err) bodyError = err;
   });
   req.on('data', (c: Buffer) => (ctx.stats.bytesIn += c.length));
@@ -62,16 +113,14 @@ export async function putObject(ctx: RequestContext, customerKey: CustomerKey): 
     up = await ctx.upstream.request({
       identity: ctx.identity,
       method: 'PUT',
-      path: objectPath(bucket, key),
-      query: upstreamQuery(s3.query),
+      path: objectPath(s3.bucket!, s3.key!),
+      query: u.query,
       headers,
       body: source,
     });
   } catch (e) {
     // The body's own failure (BadDigest, IncompleteBody...) is the real cause of the aborted request.
     throw bodyError ?? e;
-  } finally {
-    envelope.dataKey.fill(0);
   }
   ctx.stats.upstreamStatus = up.statusCode;
   if (bodyError) {
@@ -85,7 +134,7 @@ export async function putObject(ctx: RequestContext, customerKey: CustomerKey): 
     return relayUpstreamError(ctx, up);
   }
   await dump(up);
-  const out: Record<string, string> = { ...ssecEchoHeaders(customerKey), 'x-amz-request-id': ctx.requestId };
+  const out: Record<string, string> = { ...u.echo, 'x-amz-request-id': ctx.requestId };
   const etag = up.headers['etag'];
   if (typeof etag === 'string') out['etag'] = etag;
   const version = up.headers['x-amz-version-id'];

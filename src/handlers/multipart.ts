@@ -1,0 +1,195 @@
+/**
+ * Multipart uploads with SSE-C, with no state in the proxy (see sse-c/upload-id.ts): each part is its own
+ * encrypted stream under the upload's data key, which every replica derives from the request alone.
+ */
+import { createHash } from 'node:crypto';
+import { plaintextSize } from '../format/layout.ts';
+import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
+import { ENVELOPE_META } from '../s3/headers.ts';
+import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
+import { elementText, mapBlocks, removeElements, replaceElements } from '../s3/xml.ts';
+import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
+import { sealEnvelope } from '../sse-c/envelope.ts';
+import { clientUploadId, multipartDataKey, parseUploadId, tagMatches, type ParsedUploadId } from '../sse-c/upload-id.ts';
+import { dump, readText } from '../upstream.ts';
+import { relayUpstreamError, type RequestContext } from './context.ts';
+import { encryptedWriteHeaders, uploadDecoded, uploadEncrypted } from './put.ts';
+
+const MAX_COMPLETE_BODY = 2 * 1024 * 1024;
+
+function uploadIdOf(ctx: RequestContext): ParsedUploadId {
+  const id = queryGet(ctx.s3.query, 'uploadId');
+  if (!id) throw new S3Error('InvalidArgument', 'This operation requires an upload id.');
+  return parseUploadId(id);
+}
+
+/** The client's query with the upload id mapped back to the upstream's. */
+function upstreamQueryFor(ctx: RequestContext, parsed: ParsedUploadId): Array<[string, string]> {
+  return upstreamQuery(ctx.s3.query).map(([k, v]) => [k, k === 'uploadId' ? parsed.upstreamId : v]);
+}
+
+async function sendXml(ctx: RequestContext, status: number, xml: string, extra: Record<string, string> = {}) {
+  ctx.res.writeHead(status, {
+    'content-type': 'application/xml',
+    'content-length': String(Buffer.byteLength(xml)),
+    'x-amz-request-id': ctx.requestId,
+    ...extra,
+  });
+  ctx.res.end(xml);
+}
+
+export async function createMultipartUpload(ctx: RequestContext, customerKey: CustomerKey): Promise<void> {
+  const { bucket, key } = { bucket: ctx.s3.bucket!, key: ctx.s3.key! };
+  const dataKey = multipartDataKey(customerKey.key, bucket, key);
+  const envelope = sealEnvelope({ customerKey: customerKey.key, bucket, key, dataKey, chunkSizeLog2: ctx.config.chunkSizeLog2 });
+  const headers = encryptedWriteHeaders(ctx);
+  headers[ENVELOPE_META] = envelope.value;
+  ctx.stats.upstreamRequests++;
+  const up = await ctx.upstream.request({
+    identity: ctx.identity,
+    method: 'POST',
+    path: objectPath(bucket, key),
+    query: upstreamQuery(ctx.s3.query),
+    headers,
+  });
+  ctx.stats.upstreamStatus = up.statusCode;
+  if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
+  const xml = await readText(up);
+  const upstreamId = elementText(xml, 'UploadId');
+  if (!upstreamId) throw new S3Error('InternalError', 'The upstream store did not return an upload id.');
+  const out = replaceElements(xml, 'UploadId', () => clientUploadId(upstreamId, dataKey, ctx.config.chunkSizeLog2));
+  dataKey.fill(0);
+  return sendXml(ctx, 200, out, ssecEchoHeaders(customerKey));
+}
+
+export async function uploadPart(ctx: RequestContext): Promise<void> {
+  const parsed = uploadIdOf(ctx);
+  const customerKey = parseCustomerKey(ctx.req.headers, 'write');
+  if (!customerKey) {
+    if (parsed.tag) {
+      // The upload was created with SSE-C: every part must repeat the key (S3 refuses it too).
+      throw new S3Error('InvalidRequest', SSEC_MESSAGES.partialHeaders);
+    }
+    const query = upstreamQueryFor(ctx, parsed);
+    return ctx.payloadHash.startsWith('STREAMING-') ? uploadDecoded(ctx, query) : ctx.passthrough(ctx, { query });
+  }
+  const partNumber = Number(queryGet(ctx.s3.query, 'partNumber'));
+  if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > 10000) {
+    throw new S3Error('InvalidArgument', 'Part number must be an integer between 1 and 10000, inclusive', {
+      extra: { ArgumentName: 'partNumber' },
+    });
+  }
+  const dataKey = multipartDataKey(customerKey.key, ctx.s3.bucket!, ctx.s3.key!);
+  try {
+    if (parsed.tag && !tagMatches(parsed, dataKey)) {
+      throw new S3Error('InvalidRequest', SSEC_MESSAGES.mismatch);
+    }
+    const headers = encryptedWriteHeaders(ctx);
+    await uploadEncrypted(ctx, customerKey, {
+      dataKey,
+      chunkSize: 2 ** (parsed.chunkSizeLog2 ?? ctx.config.chunkSizeLog2),
+      partNumber,
+      headers,
+      query: upstreamQueryFor(ctx, parsed),
+    });
+  } finally {
+    dataKey.fill(0);
+  }
+}
+
+export async function completeMultipartUpload(ctx: RequestContext): Promise<void> {
+  const parsed = uploadIdOf(ctx);
+  const customerKey = parseCustomerKey(ctx.req.headers, 'write');
+  if (customerKey && parsed.tag) {
+    const dataKey = multipartDataKey(customerKey.key, ctx.s3.bucket!, ctx.s3.key!);
+    const ok = tagMatches(parsed, dataKey);
+    dataKey.fill(0);
+    if (!ok) throw new S3Error('InvalidRequest', SSEC_MESSAGES.mismatch);
+  }
+  const body = await readBody(ctx);
+  // Part checksums in the body describe plaintext; the upstream holds ciphertext and cannot check them.
+  const upstreamBody = parsed.tag || customerKey ? removeElements(body, /^Checksum/) : body;
+  ctx.stats.upstreamRequests++;
+  const up = await ctx.upstream.request({
+    identity: ctx.identity,
+    method: 'POST',
+    path: objectPath(ctx.s3.bucket!, ctx.s3.key!),
+    query: upstreamQueryFor(ctx, parsed),
+    headers: {
+      'content-type': 'application/xml',
+      'content-length': String(Buffer.byteLength(upstreamBody)),
+      'x-amz-content-sha256': createHash('sha256').update(upstreamBody).digest('hex'),
+    },
+    body: upstreamBody,
+  });
+  ctx.stats.upstreamStatus = up.statusCode;
+  if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
+  let xml = await readText(up, MAX_COMPLETE_BODY);
+  if (xml.includes('<Error>')) return sendXml(ctx, 200, xml); // S3 reports late failures inside a 200
+  const headers: Record<string, string> = customerKey ? ssecEchoHeaders(customerKey) : {};
+  const version = up.headers['x-amz-version-id'];
+  if (typeof version === 'string') headers['x-amz-version-id'] = version;
+  const etag = elementText(xml, 'ETag');
+  if (!etag || etag.replace(/"/g, '') === '') {
+    // RGW 16 answers with an empty <ETag>: the object's HEAD has the real one.
+    ctx.stats.upstreamRequests++;
+    const head = await ctx.upstream.request({
+      identity: ctx.identity,
+      method: 'HEAD',
+      path: objectPath(ctx.s3.bucket!, ctx.s3.key!),
+      query: typeof version === 'string' ? [['versionId', version]] : [],
+    });
+    await dump(head);
+    const real = head.headers['etag'];
+    if (typeof real === 'string') {
+      xml = xml.includes('<ETag>')
+        ? replaceElements(xml, 'ETag', () => real)
+        : xml.replace('</Key>', `</Key><ETag>${real.replace(/"/g, '&quot;')}</ETag>`);
+    }
+  }
+  return sendXml(ctx, 200, xml, headers);
+}
+
+async function readBody(ctx: RequestContext): Promise<string> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of ctx.req) {
+    n += (c as Buffer).length;
+    if (n > MAX_COMPLETE_BODY) throw new S3Error('MalformedXML', 'The XML you provided was not well-formed or did not validate against our published schema.');
+    chunks.push(c as Buffer);
+  }
+  ctx.stats.bytesIn += n;
+  const body = Buffer.concat(chunks);
+  if (/^[0-9a-f]{64}$/.test(ctx.payloadHash) && createHash('sha256').update(body).digest('hex') !== ctx.payloadHash) {
+    throw new S3Error('XAmzContentSHA256Mismatch', "The provided 'x-amz-content-sha256' header does not match what was computed.");
+  }
+  return body.toString('utf8');
+}
+
+export async function abortMultipartUpload(ctx: RequestContext): Promise<void> {
+  return ctx.passthrough(ctx, { query: upstreamQueryFor(ctx, uploadIdOf(ctx)) });
+}
+
+/** ListParts: the upload id as the client knows it, and plaintext part sizes for SSE-C uploads. */
+export async function listParts(ctx: RequestContext): Promise<void> {
+  const parsed = uploadIdOf(ctx);
+  const encrypted = parsed.tag !== undefined || parseCustomerKey(ctx.req.headers, 'read') !== undefined;
+  ctx.stats.upstreamRequests++;
+  const up = await ctx.upstream.request({
+    identity: ctx.identity,
+    method: 'GET',
+    path: objectPath(ctx.s3.bucket!, ctx.s3.key!),
+    query: upstreamQueryFor(ctx, parsed),
+  });
+  ctx.stats.upstreamStatus = up.statusCode;
+  if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
+  let xml = await readText(up, 16 * 1024 * 1024);
+  xml = replaceElements(xml, 'UploadId', () => queryGet(ctx.s3.query, 'uploadId')!);
+  if (encrypted) {
+    const chunkSize = 2 ** (parsed.chunkSizeLog2 ?? ctx.config.chunkSizeLog2);
+    xml = mapBlocks(xml, 'Part', (block) =>
+      replaceElements(removeElements(block, /^Checksum/), 'Size', (v) => String(plaintextSize(Number(v), chunkSize))),
+    );
+  }
+  return sendXml(ctx, 200, xml);
+}
