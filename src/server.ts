@@ -17,7 +17,9 @@ import {
   listParts,
   uploadPart,
 } from './handlers/multipart.ts';
+import { listObjects } from './handlers/list.ts';
 import { putObject, uploadDecoded } from './handlers/put.ts';
+import { ObjectInfoCache } from './object-info.ts';
 import { createPassthrough } from './passthrough.ts';
 import { S3Error, SSEC_MESSAGES, toXml } from './s3/errors.ts';
 import { classify, upstreamQuery, type S3Request } from './s3/operation.ts';
@@ -53,6 +55,7 @@ export function createRequestHandler(deps: ProxyDeps) {
   const now = deps.now ?? (() => new Date());
   const log = deps.log ?? ((line) => process.stdout.write(JSON.stringify(line) + '\n'));
   const passthrough = createPassthrough(upstream);
+  const objects = new ObjectInfoCache();
 
   // Client access key → (secret, upstream identity). Default: the upstream's own pair.
   const credentials = new Map<string, { secret: string; identity: UpstreamIdentity }>();
@@ -93,7 +96,12 @@ export function createRequestHandler(deps: ProxyDeps) {
         return passthrough(ctx);
       case 'PostObject':
         throw new S3Error('NotImplemented', 'POST object uploads are not supported by this proxy yet.');
+      case 'ListObjects':
+      case 'ListObjectsV2':
+      case 'ListObjectVersions':
+        return listObjects(ctx);
       case 'ListBuckets':
+      case 'ListMultipartUploads':
       case 'BucketOperation':
       case 'DeleteObject':
       case 'GetObjectAttributes':
@@ -139,6 +147,7 @@ export function createRequestHandler(deps: ProxyDeps) {
         requestId,
         stats,
         passthrough,
+        objects,
       };
       await route(ctx);
       status = res.statusCode;

@@ -5,9 +5,10 @@
  */
 import { PassThrough, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { CHUNK_OVERHEAD } from '../format/constants.ts';
 import { FormatError } from '../format/errors.ts';
 import { cipherRangeFor, plaintextSize } from '../format/layout.ts';
-import { createDecryptStream } from '../format/stream.ts';
+import { createDecryptStream, objectRangeRead, wholeObjectRead } from '../format/stream.ts';
 import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
 import { clientResponseHeaders, ENVELOPE_META } from '../s3/headers.ts';
 import { objectPath, upstreamQuery } from '../s3/operation.ts';
@@ -82,7 +83,7 @@ function sizes(up: UpstreamResponse): { total: number; start: number; end: numbe
 
 /** The ciphertext Range to ask for before the object's envelope is known (chunk size guessed). */
 function guessCipherRange(spec: RangeSpec, chunkSize: number): string {
-  const stride = chunkSize + 32;
+  const stride = chunkSize + CHUNK_OVERHEAD;
   if (spec.kind === 'suffix') {
     // The last chunk may be partial, so one extra chunk covers any alignment.
     return `bytes=-${(Math.ceil(spec.length / chunkSize) + 1) * stride}`;
@@ -132,6 +133,7 @@ export async function getObject(ctx: RequestContext): Promise<void> {
     'x-amz-request-id': ctx.requestId,
   });
   const etag = typeof up.headers['etag'] === 'string' ? up.headers['etag'] : undefined;
+  ctx.objects.set(ctx.s3.bucket!, ctx.s3.key!, etag, { encrypted: true, size: plainSize });
 
   let resolved;
   try {
@@ -160,11 +162,8 @@ export async function getObject(ctx: RequestContext): Promise<void> {
     }
     headers['content-length'] = String(plainSize);
     ctx.res.writeHead(200, headers);
-    await stream(ctx, up, 0, createDecryptStream({
-      dataKey,
-      chunkSize,
-      segments: [{ partNumber: 0, firstChunk: 0, chunkCount: null, endsWithFinal: true }],
-    }));
+    // Self-describing chunks: one read path for single PUTs and (aligned) multipart objects alike.
+    await stream(ctx, up, 0, createDecryptStream({ dataKey, chunkSize, selfDescribing: wholeObjectRead() }));
     return;
   }
 
@@ -191,14 +190,7 @@ export async function getObject(ctx: RequestContext): Promise<void> {
     createDecryptStream({
       dataKey,
       chunkSize,
-      segments: [
-        {
-          partNumber: 0,
-          firstChunk: need.firstChunk,
-          chunkCount: need.lastChunk - need.firstChunk + 1,
-          endsWithFinal: need.cipherEndInclusive === cipherTotal - 1,
-        },
-      ],
+      selfDescribing: objectRangeRead({ firstChunk: need.firstChunk, endsWithFinal: need.cipherEndInclusive === cipherTotal - 1 }),
       skip: need.skip,
       length: need.length,
     }),

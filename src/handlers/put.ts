@@ -74,6 +74,7 @@ export async function uploadEncrypted(ctx: RequestContext, customerKey: Customer
     encrypt,
     size: (n) => encryptedSize(n, u.chunkSize),
     echo: ssecEchoHeaders(customerKey),
+    object: u.partNumber === 0 ? 'encrypted' : undefined,
   });
 }
 
@@ -82,7 +83,8 @@ export async function uploadEncrypted(ctx: RequestContext, customerKey: Customer
  * other stores store the framing): decoded and checked here, forwarded as a plain body.
  */
 export async function uploadDecoded(ctx: RequestContext, query: Array<[string, string]>): Promise<void> {
-  return upload(ctx, { headers: encryptedWriteHeaders(ctx), query, size: (n) => n, echo: {} });
+  const isPart = query.some(([k]) => k === 'uploadId');
+  return upload(ctx, { headers: encryptedWriteHeaders(ctx), query, size: (n) => n, echo: {}, object: isPart ? undefined : 'plain' });
 }
 
 async function upload(
@@ -93,6 +95,8 @@ async function upload(
     encrypt?: Transform;
     size: (plain: number) => number;
     echo: Record<string, string>;
+    /** Whole objects (not parts) are remembered for listings. */
+    object?: 'encrypted' | 'plain';
   },
 ): Promise<void> {
   const { req, res, s3 } = ctx;
@@ -137,6 +141,9 @@ async function upload(
   const out: Record<string, string> = { ...u.echo, 'x-amz-request-id': ctx.requestId };
   const etag = up.headers['etag'];
   if (typeof etag === 'string') out['etag'] = etag;
+  if (u.object && typeof etag === 'string') {
+    ctx.objects.set(s3.bucket!, s3.key!, etag, { encrypted: u.object === 'encrypted', size: body.length });
+  }
   const version = up.headers['x-amz-version-id'];
   if (typeof version === 'string') out['x-amz-version-id'] = version;
   out['content-length'] = '0';

@@ -6,6 +6,10 @@ import { S3Error } from './errors.ts';
 
 export type OperationName =
   | 'ListBuckets'
+  | 'ListObjects'
+  | 'ListObjectsV2'
+  | 'ListObjectVersions'
+  | 'ListMultipartUploads'
   | 'BucketOperation'
   | 'PutObject'
   | 'CopyObject'
@@ -44,6 +48,26 @@ const OBJECT_SUBRESOURCES = new Set([
   'restore',
   'select',
   'select-type',
+]);
+
+/** Query parameters of the bucket listings; any other parameter names a bucket subresource. */
+const LISTING_PARAMS = new Set([
+  'versions',
+  'uploads',
+  'list-type',
+  'prefix',
+  'delimiter',
+  'marker',
+  'max-keys',
+  'max-uploads',
+  'encoding-type',
+  'continuation-token',
+  'fetch-owner',
+  'start-after',
+  'key-marker',
+  'version-id-marker',
+  'upload-id-marker',
+  'x-id',
 ]);
 
 export function parseQuery(search: string): Array<[string, string]> {
@@ -92,6 +116,11 @@ export function classify(method: string, url: string, headers: Record<string, un
   if (bucket === '') return { op: 'ListBuckets', ...base };
   if (key === '') {
     if (method === 'POST' && !has('delete') && isForm(headers)) return { op: 'PostObject', bucket, ...base };
+    if (method === 'GET' && query.every(([k]) => LISTING_PARAMS.has(k))) {
+      if (has('versions')) return { op: 'ListObjectVersions', bucket, ...base };
+      if (has('uploads')) return { op: 'ListMultipartUploads', bucket, ...base };
+      return { op: queryGet(query, 'list-type') === '2' ? 'ListObjectsV2' : 'ListObjects', bucket, ...base };
+    }
     return { op: 'BucketOperation', bucket, ...base };
   }
   const obj = { bucket, key, ...base };

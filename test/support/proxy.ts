@@ -205,3 +205,16 @@ export function errorCode(body: Buffer | string): string | undefined {
 export function errorMessage(body: Buffer | string): string | undefined {
   return /<Message>([^<]+)<\/Message>/.exec(body.toString())?.[1];
 }
+
+/**
+ * The access-log line of the first `op` request logged after index `since`. The line is written when the
+ * proxy's side of the exchange ends, which can be just after the client has read the whole answer.
+ */
+export async function logLine(t: TestProxy, since: number, op: string): Promise<Record<string, unknown>> {
+  for (let i = 0; i < 100; i++) {
+    const line = t.logs.slice(since).find((l) => l.op === op);
+    if (line) return line;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`no ${op} access-log line`);
+}

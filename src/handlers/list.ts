@@ -1,0 +1,125 @@
+/**
+ * ListObjects, ListObjectsV2 and ListObjectVersions with plaintext sizes. The upstream's answer is kept as it
+ * is except for `<Size>` of encrypted objects. A listing does not say which objects are encrypted: objects
+ * whose stored size no encrypted object can have are plain for sure; the rest are looked up in the
+ * object-info cache (filled by every write and read through this proxy) and, when this replica has not seen
+ * them, with one HEAD each (a few at a time), remembered by ETag.
+ */
+import { MAX_CHUNK_SIZE_LOG2, MIN_CHUNK_SIZE_LOG2 } from '../format/constants.ts';
+import { isValidEncryptedSize, plaintextSize } from '../format/layout.ts';
+import { ENVELOPE_META } from '../s3/headers.ts';
+import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
+import { elementText, mapBlocks, replaceElements } from '../s3/xml.ts';
+import { parseEnvelopeHeader } from '../sse-c/envelope.ts';
+import { dump, readText } from '../upstream.ts';
+import type { ObjectInfo } from '../object-info.ts';
+import { relayUpstreamError, type RequestContext } from './context.ts';
+
+const HEAD_CONCURRENCY = 8;
+const MAX_LISTING_BYTES = 64 * 1024 * 1024;
+
+interface Listed {
+  key: string;
+  etag: string;
+  size: number;
+  versionId: string | undefined;
+}
+
+export async function listObjects(ctx: RequestContext): Promise<void> {
+  const { s3 } = ctx;
+  ctx.stats.upstreamRequests++;
+  const up = await ctx.upstream.request({
+    identity: ctx.identity,
+    method: 'GET',
+    path: objectPath(s3.bucket!),
+    query: upstreamQuery(s3.query),
+  });
+  ctx.stats.upstreamStatus = up.statusCode;
+  if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
+  const xml = await readText(up, MAX_LISTING_BYTES);
+  const urlEncoded = queryGet(s3.query, 'encoding-type') === 'url';
+  const block = s3.op === 'ListObjectVersions' ? 'Version' : 'Contents';
+
+  const listed: Listed[] = [];
+  mapBlocks(xml, block, (b) => {
+    const item = parseBlock(b, urlEncoded);
+    if (item) listed.push(item);
+    return b;
+  });
+  const infos = await resolve(ctx, listed);
+  let i = 0;
+  const out = mapBlocks(xml, block, (b) => {
+    const item = parseBlock(b, urlEncoded);
+    if (!item) return b;
+    const info = infos[i++];
+    return info && info.encrypted ? replaceElements(b, 'Size', () => String(info.size)) : b;
+  });
+  ctx.res.writeHead(200, {
+    'content-type': 'application/xml',
+    'content-length': String(Buffer.byteLength(out)),
+    'x-amz-request-id': ctx.requestId,
+  });
+  ctx.res.end(out);
+}
+
+function parseBlock(b: string, urlEncoded: boolean): Listed | undefined {
+  const rawKey = elementText(b, 'Key');
+  const size = elementText(b, 'Size');
+  const etag = elementText(b, 'ETag');
+  if (rawKey === undefined || size === undefined || etag === undefined) return undefined;
+  const key = urlEncoded ? decodeURIComponent(rawKey.replace(/\+/g, '%20')) : rawKey;
+  const versionId = elementText(b, 'VersionId');
+  return { key, etag, size: Number(size), versionId: versionId === 'null' ? undefined : versionId };
+}
+
+/** Encrypted or not, and the plaintext size, for each listed object (in order). */
+async function resolve(ctx: RequestContext, listed: Listed[]): Promise<Array<ObjectInfo | undefined>> {
+  const bucket = ctx.s3.bucket!;
+  const result: Array<ObjectInfo | undefined> = listed.map((o) => {
+    if (!couldBeEncrypted(o.size)) {
+      return { encrypted: false, size: o.size };
+    }
+    return ctx.objects.get(bucket, o.key, o.etag);
+  });
+  const todo = listed.map((o, i) => ({ o, i })).filter(({ i }) => result[i] === undefined);
+  let next = 0;
+  const worker = async () => {
+    while (next < todo.length) {
+      const { o, i } = todo[next++]!;
+      result[i] = await headInfo(ctx, o);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(HEAD_CONCURRENCY, todo.length) }, worker));
+  return result;
+}
+
+/** False for sizes no encrypted object has, whatever chunk size it was written with. */
+function couldBeEncrypted(size: number): boolean {
+  for (let log2 = MIN_CHUNK_SIZE_LOG2; log2 <= MAX_CHUNK_SIZE_LOG2; log2++) {
+    if (isValidEncryptedSize(size, 2 ** log2)) return true;
+  }
+  return false;
+}
+
+async function headInfo(ctx: RequestContext, o: Listed): Promise<ObjectInfo | undefined> {
+  ctx.stats.upstreamRequests++;
+  const up = await ctx.upstream.request({
+    identity: ctx.identity,
+    method: 'HEAD',
+    path: objectPath(ctx.s3.bucket!, o.key),
+    query: o.versionId ? [['versionId', o.versionId]] : [],
+  });
+  await dump(up);
+  if (up.statusCode !== 200) return undefined; // deleted meanwhile: leave the listed size alone
+  const envelope = up.headers[ENVELOPE_META];
+  let info: ObjectInfo;
+  if (typeof envelope === 'string') {
+    try {
+      info = { encrypted: true, size: plaintextSize(o.size, parseEnvelopeHeader(envelope).chunkSize) };
+    } catch {
+      return undefined;
+    }
+  } else info = { encrypted: false, size: o.size };
+  ctx.objects.set(ctx.s3.bucket!, o.key, o.etag, info);
+  return info;
+}

@@ -1,0 +1,256 @@
+/**
+ * SSE-C multipart uploads without state in the proxy, reads of multipart objects, and listings with plaintext
+ * sizes, over Ceph RGW.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsCommand,
+  ListObjectsV2Command,
+  ListPartsCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { ensureRgw } from '../support/rgw.ts';
+import {
+  directClient,
+  errorCode,
+  logLine,
+  newKey,
+  rawRequest,
+  sse,
+  ssecHeaders,
+  startTestProxy,
+  type SseKey,
+  type TestProxy,
+  type UpstreamInfo,
+} from '../support/proxy.ts';
+
+const MiB = 1024 * 1024;
+let up: UpstreamInfo;
+let t: TestProxy;
+let s3: S3Client;
+const bucket = `mpu-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+
+async function bytes(body: unknown): Promise<Buffer> {
+  return Buffer.from(await (body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+}
+
+before(async () => {
+  const rgw = await ensureRgw();
+  up = { endpoint: rgw.endpoint, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region };
+  t = await startTestProxy(up);
+  s3 = t.client();
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+});
+after(async () => t?.close());
+
+/** Uploads `parts` (part number → bytes) concurrently through the given clients, in the given order. */
+async function multipart(clients: S3Client[], key: string, k: SseKey, parts: Array<[number, Buffer]>) {
+  const created = await clients[0]!.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ...sse(k) }));
+  assert.equal(created.SSECustomerKeyMD5, k.md5);
+  const done = await Promise.all(
+    parts.map(async ([n, body], i) => {
+      const r = await clients[i % clients.length]!.send(
+        new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: created.UploadId, PartNumber: n, Body: body, ...sse(k) }),
+      );
+      return { PartNumber: n, ETag: r.ETag };
+    }),
+  );
+  done.sort((a, b) => a.PartNumber - b.PartNumber);
+  const completed = await clients[clients.length - 1]!.send(
+    new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: created.UploadId, MultipartUpload: { Parts: done } }),
+  );
+  return { uploadId: created.UploadId!, etag: completed.ETag };
+}
+
+describe('multipart with SSE-C', () => {
+  const k = newKey();
+  const p1 = randomBytes(5 * MiB);
+  const p2 = randomBytes(5 * MiB);
+  const p3 = randomBytes(MiB + 12345);
+  const whole = Buffer.concat([p1, p2, p3]);
+  let etag: string | undefined;
+
+  before(async () => {
+    // Parts sent concurrently and out of order; numbers need not start at 1 (minio-js starts at 2).
+    ({ etag } = await multipart([s3], 'big', k, [
+      [4, p3],
+      [2, p1],
+      [3, p2],
+    ]));
+  });
+
+  test('Complete returns a real ETag (RGW 16 sends an empty one), equal to HEAD\'s', async () => {
+    assert.match(etag ?? '', /^"[0-9a-f]{32}-3"$/);
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'big', ...sse(k) }));
+    assert.equal(head.ETag, etag);
+    assert.equal(head.ContentLength, whole.length);
+  });
+
+  test('the whole object reads back byte-identical', async () => {
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'big', ...sse(k) }));
+    assert.ok((await bytes(got.Body)).equals(whole));
+  });
+
+  test('ranged reads across part and chunk boundaries, one upstream request each', async () => {
+    const boundaries = [0, 65535, 65536, 5 * MiB - 1, 5 * MiB, 10 * MiB - 3, 10 * MiB, whole.length - 1];
+    for (const a of boundaries) {
+      for (const len of [1, 70000]) {
+        const b = Math.min(a + len - 1, whole.length - 1);
+        const before = t.logs.length;
+        const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'big', Range: `bytes=${a}-${b}`, ...sse(k) }));
+        assert.ok((await bytes(got.Body)).equals(whole.subarray(a, b + 1)), `bytes=${a}-${b}`);
+        assert.equal((await logLine(t, before, 'GetObject')).upstreamRequests, 1);
+      }
+    }
+    const tail = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'big', Range: 'bytes=-100', ...sse(k) }));
+    assert.ok((await bytes(tail.Body)).equals(whole.subarray(whole.length - 100)));
+  });
+
+  test('the wrong key cannot read it', async () => {
+    const r = await rawRequest(t, up, { method: 'GET', path: `/${bucket}/big`, headers: ssecHeaders(newKey()) });
+    assert.equal(r.status, 403);
+  });
+});
+
+describe('UploadPart rules', () => {
+  test('another key, or none, on UploadPart → 400; ListParts shows plaintext sizes and the client\'s id; Abort', async () => {
+    const k = newKey();
+    const created = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'rules', ...sse(k) }));
+    const id = created.UploadId!;
+    const query = { partNumber: '1', uploadId: id };
+    const other = await rawRequest(t, up, { method: 'PUT', path: `/${bucket}/rules`, query, headers: ssecHeaders(newKey()), body: 'x' });
+    assert.equal(other.status, 400);
+    assert.equal(errorCode(other.body), 'InvalidRequest');
+    const none = await rawRequest(t, up, { method: 'PUT', path: `/${bucket}/rules`, query, body: 'x' });
+    assert.equal(none.status, 400);
+    await s3.send(new UploadPartCommand({ Bucket: bucket, Key: 'rules', UploadId: id, PartNumber: 1, Body: randomBytes(123_456), ...sse(k) }));
+    const parts = await s3.send(new ListPartsCommand({ Bucket: bucket, Key: 'rules', UploadId: id, ...sse(k) }));
+    assert.equal(parts.UploadId, id);
+    assert.deepEqual(parts.Parts?.map((p) => [p.PartNumber, p.Size]), [[1, 123_456]]);
+    await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: 'rules', UploadId: id }));
+    await assert.rejects(s3.send(new ListPartsCommand({ Bucket: bucket, Key: 'rules', UploadId: id })), (e: Error) => e.name === 'NoSuchUpload');
+  });
+});
+
+describe('no state in the proxy', () => {
+  let second: TestProxy;
+  before(async () => {
+    second = await startTestProxy(up);
+  });
+  after(async () => second?.close());
+
+  test('two proxies take the parts of one upload alternately', async () => {
+    const k = newKey();
+    const parts: Array<[number, Buffer]> = [1, 2, 3, 4].map((n) => [n, randomBytes(n === 4 ? 777 : 5 * MiB)]);
+    await multipart([s3, second.client()], 'two-replicas', k, parts);
+    const got = await second.client().send(new GetObjectCommand({ Bucket: bucket, Key: 'two-replicas', ...sse(k) }));
+    assert.ok((await bytes(got.Body)).equals(Buffer.concat(parts.map(([, b]) => b))));
+  });
+});
+
+describe('lib-storage and streamed bodies', () => {
+  test('@aws-sdk/lib-storage Upload (5 MiB parts, CRC32 checksums by default) round-trips', async () => {
+    const k = newKey();
+    const data = randomBytes(12 * MiB + 5);
+    await new Upload({ client: s3, params: { Bucket: bucket, Key: 'lib-storage', Body: Readable.from([data]), ...sse(k) } }).done();
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'lib-storage', ...sse(k) }));
+    assert.ok((await bytes(got.Body)).equals(data));
+  });
+
+  test('a PutObject with a stream body (aws-chunked, CRC32 trailer) round-trips; aws-chunked is not stored', async () => {
+    const k = newKey();
+    const data = randomBytes(300_000);
+    await s3.send(
+      new PutObjectCommand({ Bucket: bucket, Key: 'streamed', Body: Readable.from([data.subarray(0, 100_000), data.subarray(100_000)]), ContentLength: data.length, ...sse(k) }),
+    );
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'streamed', ...sse(k) }));
+    assert.ok((await bytes(got.Body)).equals(data));
+    assert.notEqual(got.ContentEncoding, 'aws-chunked');
+    const raw = await directClient(up).send(new HeadObjectCommand({ Bucket: bucket, Key: 'streamed' }));
+    assert.notEqual(raw.ContentEncoding, 'aws-chunked');
+  });
+});
+
+describe('listings show plaintext sizes', () => {
+  const lb = `list-${randomBytes(4).toString('hex')}`;
+  const objects: Record<string, number> = {};
+  before(async () => {
+    await s3.send(new CreateBucketCommand({ Bucket: lb }));
+    const k = newKey();
+    for (const [name, n, encrypted] of [
+      ['enc-empty', 0, true],
+      ['enc-small', 100, true],
+      ['enc-chunky', 3 * 65536 + 1, true],
+      ['plain-small', 100, false],
+      ['plain-odd', 65_576, false],
+      ['dir/enc', 5, true],
+      ['sp ace&amp', 42, true],
+    ] as const) {
+      await s3.send(new PutObjectCommand({ Bucket: lb, Key: name, Body: randomBytes(n), ...(encrypted ? sse(k) : {}) }));
+      objects[name] = n;
+    }
+    const parts: Array<[number, Buffer]> = [
+      [1, randomBytes(5 * MiB)],
+      [2, randomBytes(3333)],
+    ];
+    const created = await s3.send(new CreateMultipartUploadCommand({ Bucket: lb, Key: 'enc-multipart', ...sse(k) }));
+    const etags = [];
+    for (const [n, body] of parts) {
+      const r = await s3.send(new UploadPartCommand({ Bucket: lb, Key: 'enc-multipart', UploadId: created.UploadId, PartNumber: n, Body: body, ...sse(k) }));
+      etags.push({ PartNumber: n, ETag: r.ETag });
+    }
+    await s3.send(new CompleteMultipartUploadCommand({ Bucket: lb, Key: 'enc-multipart', UploadId: created.UploadId, MultipartUpload: { Parts: etags } }));
+    objects['enc-multipart'] = 5 * MiB + 3333;
+  });
+
+  function sizes(list: Array<{ Key?: string; Size?: number }> | undefined) {
+    return Object.fromEntries((list ?? []).map((c) => [c.Key, c.Size]));
+  }
+
+  test('ListObjectsV2 (also url-encoded, paginated) and ListObjects v1 agree with what was written', async () => {
+    const v2 = await s3.send(new ListObjectsV2Command({ Bucket: lb }));
+    assert.deepEqual(sizes(v2.Contents), objects);
+    const v1 = await s3.send(new ListObjectsCommand({ Bucket: lb }));
+    assert.deepEqual(sizes(v1.Contents), objects);
+    const paged: Record<string, number | undefined> = {};
+    let token: string | undefined;
+    do {
+      const page = await s3.send(new ListObjectsV2Command({ Bucket: lb, MaxKeys: 3, ContinuationToken: token, EncodingType: 'url' }));
+      Object.assign(paged, sizes(page.Contents?.map((c) => ({ ...c, Key: decodeURIComponent(c.Key!.replace(/\+/g, ' ')) }))));
+      token = page.NextContinuationToken;
+    } while (token);
+    assert.deepEqual(paged, objects);
+  });
+
+  test('a listing of objects this proxy wrote costs one upstream request; a fresh replica looks each up once', async () => {
+    const before = t.logs.length;
+    await s3.send(new ListObjectsV2Command({ Bucket: lb }));
+    assert.equal((await logLine(t, before, 'ListObjectsV2')).upstreamRequests, 1);
+
+    const fresh = await startTestProxy(up);
+    try {
+      const c = fresh.client();
+      const first = await c.send(new ListObjectsV2Command({ Bucket: lb }));
+      assert.deepEqual(sizes(first.Contents), objects);
+      const cold = (await logLine(fresh, 0, 'ListObjectsV2')).upstreamRequests as number;
+      assert.ok(cold <= 1 + Object.keys(objects).length, `cold listing cost ${cold}`);
+      const n = fresh.logs.length;
+      await c.send(new ListObjectsV2Command({ Bucket: lb }));
+      assert.equal((await logLine(fresh, n, 'ListObjectsV2')).upstreamRequests, 1);
+    } finally {
+      await fresh.close();
+    }
+  });
+});
