@@ -32,6 +32,11 @@ export interface Config {
   readonly chunkSizeLog2: number;
   /** How far a client's clock may be off, in ms (S3: 15 minutes). */
   readonly maxClockSkewMs: number;
+  /**
+   * The upstream does not give multipart objects `"…-N"` ETags (s3rver), so every encrypted object's layout is
+   * checked instead of only multipart ones.
+   */
+  readonly probeAllLayouts: boolean;
 }
 
 export class ConfigError extends Error {
@@ -64,6 +69,7 @@ const fileSchema = z
         region: nonEmpty.optional(),
         accessKeyId: nonEmpty.optional(),
         secretAccessKey: nonEmpty.optional(),
+        multipartEtags: z.boolean().optional(),
       })
       .strict()
       .optional(),
@@ -193,6 +199,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   }
 
   const chunkSizeLog2 = file.chunkSizeLog2 ?? 16;
+  const multipartEtags = bool('SSEC_PROXY_UPSTREAM_MULTIPART_ETAGS', file.upstream?.multipartEtags ?? true);
   if (problems.length) throw new ConfigError(problems);
 
   const config: Config = {
@@ -205,6 +212,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     stateDir: pick('SSEC_PROXY_STATE_DIR', file.stateDir) ?? '.state',
     chunkSizeLog2,
     maxClockSkewMs: (file.maxClockSkewMinutes ?? 15) * 60_000,
+    probeAllLayouts: !multipartEtags,
   };
   return deepFreeze(config);
 }

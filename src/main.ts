@@ -40,6 +40,7 @@ async function serve(config: Config): Promise<void> {
         secretAccessKey: embedded.secretAccessKey,
       },
       region: config.region,
+      probeAllLayouts: true, // s3rver's multipart ETags have no "-N"
     };
   }
   const up = effective.upstream!;

@@ -4,10 +4,14 @@
  * this replica has not seen costs one HEAD, once. An ETag names one exact content, so entries never go stale;
  * the cache is bounded and only an optimisation (any replica can rebuild it from the upstream).
  */
+import type { PartExtent } from './handlers/object-layout.ts';
+
 export interface ObjectInfo {
   readonly encrypted: boolean;
   /** Plaintext size (for unencrypted objects, the stored size). */
   readonly size: number;
+  /** The part table of an encrypted object whose parts are not chunk-aligned. */
+  readonly parts?: readonly PartExtent[];
 }
 
 export class ObjectInfoCache {

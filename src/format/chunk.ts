@@ -6,9 +6,15 @@ import { createCipheriv, createDecipheriv, createHmac, createSecretKey, type Key
 import { Buffer } from 'node:buffer';
 import {
   CHUNK_HEADER_SIZE,
+  CHUNK_OVERHEAD,
   CHUNK_VERSION,
   DATA_KEY_SIZE,
   FLAG_FINAL,
+  HEADER_OFFSET_CHUNK_INDEX,
+  HEADER_OFFSET_FLAGS,
+  HEADER_OFFSET_PART_NUMBER,
+  HEADER_OFFSET_STREAM_ID,
+  MAX_CHUNK_INDEX,
   MAX_CHUNK_SIZE_LOG2,
   MAX_PART_NUMBER,
   MIN_CHUNK_SIZE_LOG2,
@@ -42,6 +48,8 @@ export interface ChunkHeader {
   version: number;
   final: boolean;
   partNumber: number;
+  /** Index of the chunk within its stream (0, 1, 2, ...). */
+  chunkIndex: number;
   streamId: Buffer;
 }
 
@@ -51,42 +59,60 @@ export function assertPartNumber(partNumber: number): void {
   }
 }
 
+export function assertChunkIndex(chunkIndex: number): void {
+  if (!Number.isInteger(chunkIndex) || chunkIndex < 0 || chunkIndex > MAX_CHUNK_INDEX) {
+    throw new RangeError(`chunk index must be an integer 0..${MAX_CHUNK_INDEX} (u32), got ${chunkIndex}`);
+  }
+}
+
 export function assertChunkSizeLog2(chunkSizeLog2: number): void {
   if (!Number.isInteger(chunkSizeLog2) || chunkSizeLog2 < MIN_CHUNK_SIZE_LOG2 || chunkSizeLog2 > MAX_CHUNK_SIZE_LOG2) {
     throw new RangeError(`chunkSizeLog2 must be an integer ${MIN_CHUNK_SIZE_LOG2}..${MAX_CHUNK_SIZE_LOG2}, got ${chunkSizeLog2}`);
   }
 }
 
-/** Encodes a 16-byte chunk header. */
-export function encodeChunkHeader(final: boolean, partNumber: number, streamId: Buffer): Buffer {
+/** Encodes a 24-byte chunk header: version | flags | u16be partNumber | u32be chunkIndex | streamId. */
+export function encodeChunkHeader(final: boolean, partNumber: number, chunkIndex: number, streamId: Buffer): Buffer {
   assertPartNumber(partNumber);
+  assertChunkIndex(chunkIndex);
   if (streamId.length !== STREAM_ID_SIZE) throw new RangeError(`streamId must be ${STREAM_ID_SIZE} bytes`);
   const header = Buffer.alloc(CHUNK_HEADER_SIZE);
   header[0] = CHUNK_VERSION;
-  header[1] = final ? FLAG_FINAL : 0;
-  header.writeUInt16BE(partNumber, 2);
-  streamId.copy(header, 4);
+  header[HEADER_OFFSET_FLAGS] = final ? FLAG_FINAL : 0;
+  header.writeUInt16BE(partNumber, HEADER_OFFSET_PART_NUMBER);
+  header.writeUInt32BE(chunkIndex, HEADER_OFFSET_CHUNK_INDEX);
+  streamId.copy(header, HEADER_OFFSET_STREAM_ID);
   return header;
 }
 
-/** Decodes and checks a chunk header (first 16 bytes of `buf`); throws HeaderInvalid. `streamId` is a view. */
-export function decodeChunkHeader(buf: Buffer, chunkIndex?: number): ChunkHeader {
-  if (buf.length < CHUNK_HEADER_SIZE) throw new RangeError('chunk header needs 16 bytes');
+/** Rewrites the chunkIndex field of an encoded header in place (the encryptor reuses one header buffer). */
+export function setHeaderChunkIndex(header: Buffer, chunkIndex: number): void {
+  assertChunkIndex(chunkIndex);
+  header.writeUInt32BE(chunkIndex, HEADER_OFFSET_CHUNK_INDEX);
+}
+
+/**
+ * Decodes and checks a chunk header (first 24 bytes of `buf`); throws HeaderInvalid. `streamId` is a view.
+ * `position` (the caller's idea of the chunk's index, if any) only labels errors.
+ */
+export function decodeChunkHeader(buf: Buffer, position?: number): ChunkHeader {
+  if (buf.length < CHUNK_HEADER_SIZE) throw new RangeError(`chunk header needs ${CHUNK_HEADER_SIZE} bytes`);
   const version = buf[0]!;
-  const flags = buf[1]!;
+  const flags = buf[HEADER_OFFSET_FLAGS]!;
   if (version !== CHUNK_VERSION) {
-    throw new FormatError('HeaderInvalid', `unknown chunk version ${version}${at(chunkIndex)}`, { chunkIndex });
+    throw new FormatError('HeaderInvalid', `unknown chunk version ${version}${at(position)}`, { chunkIndex: position });
   }
   if ((flags & ~FLAG_FINAL) !== 0) {
-    throw new FormatError('HeaderInvalid', `reserved chunk flag bits set (0x${flags.toString(16)})${at(chunkIndex)}`, {
-      chunkIndex,
+    throw new FormatError('HeaderInvalid', `reserved chunk flag bits set (0x${flags.toString(16)})${at(position)}`, {
+      chunkIndex: position,
     });
   }
   return {
     version,
     final: (flags & FLAG_FINAL) !== 0,
-    partNumber: buf.readUInt16BE(2),
-    streamId: buf.subarray(4, CHUNK_HEADER_SIZE),
+    partNumber: buf.readUInt16BE(HEADER_OFFSET_PART_NUMBER),
+    chunkIndex: buf.readUInt32BE(HEADER_OFFSET_CHUNK_INDEX),
+    streamId: buf.subarray(HEADER_OFFSET_STREAM_ID, CHUNK_HEADER_SIZE),
   };
 }
 
@@ -124,22 +150,26 @@ export function chunkNonce(index: number, final: boolean, out: Buffer = Buffer.a
   return out;
 }
 
+/** The nonce of the chunk whose encoded header is `header`: from its FINAL flag and chunkIndex field. */
+function headerNonce(header: Buffer, nonceScratch?: Buffer): Buffer {
+  const final = (header[HEADER_OFFSET_FLAGS]! & FLAG_FINAL) !== 0;
+  return chunkNonce(header.readUInt32BE(HEADER_OFFSET_CHUNK_INDEX), final, nonceScratch);
+}
+
 /**
- * Seals one chunk into `out` at `offset`: header (copied from `header`, which must already carry the right
- * final flag) | ciphertext | tag. Plaintext may come in pieces (no concatenation needed). Returns bytes written.
- * `nonceScratch` lets a stream reuse one buffer: createCipheriv copies the IV.
+ * Seals one chunk into `out` at `offset`: header (copied from `header`, which carries the final flag and the
+ * chunk index that select the nonce) | ciphertext | tag. Plaintext may come in pieces (no concatenation
+ * needed). Returns bytes written. `nonceScratch` lets a stream reuse one buffer: createCipheriv copies the IV.
  */
 export function sealChunkInto(
   key: KeyObject,
-  index: number,
   header: Buffer,
   plaintext: readonly Buffer[],
   out: Buffer,
   offset: number,
   nonceScratch?: Buffer,
 ): number {
-  const final = (header[1]! & FLAG_FINAL) !== 0;
-  const cipher = createCipheriv(CIPHER, key, chunkNonce(index, final, nonceScratch), GCM_OPTIONS);
+  const cipher = createCipheriv(CIPHER, key, headerNonce(header, nonceScratch), GCM_OPTIONS);
   header.copy(out, offset, 0, CHUNK_HEADER_SIZE);
   cipher.setAAD(header.subarray(0, CHUNK_HEADER_SIZE));
   let pos = offset + CHUNK_HEADER_SIZE;
@@ -155,27 +185,26 @@ export function sealChunkInto(
 }
 
 /** Seals one chunk and returns header | ciphertext | tag. */
-export function sealChunk(key: KeyObject, index: number, header: Buffer, plaintext: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(plaintext.length + CHUNK_HEADER_SIZE + TAG_SIZE);
-  sealChunkInto(key, index, header, [plaintext], out, 0);
+export function sealChunk(key: KeyObject, header: Buffer, plaintext: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(plaintext.length + CHUNK_OVERHEAD);
+  sealChunkInto(key, header, [plaintext], out, 0);
   return out;
 }
 
 /**
  * Opens one chunk given its parts; returns the plaintext (one piece per non-empty ciphertext piece, no
  * concatenation) only after the tag verified, else throws ChunkAuthFailed. The caller has already checked
- * the header (decodeChunkHeader); its final flag selects the nonce.
+ * the header (decodeChunkHeader); its final flag and chunk index select the nonce, and it is the AAD.
+ * Whether the chunk is at the expected position is the caller's check.
  */
 export function openChunkParts(
   key: KeyObject,
-  index: number,
   header: Buffer,
   ciphertext: readonly Buffer[],
   tag: Buffer,
   nonceScratch?: Buffer,
 ): Buffer[] {
-  const final = (header[1]! & FLAG_FINAL) !== 0;
-  const decipher = createDecipheriv(CIPHER, key, chunkNonce(index, final, nonceScratch), GCM_OPTIONS);
+  const decipher = createDecipheriv(CIPHER, key, headerNonce(header, nonceScratch), GCM_OPTIONS);
   decipher.setAAD(header.subarray(0, CHUNK_HEADER_SIZE));
   decipher.setAuthTag(tag);
   const parts: Buffer[] = [];
@@ -185,21 +214,20 @@ export function openChunkParts(
   try {
     decipher.final();
   } catch (cause) {
+    const index = header.readUInt32BE(HEADER_OFFSET_CHUNK_INDEX);
     throw new FormatError('ChunkAuthFailed', `chunk ${index} failed authentication`, { cause, chunkIndex: index });
   }
   return parts;
 }
 
 /** Opens one contiguous chunk (header | ciphertext | tag): checks the header, then the tag. */
-export function openChunk(key: KeyObject, index: number, chunk: Buffer): Buffer {
-  if (chunk.length < CHUNK_HEADER_SIZE + TAG_SIZE) {
-    throw new FormatError('Truncated', `chunk ${index} is ${chunk.length} bytes, shorter than header and tag`, {
-      chunkIndex: index,
-    });
+export function openChunk(key: KeyObject, chunk: Buffer): Buffer {
+  if (chunk.length < CHUNK_OVERHEAD) {
+    throw new FormatError('Truncated', `chunk is ${chunk.length} bytes, shorter than header and tag`);
   }
-  decodeChunkHeader(chunk, index);
+  decodeChunkHeader(chunk);
   const header = chunk.subarray(0, CHUNK_HEADER_SIZE);
   const body = chunk.subarray(CHUNK_HEADER_SIZE, chunk.length - TAG_SIZE);
   const tag = chunk.subarray(chunk.length - TAG_SIZE);
-  return openChunkParts(key, index, header, [body], tag)[0] ?? Buffer.alloc(0);
+  return openChunkParts(key, header, [body], tag)[0] ?? Buffer.alloc(0);
 }

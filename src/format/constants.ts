@@ -35,11 +35,23 @@ export const DEFAULT_CHUNK_SIZE_LOG2 = 16;
 export const CHUNK_VERSION = 1;
 /** Chunk header flag bit 0: last chunk of its stream. Other bits are reserved (must be 0). */
 export const FLAG_FINAL = 0x01;
-/** Chunk layout. Changing these breaks stored data. */
-export const CHUNK_HEADER_SIZE = 16;
-export const STREAM_ID_SIZE = 12;
+/**
+ * Chunk layout. Changing these breaks stored data. Header (24 bytes):
+ *   version u8 | flags u8 | partNumber u16be | chunkIndex u32be | streamId (16 bytes)
+ * Every size formula uses CHUNK_OVERHEAD; nothing else may hardcode 40.
+ */
+export const CHUNK_HEADER_SIZE = 24;
+export const STREAM_ID_SIZE = 16;
 export const TAG_SIZE = 16;
-export const CHUNK_OVERHEAD = CHUNK_HEADER_SIZE + TAG_SIZE; // 32
+/** Ciphertext bytes a chunk adds to its plaintext: header + tag. */
+export const CHUNK_OVERHEAD = CHUNK_HEADER_SIZE + TAG_SIZE; // 40
+/** Header field offsets. */
+export const HEADER_OFFSET_FLAGS = 1;
+export const HEADER_OFFSET_PART_NUMBER = 2;
+export const HEADER_OFFSET_CHUNK_INDEX = 4;
+export const HEADER_OFFSET_STREAM_ID = 8;
+/** chunkIndex is a u32: a stream has at most 2^32 chunks (16 TiB with 4 KiB chunks, beyond S3's 5 TiB). */
+export const MAX_CHUNK_INDEX = 0xffff_ffff;
 /** GCM nonce = u32be(prefix) || u64be(chunk index); prefix marks the final chunk. Changing this breaks stored data. */
 export const NONCE_SIZE = 12;
 export const NONCE_PREFIX_FINAL = 0x80000000;

@@ -15,7 +15,10 @@ export type FormatErrorCode =
   | 'ChunkAuthFailed'
   /** A chunk header has an unknown version or reserved flag bits set. */
   | 'HeaderInvalid'
-  /** An authentic chunk of another stream or part where this one was expected, or part numbers not increasing. */
+  /**
+   * An authentic chunk of this object in the wrong place: another stream or part, another chunk index, part
+   * numbers not increasing, or a part starting before the previous part's final chunk.
+   */
   | 'StreamMismatch'
   /** Input ended before the expected final chunk or the expected number of chunks. */
   | 'Truncated'

@@ -7,16 +7,16 @@ import { PassThrough, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CHUNK_OVERHEAD } from '../format/constants.ts';
 import { FormatError } from '../format/errors.ts';
-import { cipherRangeFor, plaintextSize } from '../format/layout.ts';
-import { createDecryptStream, objectRangeRead, wholeObjectRead } from '../format/stream.ts';
+import { createDecryptStream } from '../format/stream.ts';
 import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
 import { clientResponseHeaders, ENVELOPE_META } from '../s3/headers.ts';
-import { objectPath, upstreamQuery } from '../s3/operation.ts';
+import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { contentRange, parseRange, resolveRange, type RangeSpec } from '../s3/range.ts';
 import { openEnvelope } from '../sse-c/envelope.ts';
 import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { dump, type UpstreamResponse } from '../upstream.ts';
 import { dropPrefix } from './body.ts';
+import { planRange, planWhole, probeLayout, type ObjectLayout } from './object-layout.ts';
 import { relayUpstreamError, type RequestContext } from './context.ts';
 
 /** Request headers a read forwards: conditionals and a few S3 request options. */
@@ -126,14 +126,20 @@ export async function getObject(ctx: RequestContext): Promise<void> {
   const { chunkSize, dataKey } = opened;
   const fetched = sizes(up);
   const cipherTotal = fetched.total;
-  const plainSize = plaintextSize(cipherTotal, chunkSize);
+  const etag = typeof up.headers['etag'] === 'string' ? up.headers['etag'] : undefined;
+  let layout: ObjectLayout;
+  try {
+    layout = await layoutOf(ctx, etag, cipherTotal, chunkSize);
+  } catch (e) {
+    await dump(up);
+    throw e;
+  }
+  const plainSize = layout.plainSize;
   const headers = clientResponseHeaders(up.headers, { encrypted: true });
   Object.assign(headers, ssecEchoHeaders(customerKey), {
     'accept-ranges': 'bytes',
     'x-amz-request-id': ctx.requestId,
   });
-  const etag = typeof up.headers['etag'] === 'string' ? up.headers['etag'] : undefined;
-  ctx.objects.set(ctx.s3.bucket!, ctx.s3.key!, etag, { encrypted: true, size: plainSize });
 
   let resolved;
   try {
@@ -162,39 +168,35 @@ export async function getObject(ctx: RequestContext): Promise<void> {
     }
     headers['content-length'] = String(plainSize);
     ctx.res.writeHead(200, headers);
-    // Self-describing chunks: one read path for single PUTs and (aligned) multipart objects alike.
-    await stream(ctx, up, 0, createDecryptStream({ dataKey, chunkSize, selfDescribing: wholeObjectRead() }));
+    // Self-describing chunks: one read path for single PUTs and multipart objects of any layout.
+    await stream(ctx, up, 0, createDecryptStream({ dataKey, chunkSize, ...planWhole() }));
     return;
   }
 
-  const need = cipherRangeFor(resolved.start, resolved.end, plainSize, chunkSize);
+  const plan = planRange(layout, resolved.start, resolved.end, chunkSize);
   const usable =
-    !fromHead &&
-    up.statusCode === 206 &&
-    need.cipherStart >= fetched.start &&
-    need.cipherEndInclusive === fetched.end;
+    !fromHead && up.statusCode === 206 && plan.cipherStart >= fetched.start && plan.cipherEndInclusive === fetched.end;
   if (!usable) {
     await dump(up);
-    const exact = { range: `bytes=${need.cipherStart}-${need.cipherEndInclusive}`, ...(etag ? { 'if-match': etag } : {}) };
+    const exact = { range: `bytes=${plan.cipherStart}-${plan.cipherEndInclusive}`, ...(etag ? { 'if-match': etag } : {}) };
     up = await fetchObject(ctx, 'GET', readHeaders(ctx, exact));
     if (!isOk(up)) return relayUpstreamError(ctx, up);
   }
-  const skipCipher = usable ? need.cipherStart - fetched.start : 0;
+  const skipCipher = usable ? plan.cipherStart - fetched.start : 0;
   headers['content-range'] = contentRange(resolved, plainSize);
-  headers['content-length'] = String(need.length);
+  headers['content-length'] = String(resolved.end - resolved.start + 1);
   ctx.res.writeHead(206, headers);
-  await stream(
-    ctx,
-    up,
-    skipCipher,
-    createDecryptStream({
-      dataKey,
-      chunkSize,
-      selfDescribing: objectRangeRead({ firstChunk: need.firstChunk, endsWithFinal: need.cipherEndInclusive === cipherTotal - 1 }),
-      skip: need.skip,
-      length: need.length,
-    }),
-  );
+  await stream(ctx, up, skipCipher, createDecryptStream({ dataKey, chunkSize, ...plan.decrypt }));
+}
+
+/** The object's layout: from this replica's cache by ETag, else probed from its chunk headers. */
+async function layoutOf(ctx: RequestContext, etag: string | undefined, cipherTotal: number, chunkSize: number): Promise<ObjectLayout> {
+  const { bucket, key } = { bucket: ctx.s3.bucket!, key: ctx.s3.key! };
+  const cached = etag ? ctx.objects.get(bucket, key, etag) : undefined;
+  if (cached?.encrypted) return { plainSize: cached.size, ...(cached.parts ? { parts: cached.parts } : {}) };
+  const layout = await probeLayout(ctx, { bucket, key, versionId: queryGet(ctx.s3.query, 'versionId'), etag: etag ?? '*' }, cipherTotal, chunkSize);
+  ctx.objects.set(bucket, key, etag, { encrypted: true, size: layout.plainSize, ...(layout.parts ? { parts: layout.parts } : {}) });
+  return layout;
 }
 
 /** Ciphertext → plaintext to the client. After headers are sent an error can only cut the connection. */

@@ -6,7 +6,7 @@
  * them, with one HEAD each (a few at a time), remembered by ETag.
  */
 import { MAX_CHUNK_SIZE_LOG2, MIN_CHUNK_SIZE_LOG2 } from '../format/constants.ts';
-import { isValidEncryptedSize, plaintextSize } from '../format/layout.ts';
+import { isValidEncryptedSize } from '../format/layout.ts';
 import { ENVELOPE_META } from '../s3/headers.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { elementText, mapBlocks, replaceElements } from '../s3/xml.ts';
@@ -14,6 +14,7 @@ import { parseEnvelopeHeader } from '../sse-c/envelope.ts';
 import { dump, readText } from '../upstream.ts';
 import type { ObjectInfo } from '../object-info.ts';
 import { relayUpstreamError, type RequestContext } from './context.ts';
+import { probeLayout } from './object-layout.ts';
 
 const HEAD_CONCURRENCY = 8;
 const MAX_LISTING_BYTES = 64 * 1024 * 1024;
@@ -115,7 +116,9 @@ async function headInfo(ctx: RequestContext, o: Listed): Promise<ObjectInfo | un
   let info: ObjectInfo;
   if (typeof envelope === 'string') {
     try {
-      info = { encrypted: true, size: plaintextSize(o.size, parseEnvelopeHeader(envelope).chunkSize) };
+      const ref = { bucket: ctx.s3.bucket!, key: o.key, versionId: o.versionId, etag: o.etag };
+      const layout = await probeLayout(ctx, ref, o.size, parseEnvelopeHeader(envelope).chunkSize);
+      info = { encrypted: true, size: layout.plainSize, ...(layout.parts ? { parts: layout.parts } : {}) };
     } catch {
       return undefined;
     }

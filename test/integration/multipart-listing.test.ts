@@ -213,6 +213,19 @@ describe('listings show plaintext sizes', () => {
     }
     await s3.send(new CompleteMultipartUploadCommand({ Bucket: lb, Key: 'enc-multipart', UploadId: created.UploadId, MultipartUpload: { Parts: etags } }));
     objects['enc-multipart'] = 5 * MiB + 3333;
+    // Unaligned parts (5 MiB + 1 byte, as Ceph's s3-tests upload them): the listed size must still be exact.
+    const odd = await s3.send(new CreateMultipartUploadCommand({ Bucket: lb, Key: 'enc-unaligned', ...sse(k) }));
+    const oddEtags = [];
+    for (const [n, size] of [
+      [1, 5 * MiB + 1],
+      [2, 5 * MiB + 1],
+      [3, 1000],
+    ] as const) {
+      const r = await s3.send(new UploadPartCommand({ Bucket: lb, Key: 'enc-unaligned', UploadId: odd.UploadId, PartNumber: n, Body: randomBytes(size), ...sse(k) }));
+      oddEtags.push({ PartNumber: n, ETag: r.ETag });
+    }
+    await s3.send(new CompleteMultipartUploadCommand({ Bucket: lb, Key: 'enc-unaligned', UploadId: odd.UploadId, MultipartUpload: { Parts: oddEtags } }));
+    objects['enc-unaligned'] = 2 * (5 * MiB + 1) + 1000;
   });
 
   function sizes(list: Array<{ Key?: string; Size?: number }> | undefined) {
@@ -244,8 +257,11 @@ describe('listings show plaintext sizes', () => {
       const c = fresh.client();
       const first = await c.send(new ListObjectsV2Command({ Bucket: lb }));
       assert.deepEqual(sizes(first.Contents), objects);
+      // Cold: the listing, one HEAD per object whose size an encrypted object could have, two small reads to
+      // confirm an aligned multipart layout, and a bounded walk over the unaligned one's part headers.
       const cold = (await logLine(fresh, 0, 'ListObjectsV2')).upstreamRequests as number;
-      assert.ok(cold <= 1 + Object.keys(objects).length, `cold listing cost ${cold}`);
+      const objectsCount = Object.keys(objects).length;
+      assert.ok(cold >= 1 + objectsCount + 2 && cold <= 1 + objectsCount + 2 + 3 * 12, `cold listing cost ${cold}`);
       const n = fresh.logs.length;
       await c.send(new ListObjectsV2Command({ Bucket: lb }));
       assert.equal((await logLine(fresh, n, 'ListObjectsV2')).upstreamRequests, 1);

@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import fc from 'fast-check';
 import { CHUNK_HEADER_SIZE, FLAG_FINAL } from '../../src/format/constants.ts';
 import { FormatError, isFormatError, type FormatErrorCode } from '../../src/format/errors.ts';
-import { cipherRangeFor, encryptedSize } from '../../src/format/layout.ts';
+import { cipherRangeFor, encryptedSize, isAlignedLayout, objectCipherSize } from '../../src/format/layout.ts';
 import {
   Decryptor,
   Encryptor,
@@ -14,8 +14,12 @@ import {
   createEncryptStream,
   decryptBuffer,
   encryptBuffer,
+  objectRangeRead,
+  objectSegment,
+  wholeObjectRead,
   wholeStreamSegment,
   type DecryptSegment,
+  type SelfDescribingRead,
 } from '../../src/format/stream.ts';
 
 const KiB = 1024;
@@ -94,7 +98,7 @@ describe('stream: round trips', () => {
     await fc.assert(
       fc.asyncProperty(plainLength, fc.integer(), chunkSizes, cuts, async (len, seed, C, encCuts) => {
         const plaintext = bytes(len, seed);
-        const id = bytes(12, seed + 1);
+        const id = bytes(16, seed + 1);
         const whole = encryptBuffer(plaintext, { dataKey, chunkSize: C, partNumber: 5, randomBytes: fixedId(id) });
         const streamed = await run(createEncryptStream({ dataKey, chunkSize: C, partNumber: 5, randomBytes: fixedId(id) }), split(plaintext, encCuts));
         assert.ok(streamed.out.equals(whole));
@@ -106,13 +110,13 @@ describe('stream: round trips', () => {
   it('every stream gets a fresh stream id by default', () => {
     const a = encryptBuffer(Buffer.from('same'), { dataKey, chunkSize: 4096, partNumber: 1 });
     const b = encryptBuffer(Buffer.from('same'), { dataKey, chunkSize: 4096, partNumber: 1 });
-    assert.notDeepEqual(a.subarray(4, 16), b.subarray(4, 16));
+    assert.notDeepEqual(a.subarray(8, 24), b.subarray(8, 24));
     assert.notDeepEqual(a, b);
   });
 
-  it('an empty stream is one 32-byte final chunk, and an empty input to decrypt is Truncated', () => {
+  it('an empty stream is one 40-byte final chunk, and an empty input to decrypt is Truncated', () => {
     const ct = encryptBuffer(Buffer.alloc(0), { dataKey, chunkSize: 4096, partNumber: 0 });
-    assert.equal(ct.length, 32);
+    assert.equal(ct.length, 40);
     assert.equal(ct[1], FLAG_FINAL);
     assert.equal(decryptBuffer(ct, { dataKey, chunkSize: 4096 }).length, 0);
     assert.throws(() => decryptBuffer(Buffer.alloc(0), { dataKey, chunkSize: 4096 }), (e) => isFormatError(e, 'Truncated'));
@@ -152,7 +156,7 @@ describe('stream: ranges', () => {
   it('an open-ended range (chunkCount null) runs to the final chunk', () => {
     const plaintext = bytes(10000, 3);
     const ct = encryptBuffer(plaintext, { dataKey, chunkSize: 4096, partNumber: 0 });
-    const out = decryptBuffer(ct.subarray(4128), {
+    const out = decryptBuffer(ct.subarray(4136), {
       dataKey,
       chunkSize: 4096,
       segments: [{ partNumber: 0, firstChunk: 1, chunkCount: null, endsWithFinal: true }],
@@ -175,13 +179,13 @@ describe('stream: the encryptor holds back the final chunk', () => {
     assert.deepEqual(e.update(bytes(C, 1)), []);
     const one = e.update(bytes(C, 2));
     assert.equal(one.length, 1);
-    assert.equal(one[0]!.length, C + 32);
+    assert.equal(one[0]!.length, C + 40);
     assert.equal(one[0]![1], 0);
     assert.deepEqual(e.update(Buffer.alloc(0)), []);
     const two = e.update(Buffer.alloc(1));
-    assert.equal(Buffer.concat(two).length, C + 32);
+    assert.equal(Buffer.concat(two).length, C + 40);
     const last = e.final();
-    assert.equal(last.length, 1 + 32);
+    assert.equal(last.length, 1 + 40);
     assert.equal(last[1], FLAG_FINAL);
   });
 
@@ -199,16 +203,16 @@ describe('stream: the encryptor holds back the final chunk', () => {
       /Content-MD5 mismatch/,
     );
     const out = Buffer.concat(chunks);
-    assert.equal(out.length, 2 * (C + 32));
-    for (let off = 0; off < out.length; off += C + 32) assert.equal(out[off + 1]! & FLAG_FINAL, 0);
+    assert.equal(out.length, 2 * (C + 40));
+    for (let off = 0; off < out.length; off += C + 40) assert.equal(out[off + 1]! & FLAG_FINAL, 0);
   });
 
   it('emits large batches, not one push per chunk', async () => {
     const e = new Encryptor({ dataKey, chunkSize: C, partNumber: 0 });
     const batches = e.update(bytes(4 * 1024 * KiB, 6));
     assert.ok(batches.length <= 5, `${batches.length} batches`);
-    for (const b of batches) assert.ok(b.length <= 1024 * KiB && b.length % (C + 32) === 0);
-    assert.equal(batches.reduce((n, b) => n + b.length, 0), (1024 - 1) * (C + 32));
+    for (const b of batches) assert.ok(b.length <= 1024 * KiB && b.length % (C + 40) === 0);
+    assert.equal(batches.reduce((n, b) => n + b.length, 0), (1024 - 1) * (C + 40));
     const r = await run(createEncryptStream({ dataKey, chunkSize: C, partNumber: 0 }), [bytes(4 * 1024 * KiB, 6)]);
     assert.ok(r.writes <= 6, `${r.writes} pushes`);
   });
@@ -216,7 +220,7 @@ describe('stream: the encryptor holds back the final chunk', () => {
 
 describe('stream: tampering never releases unverified plaintext', () => {
   const C = 4096;
-  const full = C + 32;
+  const full = C + 40;
   const sample = fc.tuple(fc.integer({ min: 0, max: 6 * C }), fc.integer());
 
   function verifiedPrefixLength(badChunk: number): number {
@@ -336,11 +340,266 @@ describe('stream: multiple segments (multipart parts)', () => {
       [{ partNumber: 0, firstChunk: -1, chunkCount: null, endsWithFinal: true }],
       [wholeStreamSegment(1), wholeStreamSegment(2)], // first may end with a final chunk of unknown length
       [{ partNumber: 1, firstChunk: 0, chunkCount: 2, endsWithFinal: false, byteLength: 100 }],
-      [{ partNumber: 1, firstChunk: 0, chunkCount: 2, endsWithFinal: true, byteLength: 2 * (C + 32) + 1 }],
+      [{ partNumber: 1, firstChunk: 0, chunkCount: 2, endsWithFinal: true, byteLength: 2 * (C + 40) + 1 }],
     ];
     for (const segments of bad) {
       assert.throws(() => new Decryptor({ dataKey, chunkSize: C, segments }), (e) => e instanceof RangeError || e instanceof TypeError, JSON.stringify(segments));
     }
+  });
+});
+
+/** A multipart object: each part its own stream with its own part number; the body is the parts concatenated. */
+interface Multipart {
+  plaintext: Buffer;
+  body: Buffer;
+  parts: Array<{ partNumber: number; plain: Buffer; cipher: Buffer; offset: number }>;
+}
+
+function buildMultipart(sizes: readonly number[], partNumbers: readonly number[], seed: number, C: number): Multipart {
+  const parts: Multipart['parts'] = [];
+  let offset = 0;
+  sizes.forEach((n, i) => {
+    const plain = bytes(n, seed + i);
+    const cipher = encryptBuffer(plain, { dataKey, chunkSize: C, partNumber: partNumbers[i]! });
+    parts.push({ partNumber: partNumbers[i]!, plain, cipher, offset });
+    offset += cipher.length;
+  });
+  return { plaintext: Buffer.concat(parts.map((p) => p.plain)), body: Buffer.concat(parts.map((p) => p.cipher)), parts };
+}
+
+/** Increasing part numbers from `start` with the given gaps (>= 1), e.g. 2, 3, 5. */
+function partNumbersOf(count: number, start: number, gaps: readonly number[]): number[] {
+  const out: number[] = [];
+  let n = start;
+  for (let i = 0; i < count; i++) {
+    out.push(n);
+    n += gaps[i % Math.max(1, gaps.length)] ?? 1;
+  }
+  return out;
+}
+
+function sdCollect(body: Buffer, C: number, read: SelfDescribingRead, skip?: number, length?: number) {
+  const out: Buffer[] = [];
+  const d = new Decryptor({ dataKey, chunkSize: C, selfDescribing: read, skip, length });
+  let error: FormatErrorCode | null = null;
+  try {
+    d.update(body, out);
+    d.final(out);
+  } catch (err) {
+    error = errorCode(err);
+  }
+  return { released: Buffer.concat(out), error };
+}
+
+describe('stream: self-describing reads of multipart objects', () => {
+  const C = 4096;
+  const gapsArb = fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 4 });
+  /** Aligned: 0..4 parts of 1..3 whole chunks, then a last part of 1..3C+5 bytes. */
+  const alignedSizes = fc
+    .tuple(fc.array(fc.integer({ min: 1, max: 3 }), { maxLength: 4 }), fc.integer({ min: 1, max: 3 * C + 5 }))
+    .map(([ks, last]) => [...ks.map((k) => k * C), last]);
+  /** Any layout, including short and empty middle parts and an empty last part. */
+  const anySizes = fc.array(
+    fc.oneof(fc.integer({ min: 0, max: 3 * C + 5 }), fc.integer({ min: 1, max: 3 }).map((k) => k * C), fc.constantFrom(0, 1, C - 1, C + 1)),
+    { minLength: 1, maxLength: 5 },
+  );
+
+  it('aligned layouts: the object is one stream of the total plaintext in size and chunk grid; whole reads decrypt, any split', async () => {
+    await fc.assert(
+      fc.asyncProperty(alignedSizes, fc.integer({ min: 1, max: 4 }), gapsArb, fc.integer(), cuts, async (sizes, start, gaps, seed, decCuts) => {
+        const m = buildMultipart(sizes, partNumbersOf(sizes.length, start, gaps), seed, C);
+        assert.ok(isAlignedLayout(sizes, C));
+        assert.equal(m.body.length, objectCipherSize(sizes, C));
+        assert.equal(m.body.length, encryptedSize(m.plaintext.length, C));
+        // Every chunk of the object sits at j * (C + 40): headers exactly there, all full except the last.
+        const F = C + 40;
+        for (let j = 0; j * F < m.body.length; j++) assert.equal(m.body[j * F], 1, `chunk ${j}`);
+        const r = await run(createDecryptStream({ dataKey, chunkSize: C, selfDescribing: wholeObjectRead() }), split(m.body, decCuts));
+        assert.equal(r.error, null);
+        assert.ok(r.out.equals(m.plaintext));
+      }),
+      { numRuns: 120 },
+    );
+  });
+
+  it('aligned layouts: any range -> cipherRangeFor(total) -> ONE slice of the body -> self-describing decrypt', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        alignedSizes,
+        fc.integer({ min: 1, max: 4 }),
+        gapsArb,
+        fc.integer(),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        cuts,
+        async (sizes, start, gaps, seed, x, y, decCuts) => {
+          const m = buildMultipart(sizes, partNumbersOf(sizes.length, start, gaps), seed, C);
+          const total = m.plaintext.length;
+          const a = Math.min(total - 1, Math.floor(Math.min(x, y) * total));
+          const b = Math.max(a, Math.min(total - 1, Math.floor(Math.max(x, y) * total)));
+          const r = cipherRangeFor(a, b, total, C);
+          const slice = m.body.subarray(r.cipherStart, r.cipherEndInclusive + 1);
+          const t = await run(
+            createDecryptStream({ dataKey, chunkSize: C, selfDescribing: objectRangeRead(r), skip: r.skip, length: r.length }),
+            split(slice, decCuts),
+          );
+          assert.equal(t.error, null);
+          assert.ok(t.out.equals(m.plaintext.subarray(a, b + 1)));
+          // The same with the synchronous core and with the segment form.
+          const sync = sdCollect(slice, C, objectRangeRead(r), r.skip, r.length);
+          assert.equal(sync.error, null);
+          assert.ok(sync.released.equals(m.plaintext.subarray(a, b + 1)));
+          const viaSegments = decryptBuffer(slice, { dataKey, chunkSize: C, segments: objectSegment(objectRangeRead(r)), skip: r.skip, length: r.length });
+          assert.ok(viaSegments.equals(m.plaintext.subarray(a, b + 1)));
+        },
+      ),
+      { numRuns: 250 },
+    );
+  });
+
+  it('any layout (unaligned, empty parts): a whole read finds the part boundaries from the FINAL flags, any split', async () => {
+    await fc.assert(
+      fc.asyncProperty(anySizes, fc.integer({ min: 1, max: 4 }), gapsArb, fc.integer(), cuts, async (sizes, start, gaps, seed, decCuts) => {
+        const m = buildMultipart(sizes, partNumbersOf(sizes.length, start, gaps), seed, C);
+        const r = await run(createDecryptStream({ dataKey, chunkSize: C, selfDescribing: wholeObjectRead() }), split(m.body, decCuts));
+        assert.equal(r.error, null);
+        assert.ok(r.out.equals(m.plaintext));
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('a single PUT read in self-describing mode: whole and ranged, with full positional checks', () => {
+    fc.assert(
+      fc.property(plainLength.filter((n) => n > 0), fc.integer(), fc.nat(), fc.nat(), (len, seed, x, y) => {
+        const plaintext = bytes(len, seed);
+        const ct = encryptBuffer(plaintext, { dataKey, chunkSize: C, partNumber: 0 });
+        assert.ok(decryptBuffer(ct, { dataKey, chunkSize: C, selfDescribing: wholeObjectRead() }).equals(plaintext));
+        const a = Math.min(x, y) % len;
+        const b = Math.max(a, Math.max(x, y) % len);
+        const r = cipherRangeFor(a, b, len, C);
+        const slice = ct.subarray(r.cipherStart, r.cipherEndInclusive + 1);
+        const ok = sdCollect(slice, C, objectRangeRead(r), r.skip, r.length);
+        assert.equal(ok.error, null);
+        assert.ok(ok.released.equals(plaintext.subarray(a, b + 1)));
+        // The store serves the chunks of another offset: part 0 chunks must sit at their object index.
+        if (r.firstChunk > 0) {
+          const F = C + 40;
+          const wrong = ct.subarray(r.cipherStart - F, r.cipherStart); // chunk firstChunk - 1, a full chunk
+          assert.equal(sdCollect(wrong, C, { endsWithFinal: false, firstObjectChunk: r.firstChunk }).error, 'StreamMismatch');
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('a flipped bit anywhere in a multipart body fails a whole read, releasing only a verified prefix', () => {
+    fc.assert(
+      fc.property(anySizes, fc.integer(), fc.nat(), fc.integer({ min: 0, max: 7 }), (sizes, seed, pos, bit) => {
+        const m = buildMultipart(sizes, partNumbersOf(sizes.length, 1, [1]), seed, C);
+        const at = pos % m.body.length;
+        const bad = Buffer.from(m.body);
+        bad[at]! ^= 1 << bit;
+        const r = sdCollect(bad, C, wholeObjectRead());
+        assert.notEqual(r.error, null);
+        assert.ok(r.released.equals(m.plaintext.subarray(0, r.released.length)));
+        // Nothing of the part holding the flipped byte, nor of its predecessor's final chunk, is released
+        // beyond the chunks before the flipped one.
+        const part = m.parts.findLast((p) => p.offset <= at)!;
+        const before = m.parts.filter((p) => p.offset < part.offset).reduce((n, p) => n + p.plain.length, 0);
+        const chunkInPart = Math.floor((at - part.offset) / (C + 40));
+        assert.ok(r.released.length <= before + chunkInPart * C, `released ${r.released.length}`);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('any cut of a multipart body fails a whole read, except exactly at a part boundary (FORMAT.md §9.4)', () => {
+    fc.assert(
+      fc.property(anySizes, fc.integer(), fc.nat(), (sizes, seed, cut) => {
+        const m = buildMultipart(sizes, partNumbersOf(sizes.length, 1, [1]), seed, C);
+        const at = cut % m.body.length;
+        const r = sdCollect(m.body.subarray(0, at), C, wholeObjectRead());
+        const boundary = m.parts.findIndex((p) => p.offset === at);
+        if (boundary > 0) {
+          assert.equal(r.error, null); // the last parts dropped: undetectable without a part table
+          assert.ok(r.released.equals(Buffer.concat(m.parts.slice(0, boundary).map((p) => p.plain))));
+        } else {
+          assert.ok(r.error === 'Truncated' || r.error === 'ChunkAuthFailed', String(r.error));
+          assert.ok(r.released.equals(m.plaintext.subarray(0, r.released.length)));
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('a part boundary is accepted only after FINAL, at index 0, with a greater part number', () => {
+    const p2 = encryptBuffer(bytes(2 * C, 1), { dataKey, chunkSize: C, partNumber: 2 }); // chunks 0, 1 (final, full)
+    const p3 = encryptBuffer(bytes(C + 10, 2), { dataKey, chunkSize: C, partNumber: 3 }); // chunks 0, 1 (final, short)
+    const p1 = encryptBuffer(bytes(C, 3), { dataKey, chunkSize: C, partNumber: 1 });
+    const put = encryptBuffer(bytes(C, 4), { dataKey, chunkSize: C, partNumber: 0 });
+    const F = C + 40;
+    const whole = (body: Buffer) => sdCollect(body, C, wholeObjectRead());
+    assert.equal(whole(Buffer.concat([p2, p3])).error, null);
+    // next part starts before the previous one's final chunk
+    assert.equal(whole(Buffer.concat([p2.subarray(0, F), p3])).error, 'StreamMismatch');
+    assert.equal(whole(Buffer.concat([p2.subarray(0, F), p3])).released.length, C);
+    // next part does not start at chunk 0
+    assert.equal(whole(Buffer.concat([p2, p3.subarray(F)])).error, 'StreamMismatch');
+    // part numbers not increasing; the same part twice
+    assert.equal(whole(Buffer.concat([p3, p2])).error, 'StreamMismatch');
+    assert.equal(whole(Buffer.concat([p2, p2])).error, 'StreamMismatch');
+    assert.equal(whole(Buffer.concat([p2, p1])).error, 'StreamMismatch');
+    // a chunk of the same stream after its final chunk
+    assert.equal(whole(Buffer.concat([p2, p2.subarray(F)])).error, 'StreamMismatch');
+    // a single PUT stream is the only stream of its object
+    assert.equal(whole(Buffer.concat([put, p1])).error, 'StreamMismatch');
+    // a whole read must start at chunk 0
+    assert.equal(whole(p2.subarray(F)).error, 'StreamMismatch');
+    // the final chunk of part 2 is not released until part 3's first chunk verified
+    const bad = Buffer.concat([p2, p3]);
+    bad[2 * F + 30]! ^= 1;
+    assert.deepEqual(whole(bad), { released: bytes(2 * C, 1).subarray(0, C), error: 'ChunkAuthFailed' });
+    // endsWithFinal: true needs a final chunk at the end; false accepts either
+    assert.equal(whole(Buffer.concat([p2, p3.subarray(0, F)])).error, 'Truncated');
+    assert.equal(sdCollect(Buffer.concat([p2, p3.subarray(0, F)]), C, { endsWithFinal: false, firstObjectChunk: 0 }).error, null);
+    assert.equal(sdCollect(p2, C, { endsWithFinal: false, firstObjectChunk: 0 }).error, null);
+    // firstObjectChunk null skips the start check
+    assert.equal(sdCollect(p2.subarray(F), C, { endsWithFinal: true, firstObjectChunk: null }).error, null);
+  });
+
+  it('positional segments check the header index: a moved chunk is StreamMismatch', () => {
+    const ct = encryptBuffer(bytes(3 * C, 5), { dataKey, chunkSize: C, partNumber: 0 });
+    const F = C + 40;
+    const swapped = Buffer.concat([ct.subarray(F, 2 * F), ct.subarray(0, F), ct.subarray(2 * F)]);
+    assert.throws(() => decryptBuffer(swapped, { dataKey, chunkSize: C }), (e) => isFormatError(e, 'StreamMismatch') && e.chunkIndex === 1);
+    const seg: DecryptSegment = { partNumber: 0, firstChunk: 2, chunkCount: 1, endsWithFinal: true };
+    assert.throws(() => decryptBuffer(ct.subarray(F, 2 * F), { dataKey, chunkSize: C, segments: [seg] }), (e) => isFormatError(e, 'StreamMismatch'));
+  });
+
+  it('self-describing segments mix with positional ones', () => {
+    const m = buildMultipart([C, C, 100, 7000], [1, 2, 3, 4], 9, C);
+    const first2 = m.parts[2]!.offset;
+    const segments: DecryptSegment[] = [
+      { partNumber: null, firstChunk: null, chunkCount: null, endsWithFinal: true, byteLength: first2, firstObjectChunk: 0 },
+      { partNumber: 3, firstChunk: 0, chunkCount: null, endsWithFinal: true, byteLength: m.parts[2]!.cipher.length },
+      { partNumber: null, firstChunk: null, chunkCount: 2, endsWithFinal: true },
+    ];
+    assert.ok(decryptBuffer(m.body, { dataKey, chunkSize: C, segments }).equals(m.plaintext));
+  });
+
+  it('rejects inconsistent self-describing options as programmer errors', () => {
+    const seg = objectSegment()[0]!;
+    const bad: Array<() => unknown> = [
+      () => new Decryptor({ dataKey, chunkSize: C }),
+      () => new Decryptor({ dataKey, chunkSize: C, segments: [seg], selfDescribing: wholeObjectRead() }),
+      () => new Decryptor({ dataKey, chunkSize: C, selfDescribing: { endsWithFinal: true } as SelfDescribingRead }),
+      () => new Decryptor({ dataKey, chunkSize: C, segments: [{ ...wholeStreamSegment(0), firstObjectChunk: 0 }] }),
+      () => new Decryptor({ dataKey, chunkSize: C, segments: [seg, seg] }), // first has no known end
+      () => new Decryptor({ dataKey, chunkSize: C, segments: [{ ...seg, firstObjectChunk: -1 }] }),
+      () => new Decryptor({ dataKey, chunkSize: C, segments: [{ ...seg, chunkCount: 2, byteLength: 79 }] }),
+    ];
+    for (const f of bad) assert.throws(f, (e) => e instanceof RangeError || e instanceof TypeError);
   });
 });
 
@@ -352,11 +611,11 @@ describe('stream: argument checks', () => {
     assert.throws(() => new Encryptor({ dataKey, chunkSize: 4096, partNumber: 0, randomBytes: () => Buffer.alloc(8) }), RangeError);
     assert.throws(() => new Decryptor({ dataKey, chunkSize: 4096, segments: [wholeStreamSegment(0)], skip: -1 }), RangeError);
   });
-  it('the header it writes is version 1, part number, stream id', () => {
-    const id = Buffer.from('0123456789ab');
+  it('the header it writes is version 1, flags, part number, chunk index, stream id', () => {
+    const id = Buffer.from('0123456789abcdef');
     const ct = encryptBuffer(Buffer.alloc(5000), { dataKey, chunkSize: 4096, partNumber: 513, randomBytes: fixedId(id) });
-    assert.equal(ct.subarray(0, CHUNK_HEADER_SIZE).toString('hex'), `01000201${id.toString('hex')}`);
-    assert.equal(ct.subarray(4128, 4128 + CHUNK_HEADER_SIZE).toString('hex'), `01010201${id.toString('hex')}`);
+    assert.equal(ct.subarray(0, CHUNK_HEADER_SIZE).toString('hex'), `0100020100000000${id.toString('hex')}`);
+    assert.equal(ct.subarray(4136, 4136 + CHUNK_HEADER_SIZE).toString('hex'), `0101020100000001${id.toString('hex')}`);
   });
 });
 

@@ -6,8 +6,9 @@ import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import fc from 'fast-check';
 import { deriveStreamKeyBytes } from '../../src/format/chunk.ts';
+import { encryptedSize, isAlignedLayout } from '../../src/format/layout.ts';
 import { FORMAT_ERROR_CODES, FormatError, isFormatError } from '../../src/format/errors.ts';
-import { createDecryptStream, createEncryptStream, decryptBuffer, encryptBuffer } from '../../src/format/stream.ts';
+import { createDecryptStream, createEncryptStream, decryptBuffer, encryptBuffer, wholeObjectRead } from '../../src/format/stream.ts';
 import { deriveKek, openEnvelope, sealEnvelope } from '../../src/sse-c/envelope.ts';
 import {
   VECTOR_DIR,
@@ -53,7 +54,11 @@ async function pipe(pieces: Buffer[], t: Transform): Promise<{ out: Buffer; erro
 describe('golden vectors', () => {
   it('cover the required cases', () => {
     const names = objects.map((o) => o.name);
-    for (const n of ['empty', 'one-byte', 'hundred-bytes', 'two-and-a-half-chunks']) assert.ok(names.includes(n), n);
+    for (const n of ['empty', 'one-byte', 'hundred-bytes', 'two-and-a-half-chunks', 'multipart', 'multipart-aligned']) assert.ok(names.includes(n), n);
+    const aligned = objects.find((o) => o.name === 'multipart-aligned')!;
+    const sizes = aligned.body.streams.map((n) => hex(aligned.streams.find((s) => s.name === n)!.plaintext).length);
+    assert.ok(isAlignedLayout(sizes, 2 ** aligned.chunkSizeLog2));
+    assert.equal(objectBody(objects, aligned).length, encryptedSize(sizes.reduce((x, y) => x + y, 0), 2 ** aligned.chunkSizeLog2));
     assert.equal(hex(objects.find((o) => o.name === 'two-and-a-half-chunks')!.streams[0]!.plaintext).length, 2.5 * 4096);
   });
 
@@ -97,6 +102,11 @@ describe('golden vectors', () => {
         const body = objectBody(objects, o);
         assert.equal(sha256(body), o.body.sha256);
         const pt = decryptBuffer(body, { dataKey: hex(o.dataKey), chunkSize, segments: o.body.segments });
+        assert.ok(pt.equals(objectPlaintext(o)));
+      });
+
+      it('the stored body also decrypts as a self-describing whole read (any layout)', () => {
+        const pt = decryptBuffer(objectBody(objects, o), { dataKey: hex(o.dataKey), chunkSize, selfDescribing: wholeObjectRead() });
         assert.ok(pt.equals(objectPlaintext(o)));
       });
     });

@@ -9,10 +9,10 @@ import { createHash } from 'node:crypto';
 import { Buffer } from 'node:buffer';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CHUNK_OVERHEAD } from '../../src/format/constants.ts';
+import { CHUNK_HEADER_SIZE, CHUNK_OVERHEAD, HEADER_OFFSET_CHUNK_INDEX, HEADER_OFFSET_STREAM_ID, STREAM_ID_SIZE } from '../../src/format/constants.ts';
 import { deriveStreamKeyBytes } from '../../src/format/chunk.ts';
 import { chunkSizeLog2Of } from '../../src/format/layout.ts';
-import { Decryptor, decryptBuffer, encryptBuffer, type DecryptSegment } from '../../src/format/stream.ts';
+import { Decryptor, decryptBuffer, encryptBuffer, objectSegment, type DecryptSegment } from '../../src/format/stream.ts';
 import { deriveKek, openEnvelope, sealEnvelope } from '../../src/sse-c/envelope.ts';
 import { isFormatError, type FormatErrorCode } from '../../src/format/errors.ts';
 
@@ -41,7 +41,7 @@ export interface VectorObject {
   kek: string;
   envelope: string;
   streams: VectorStream[];
-  /** The object's stored body: these streams concatenated, decrypted with `segments`. */
+  /** The object's stored body: these streams concatenated, decrypted with `segments` (a whole read). */
   body: { streams: string[]; segments: DecryptSegment[]; sha256: string };
 }
 
@@ -65,11 +65,13 @@ export type Mutation =
   | { op: 'truncate'; length: number }
   /** Body: keep bytes [start, end). */
   | { op: 'slice'; start: number; end: number }
+  /** Body: delete bytes [start, end). */
+  | { op: 'remove'; start: number; end: number }
   /** Body: append bytes. */
   | { op: 'append'; hex: string }
   /** Body: append a copy of its own bytes [start, end) (as they are before this step). */
   | { op: 'appendCopy'; start: number; end: number }
-  /** Body: exchange the equal-length ranges [a0, a1) and [b0, b1), a before b. */
+  /** Body: exchange the ranges [a0, a1) and [b0, b1), a before b (lengths may differ). */
   | { op: 'swap'; a: [number, number]; b: [number, number] }
   /** Body: replace [start, end) with bytes [from.start, from.end) of another vector stream's ciphertext. */
   | { op: 'splice'; start: number; end: number; from: { object: string; stream: string; start: number; end: number } }
@@ -132,6 +134,8 @@ interface ObjectSpec {
   chunkSizeLog2: number;
   streams: (random: (n: number) => Buffer) => StreamSpec[];
   body: string[];
+  /** Decrypt the body as a self-describing whole read (objectSegment()) instead of declared segments. */
+  selfDescribing?: boolean;
 }
 
 function text(n: number, label: string): Buffer {
@@ -204,6 +208,23 @@ const OBJECT_SPECS: ObjectSpec[] = [
     ],
     body: ['part1', 'part2'],
   },
+  {
+    name: 'multipart-aligned',
+    description:
+      'an aligned multipart upload, 4 KiB chunks, part numbers 2, 3, 5 (increasing, not consecutive): part 2 = 8192 bytes ' +
+      '(2 full chunks), part 3 = 4096 bytes (1 full chunk), part 5 = 1000 bytes. The body has the size and chunk grid of one ' +
+      'stream of 13288 bytes and is read self-describing (objectSegment()).',
+    bucket: BUCKET,
+    key: 'multipart-aligned.bin',
+    chunkSizeLog2: 12,
+    streams: (random) => [
+      { name: 'part2', partNumber: 2, plaintext: random(8192) },
+      { name: 'part3', partNumber: 3, plaintext: random(4096) },
+      { name: 'part5', partNumber: 5, plaintext: random(1000) },
+    ],
+    body: ['part2', 'part3', 'part5'],
+    selfDescribing: true,
+  },
 ];
 
 function buildObject(spec: ObjectSpec): VectorObject {
@@ -221,7 +242,7 @@ function buildObject(spec: ObjectSpec): VectorObject {
   });
   const chunkSize = 2 ** spec.chunkSizeLog2;
   const streams = spec.streams(random).map((s): VectorStream => {
-    const streamId = random(12);
+    const streamId = random(STREAM_ID_SIZE);
     const ciphertext = encryptBuffer(s.plaintext, { dataKey, chunkSize, partNumber: s.partNumber, randomBytes: () => streamId });
     return {
       name: s.name,
@@ -233,8 +254,9 @@ function buildObject(spec: ObjectSpec): VectorObject {
     };
   });
   const bodyStreams = spec.body.map((n) => streams.find((s) => s.name === n)!);
-  const segments: DecryptSegment[] =
-    bodyStreams.length === 1
+  const segments: DecryptSegment[] = spec.selfDescribing
+    ? objectSegment()
+    : bodyStreams.length === 1
       ? [{ partNumber: bodyStreams[0]!.partNumber, firstChunk: 0, chunkCount: null, endsWithFinal: true }]
       : bodyStreams.map((s) => ({
           partNumber: s.partNumber,
@@ -267,16 +289,26 @@ type TamperSpec = Omit<TamperVector, 'expect' | 'mutatedBodySha256'> & {
 };
 
 const C = 4096;
-const FULL = C + CHUNK_OVERHEAD; // 4128
-// two-and-a-half-chunks: chunk 0 = [0, 4128), chunk 1 = [4128, 8256), chunk 2 (final) = [8256, 10336)
+const FULL = C + CHUNK_OVERHEAD; // 4136
+const HDR = CHUNK_HEADER_SIZE; // 24
+const IDX = HEADER_OFFSET_CHUNK_INDEX; // 4: u32be chunkIndex, its low byte at IDX + 3
+const SID = HEADER_OFFSET_STREAM_ID; // 8
+// two-and-a-half-chunks: chunk 0 = [0, 4136), chunk 1 = [4136, 8272), chunk 2 (final) = [8272, 10360)
 const H = 'two-and-a-half-chunks';
-const H_END = 10336;
-// two-full-chunks: chunk 0 = [0, 4128), chunk 1 (final) = [4128, 8256)
+const H_END = 10240 + 3 * CHUNK_OVERHEAD;
+// two-full-chunks: chunk 0 = [0, 4136), chunk 1 (final) = [4136, 8272)
 const F = 'two-full-chunks';
-// multipart body: part1 = [0, 5064) (chunk 0 = [0, 4128), final chunk 1 = [4128, 5064)), part2 = [5064, 5196)
+// multipart body: part1 = [0, 5080) (chunk 0 = [0, 4136), final chunk 1 = [4136, 5080)), part2 = [5080, 5220)
 const M = 'multipart';
 const P1 = 5000 + 2 * CHUNK_OVERHEAD;
 const P2 = 100 + CHUNK_OVERHEAD;
+// multipart-aligned body (object chunks j at j * FULL): part 2 = chunks 0, 1 (final) = [0, 8272);
+// part 3 = chunk 0 (final) = [8272, 12408); part 5 = chunk 0 (final, 1000 bytes) = [12408, 13448)
+const A = 'multipart-aligned';
+const A_P3 = 2 * FULL;
+const A_P5 = 3 * FULL;
+const A_END = 3 * FULL + 1000 + CHUNK_OVERHEAD;
+const SD = objectSegment();
 const SALT = 4;
 const SEALED = 36;
 const TAG = 68;
@@ -331,10 +363,12 @@ function tamperSpecs(objects: VectorObject[]): TamperSpec[] {
     ], 'Truncated'),
     body('chunk-part-number-first', 'chunk 0 header: partNumber 0 -> 1', H, [{ op: 'flipBit', offset: 3, bit: 0 }], 'ChunkAuthFailed'),
     body('chunk-part-number-middle', 'chunk 1 header: partNumber 0 -> 256', H, [{ op: 'flipBit', offset: FULL + 2, bit: 0 }], 'ChunkAuthFailed'),
-    body('chunk-stream-id-first', 'chunk 0 header: streamId', H, [{ op: 'flipBit', offset: 4, bit: 5 }], 'ChunkAuthFailed'),
-    body('chunk-stream-id-final', 'chunk 2 header: streamId', H, [{ op: 'flipBit', offset: 2 * FULL + 15, bit: 0 }], 'ChunkAuthFailed'),
-    body('chunk-ciphertext-middle', 'chunk 1 ciphertext', H, [{ op: 'flipBit', offset: FULL + 16 + 100, bit: 2 }], 'ChunkAuthFailed'),
-    body('chunk-ciphertext-final', 'chunk 2 ciphertext, first byte', H, [{ op: 'flipBit', offset: 2 * FULL + 16, bit: 0 }], 'ChunkAuthFailed'),
+    body('chunk-index-first', 'chunk 0 header: chunkIndex 0 -> 1', H, [{ op: 'flipBit', offset: IDX + 3, bit: 0 }], 'ChunkAuthFailed'),
+    body('chunk-index-middle', 'chunk 1 header: chunkIndex 1 -> 0x01000001 (high byte)', H, [{ op: 'flipBit', offset: FULL + IDX, bit: 0 }], 'ChunkAuthFailed'),
+    body('chunk-stream-id-first', 'chunk 0 header: streamId', H, [{ op: 'flipBit', offset: SID, bit: 5 }], 'ChunkAuthFailed'),
+    body('chunk-stream-id-final', 'chunk 2 header: streamId, last byte', H, [{ op: 'flipBit', offset: 2 * FULL + HDR - 1, bit: 0 }], 'ChunkAuthFailed'),
+    body('chunk-ciphertext-middle', 'chunk 1 ciphertext', H, [{ op: 'flipBit', offset: FULL + HDR + 100, bit: 2 }], 'ChunkAuthFailed'),
+    body('chunk-ciphertext-final', 'chunk 2 ciphertext, first byte', H, [{ op: 'flipBit', offset: 2 * FULL + HDR, bit: 0 }], 'ChunkAuthFailed'),
     body('chunk-tag-first', 'chunk 0 tag', H, [{ op: 'flipBit', offset: FULL - 1, bit: 7 }], 'ChunkAuthFailed'),
     body('chunk-tag-final', 'chunk 2 tag, last byte of the object', H, [{ op: 'flipBit', offset: H_END - 1, bit: 0 }], 'ChunkAuthFailed'),
 
@@ -343,13 +377,13 @@ function tamperSpecs(objects: VectorObject[]): TamperSpec[] {
     body('truncate-at-chunk-boundary', 'truncation exactly after chunk 0', H, [{ op: 'truncate', length: FULL }], 'Truncated'),
     body('truncate-in-middle-chunk', 'truncation inside chunk 1', H, [{ op: 'truncate', length: FULL + 100 }], 'Truncated'),
     body('truncate-final-chunk-dropped', 'truncation exactly before the final chunk', H, [{ op: 'truncate', length: 2 * FULL }], 'Truncated'),
-    body('truncate-final-chunk-too-short', 'truncation leaving 31 bytes of the final chunk', H, [{ op: 'truncate', length: 2 * FULL + 31 }], 'Truncated'),
+    body('truncate-final-chunk-too-short', 'truncation leaving 39 bytes of the final chunk', H, [{ op: 'truncate', length: 2 * FULL + CHUNK_OVERHEAD - 1 }], 'Truncated'),
     body('truncate-in-final-chunk', 'one byte cut from the final chunk (its length is not recorded: fails as ChunkAuthFailed)', H, [
       { op: 'truncate', length: H_END - 1 },
     ], 'ChunkAuthFailed'),
-    body('empty-truncated', 'empty object cut to its header', 'empty', [{ op: 'truncate', length: 16 }], 'Truncated'),
+    body('empty-truncated', 'empty object cut to its header', 'empty', [{ op: 'truncate', length: HDR }], 'Truncated'),
     body('empty-final-chunk-after-index-0', 'a final chunk with no ciphertext at index 1', F, [
-      { op: 'truncate', length: FULL + 16 },
+      { op: 'truncate', length: FULL + HDR },
       { op: 'append', hex: '00'.repeat(16) },
     ], 'InvalidCiphertextSize'),
 
@@ -360,8 +394,9 @@ function tamperSpecs(objects: VectorObject[]): TamperSpec[] {
       { op: 'append', hex: '00' },
     ], 'ChunkAuthFailed'),
 
-    body('reorder-first-two', 'chunks 0 and 1 exchanged', H, [{ op: 'swap', a: [0, FULL], b: [FULL, 2 * FULL] }], 'ChunkAuthFailed'),
-    body('reorder-final-first', 'chunks 0 and 1 exchanged (the final chunk comes first)', F, [{ op: 'swap', a: [0, FULL], b: [FULL, 2 * FULL] }], 'ChunkAuthFailed'),
+    body('reorder-first-two', 'chunks 0 and 1 exchanged (authentic, at the wrong index)', H, [{ op: 'swap', a: [0, FULL], b: [FULL, 2 * FULL] }], 'StreamMismatch'),
+    body('reorder-final-first', 'chunks 0 and 1 exchanged (the final chunk comes first)', F, [{ op: 'swap', a: [0, FULL], b: [FULL, 2 * FULL] }], 'StreamMismatch'),
+    body('chunk-dropped', 'chunk 1 removed (chunk 2 arrives as chunk 1)', H, [{ op: 'remove', start: FULL, end: 2 * FULL }], 'StreamMismatch'),
     body('splice-other-object', 'chunk 1 replaced by chunk 0 of another object', H, [
       { op: 'splice', start: FULL, end: 2 * FULL, from: { object: F, stream: 'put', start: 0, end: FULL } },
     ], 'ChunkAuthFailed'),
@@ -390,13 +425,57 @@ function tamperSpecs(objects: VectorObject[]): TamperSpec[] {
     ], 'Truncated', [{ partNumber: 0, firstChunk: 1, chunkCount: 1, endsWithFinal: true }]),
     body('range-wrong-offset', 'ranged read served chunk 0 where chunk 1 was asked for', H, [
       { op: 'slice', start: 0, end: FULL },
-    ], 'ChunkAuthFailed', [{ partNumber: 0, firstChunk: 1, chunkCount: 1, endsWithFinal: false }]),
+    ], 'StreamMismatch', [{ partNumber: 0, firstChunk: 1, chunkCount: 1, endsWithFinal: false }]),
     body('range-extra-bytes', 'ranged read of chunk 1 with one byte too many', H, [
       { op: 'slice', start: FULL, end: 2 * FULL + 1 },
     ], 'TrailingData', [{ partNumber: 0, firstChunk: 1, chunkCount: 1, endsWithFinal: false }]),
     body('range-short', 'ranged read of chunks 0-1 that returned only chunk 0', H, [
       { op: 'slice', start: 0, end: FULL },
     ], 'Truncated', [{ partNumber: 0, firstChunk: 0, chunkCount: 2, endsWithFinal: false }]),
+
+    // Self-describing reads (objectSegment): the aligned multipart object, whole and ranged.
+    body('sd-chunk-index-edited', 'part 2 chunk 1 header: chunkIndex 1 -> 3', A, [{ op: 'flipBit', offset: FULL + IDX + 3, bit: 1 }], 'ChunkAuthFailed'),
+    body('sd-part-chunk-moved', "part 3's chunk moved into part 2's chunk 1 position (exchanged)", A, [
+      { op: 'swap', a: [FULL, 2 * FULL], b: [A_P3, A_P5] },
+    ], 'StreamMismatch'),
+    body('sd-final-chunk-removed', "part 2's final chunk removed: part 3 starts before it", A, [{ op: 'remove', start: FULL, end: A_P3 }], 'StreamMismatch'),
+    body('sd-first-chunk-removed', 'object chunk 0 removed: a whole read must start at chunk index 0', A, [{ op: 'remove', start: 0, end: FULL }], 'StreamMismatch'),
+    body('sd-parts-swapped', 'parts 2 and 3 stored in swapped order (part numbers must increase)', A, [
+      { op: 'swap', a: [0, A_P3], b: [A_P3, A_P5] },
+    ], 'StreamMismatch'),
+    body('sd-part-appended', 'a copy of part 3 appended after part 5 (the final chunk of part 5 is held back)', A, [
+      { op: 'appendCopy', start: A_P3, end: A_P5 },
+    ], 'StreamMismatch'),
+    body('sd-truncated-in-part', 'truncation inside part 2 chunk 0', A, [{ op: 'truncate', length: FULL / 2 }], 'Truncated'),
+    body('sd-final-chunk-cut', "one byte cut from part 5's final chunk", A, [{ op: 'truncate', length: A_END - 1 }], 'ChunkAuthFailed'),
+    body('sd-whole-part-removed', 'part 3 removed as a whole (NOT detectable by a self-describing read, see FORMAT.md §9.4)', A, [
+      { op: 'remove', start: A_P3, end: A_P5 },
+    ], null),
+    body('sd-truncated-at-part-boundary', 'parts after part 3 cut off (NOT detectable by a self-describing read, see FORMAT.md §9.4)', A, [
+      { op: 'truncate', length: A_P5 },
+    ], null),
+    body('part-table-removed-part', 'part 3 removed, read with declared segments from a part table: detected', A, [
+      { op: 'remove', start: A_P3, end: A_P5 },
+    ], 'Truncated', [
+      { partNumber: 2, firstChunk: 0, chunkCount: null, endsWithFinal: true, byteLength: 2 * FULL },
+      { partNumber: 3, firstChunk: 0, chunkCount: null, endsWithFinal: true, byteLength: FULL },
+      { partNumber: 5, firstChunk: 0, chunkCount: null, endsWithFinal: true, byteLength: A_END - A_P5 },
+    ]),
+    body('sd-range-wrong-offset', 'ranged read of object chunk 0 served part 2 chunk 1 (index 1 > object index 0)', A, [
+      { op: 'slice', start: FULL, end: 2 * FULL },
+    ], 'StreamMismatch', objectSegment({ endsWithFinal: false, firstObjectChunk: 0 })),
+    body('sd-range-wrong-chunk-undetected', 'ranged read of object chunk 2 served object chunk 1 (NOT detectable without a part table, see FORMAT.md §9.3)', A, [
+      { op: 'slice', start: FULL, end: 2 * FULL },
+    ], null, objectSegment({ endsWithFinal: false, firstObjectChunk: 2 })),
+    body('sd-range-single-put-wrong-offset', 'self-describing ranged read of a single PUT: chunk 0 served for chunk 1 (part 0 is positional)', H, [
+      { op: 'slice', start: 0, end: FULL },
+    ], 'StreamMismatch', objectSegment({ endsWithFinal: false, firstObjectChunk: 1 })),
+    body('sd-unaligned-final-chunk-removed', "unaligned multipart, whole self-describing read: part 1's short final chunk removed", M, [
+      { op: 'remove', start: FULL, end: P1 },
+    ], 'StreamMismatch', SD),
+    body('sd-unaligned-other-attempt', 'unaligned multipart, whole self-describing read: part 1 chunk 1 from a superseded attempt', M, [
+      { op: 'splice', start: FULL, end: P1, from: { object: M, stream: 'part1-attempt1', start: FULL, end: P1 } },
+    ], 'StreamMismatch', SD),
   ];
 }
 
@@ -468,6 +547,9 @@ export function applyMutations(objects: VectorObject[], o: VectorObject, mutatio
         break;
       case 'slice':
         a.body = a.body.subarray(m.start, m.end);
+        break;
+      case 'remove':
+        a.body = Buffer.concat([a.body.subarray(0, m.start), a.body.subarray(m.end)]);
         break;
       case 'append':
         a.body = Buffer.concat([a.body, Buffer.from(m.hex, 'hex')]);

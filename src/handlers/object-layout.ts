@@ -1,0 +1,255 @@
+/**
+ * The layout of an encrypted multipart object, learned from its chunk headers (no state is kept anywhere).
+ *
+ * A single PUT, and a multipart object whose non-last parts are whole multiples of the chunk size ("aligned"),
+ * has the size and chunk grid of one stream: plaintextSize(cipherSize) is exact and any range maps to one
+ * ciphertext range. Parts of other sizes (5 MiB + 1 byte...) shift the grid; then the part table comes from a
+ * walk over the chunk headers: a binary search along the grid per part for its final chunk, and one read of the
+ * gap after a short final chunk to find where the next part starts. Results are cached by ETag.
+ */
+import { CHUNK_HEADER_SIZE, CHUNK_OVERHEAD } from '../format/constants.ts';
+import { decodeChunkHeader, type ChunkHeader } from '../format/chunk.ts';
+import { cipherRangeFor, encryptedSize, isValidEncryptedSize, plaintextSize } from '../format/layout.ts';
+import { objectRangeRead, wholeObjectRead, type DecryptOptions, type DecryptSegment } from '../format/stream.ts';
+import { S3Error } from '../s3/errors.ts';
+import { objectPath } from '../s3/operation.ts';
+import { dump } from '../upstream.ts';
+import type { RequestContext } from './context.ts';
+
+export interface PartExtent {
+  readonly partNumber: number;
+  readonly plainStart: number;
+  readonly plainSize: number;
+  readonly cipherStart: number;
+  readonly cipherSize: number;
+}
+
+export interface ObjectLayout {
+  readonly plainSize: number;
+  /** Present only when the grid is not uniform (unaligned parts): one entry per part, in order. */
+  readonly parts?: readonly PartExtent[];
+}
+
+export interface ObjectRef {
+  readonly bucket: string;
+  readonly key: string;
+  readonly versionId?: string | undefined;
+  readonly etag: string;
+}
+
+/** Number of parts from a multipart ETag (`"…-N"`), or 1. */
+export function partsCountOf(etag: string | undefined): number {
+  const m = /-(\d+)"?$/.exec(etag ?? '');
+  return m ? Number(m[1]) : 1;
+}
+
+/** Reads `length` bytes at `offset` of the stored object (fewer only at its end). */
+export type ReadBytes = (offset: number, length: number) => Promise<Buffer>;
+
+class Reader {
+  constructor(readonly bytes: ReadBytes) {}
+
+  async header(offset: number): Promise<ChunkHeader | undefined> {
+    const b = await this.bytes(offset, CHUNK_HEADER_SIZE);
+    if (b.length < CHUNK_HEADER_SIZE) return undefined;
+    try {
+      const h = decodeChunkHeader(b);
+      return { ...h, streamId: Buffer.from(h.streamId) };
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** Ranged reads of one exact version of the object (If-Match on its ETag). */
+function upstreamReader(ctx: RequestContext, ref: ObjectRef): ReadBytes {
+  return async (offset, length) => {
+    ctx.stats.upstreamRequests++;
+    const up = await ctx.upstream.request({
+      identity: ctx.identity,
+      method: 'GET',
+      path: objectPath(ref.bucket, ref.key),
+      query: ref.versionId ? [['versionId', ref.versionId]] : [],
+      headers: { range: `bytes=${offset}-${offset + length - 1}`, 'if-match': ref.etag },
+    });
+    if (up.statusCode !== 206 && up.statusCode !== 200) {
+      await dump(up);
+      throw new S3Error('InternalError', 'The stored object changed or could not be read while mapping its layout.');
+    }
+    const chunks: Buffer[] = [];
+    for await (const c of up.body) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  };
+}
+
+/**
+ * The layout of the encrypted object `ref` of `cipherSize` bytes. Single-part objects cost nothing; multipart
+ * objects a few small reads (two when aligned).
+ */
+export async function probeLayout(
+  ctx: RequestContext,
+  ref: ObjectRef,
+  cipherSize: number,
+  chunkSize: number,
+): Promise<ObjectLayout> {
+  const multipart = partsCountOf(ref.etag) > 1 || ctx.config.probeAllLayouts;
+  return layoutFromReads(upstreamReader(ctx, ref), cipherSize, chunkSize, multipart);
+}
+
+/** The layout from reads of the object's bytes (independent of transport; tested on in-memory objects). */
+export async function layoutFromReads(
+  read: ReadBytes,
+  cipherSize: number,
+  chunkSize: number,
+  multipart: boolean,
+): Promise<ObjectLayout> {
+  if (!multipart && isValidEncryptedSize(cipherSize, chunkSize)) return { plainSize: plaintextSize(cipherSize, chunkSize) };
+  const reader = new Reader(read);
+  if (await looksAligned(reader, cipherSize, chunkSize)) return { plainSize: plaintextSize(cipherSize, chunkSize) };
+  const parts = await walk(reader, cipherSize, chunkSize);
+  const last = parts[parts.length - 1]!;
+  return { plainSize: last.plainStart + last.plainSize, parts };
+}
+
+/**
+ * The uniform-grid hypothesis, checked at the end of the object: the last grid chunk must be FINAL with no
+ * later part starting after it, the last part's first chunk (index 0, same stream) must sit on the grid, and
+ * so must the previous part's FINAL chunk just before it.
+ */
+async function looksAligned(reader: Reader, cipherSize: number, chunkSize: number): Promise<boolean> {
+  if (!isValidEncryptedSize(cipherSize, chunkSize)) return false;
+  const stride = chunkSize + CHUNK_OVERHEAD;
+  const chunks = Math.max(1, Math.ceil(plaintextSize(cipherSize, chunkSize) / chunkSize));
+  const lastPos = (chunks - 1) * stride;
+  const tail = await reader.bytes(lastPos, cipherSize - lastPos);
+  let last: ChunkHeader;
+  try {
+    last = decodeChunkHeader(tail);
+  } catch {
+    return false;
+  }
+  if (!last.final || last.chunkIndex > chunks - 1) return false;
+  if (findPartStart(tail, CHUNK_OVERHEAD, last.partNumber) >= 0) return false; // a short part follows
+  const startChunk = chunks - 1 - last.chunkIndex;
+  if (startChunk === 0 && last.chunkIndex === 0) return true;
+  // One read covering the previous part's final chunk (if any) and the last part's first header.
+  const from = Math.max(0, (startChunk - 1) * stride);
+  const b = await reader.bytes(from, (startChunk > 0 ? stride : 0) + CHUNK_HEADER_SIZE);
+  try {
+    const first = decodeChunkHeader(b.subarray(b.length - CHUNK_HEADER_SIZE));
+    if (first.chunkIndex !== 0 || !first.streamId.equals(last.streamId)) return false;
+    if (startChunk > 0) {
+      const before = decodeChunkHeader(b.subarray(0, CHUNK_HEADER_SIZE));
+      if (!before.final || before.partNumber >= first.partNumber) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Offset in `buf` (from `from`) of a chunk header that starts a part numbered above `after`, or -1. Random
+ * ciphertext passes these checks (version, flags, index 0, part number) with odds near 2^-47 per offset.
+ */
+function findPartStart(buf: Buffer, from: number, after: number): number {
+  for (let i = from; i + CHUNK_HEADER_SIZE <= buf.length; i++) {
+    if (buf[i] !== 1 || buf[i + 1]! > 1 || buf.readUInt32BE(i + 4) !== 0) continue;
+    const partNumber = buf.readUInt16BE(i + 2);
+    if (partNumber > after && partNumber <= 10000) return i;
+  }
+  return -1;
+}
+
+/** Walks the parts from the start of the object. */
+async function walk(reader: Reader, cipherSize: number, chunkSize: number): Promise<PartExtent[]> {
+  const stride = chunkSize + CHUNK_OVERHEAD;
+  const parts: PartExtent[] = [];
+  let pos = 0;
+  let plain = 0;
+  let prevPart = -1;
+  const corrupt = () => new S3Error('InternalError', 'The stored object failed its integrity check.');
+  while (pos < cipherSize) {
+    const first = await reader.header(pos);
+    if (!first || first.chunkIndex !== 0 || first.partNumber <= prevPart) throw corrupt();
+    const sameStream = (h: ChunkHeader | undefined, index: number) =>
+      h !== undefined && h.chunkIndex === index && h.partNumber === first.partNumber && h.streamId.equals(first.streamId);
+    // Largest grid index m (chunk m of this part) whose header belongs to this stream.
+    let lo = 0;
+    let hi = Math.floor((cipherSize - pos - CHUNK_OVERHEAD) / stride);
+    let loHeader: ChunkHeader = first;
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      const h = await reader.header(pos + mid * stride);
+      if (sameStream(h, mid)) {
+        lo = mid;
+        loHeader = h!;
+      } else hi = mid - 1;
+    }
+    if (!loHeader.final) throw corrupt();
+    const finalPos = pos + lo * stride;
+    // This part ends where the next part's first header is (40..stride bytes after its final chunk's start),
+    // or at the end of the object.
+    const window = await reader.bytes(finalPos, Math.min(stride + CHUNK_HEADER_SIZE, cipherSize - finalPos));
+    const next = findPartStart(window, CHUNK_OVERHEAD, first.partNumber);
+    let end: number;
+    if (next >= 0) end = finalPos + next;
+    else if (cipherSize - finalPos <= stride) end = cipherSize;
+    else throw corrupt();
+    const cipherPart = end - pos;
+    if (!isValidEncryptedSize(cipherPart, chunkSize)) throw corrupt();
+    const plainPart = plaintextSize(cipherPart, chunkSize);
+    if (encryptedSize(plainPart, chunkSize) !== cipherPart) throw corrupt();
+    parts.push({ partNumber: first.partNumber, plainStart: plain, plainSize: plainPart, cipherStart: pos, cipherSize: cipherPart });
+    plain += plainPart;
+    prevPart = first.partNumber;
+    pos = end;
+  }
+  return parts;
+}
+
+export interface RangePlan {
+  readonly cipherStart: number;
+  readonly cipherEndInclusive: number;
+  /** What createDecryptStream needs besides the key and chunk size. */
+  readonly decrypt: Pick<DecryptOptions, 'segments' | 'selfDescribing' | 'skip' | 'length'>;
+}
+
+/** The one ciphertext range holding plaintext [a, b], and how to decrypt it. */
+export function planRange(layout: ObjectLayout, a: number, b: number, chunkSize: number): RangePlan {
+  const length = b - a + 1;
+  if (!layout.parts) {
+    const r = cipherRangeFor(a, b, layout.plainSize, chunkSize);
+    return {
+      cipherStart: r.cipherStart,
+      cipherEndInclusive: r.cipherEndInclusive,
+      decrypt: { selfDescribing: objectRangeRead(r), skip: r.skip, length },
+    };
+  }
+  const touched = layout.parts.filter((p) => p.plainSize > 0 && p.plainStart <= b && p.plainStart + p.plainSize - 1 >= a);
+  const segments: DecryptSegment[] = [];
+  let cipherStart = -1;
+  let cipherEnd = -1;
+  let skip = 0;
+  touched.forEach((p, i) => {
+    const r = cipherRangeFor(Math.max(a, p.plainStart) - p.plainStart, Math.min(b, p.plainStart + p.plainSize - 1) - p.plainStart, p.plainSize, chunkSize);
+    if (i === 0) {
+      cipherStart = p.cipherStart + r.cipherStart;
+      skip = r.skip;
+    }
+    cipherEnd = p.cipherStart + r.cipherEndInclusive;
+    segments.push({
+      partNumber: p.partNumber,
+      firstChunk: r.firstChunk,
+      chunkCount: r.chunkCount,
+      endsWithFinal: r.endsWithFinal,
+      byteLength: r.cipherEndInclusive - r.cipherStart + 1,
+    });
+  });
+  return { cipherStart, cipherEndInclusive: cipherEnd, decrypt: { segments, skip, length } };
+}
+
+/** A whole-object read: self-describing for any layout (part boundaries are the FINAL chunks). */
+export function planWhole(): RangePlan['decrypt'] {
+  return { selfDescribing: wholeObjectRead() };
+}

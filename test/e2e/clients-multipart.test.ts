@@ -1,0 +1,148 @@
+/**
+ * Large files the way real clients move them, through the proxy over Ceph RGW, byte-identical:
+ * aws-cli `s3 cp` of 100 MiB (multipart upload, parallel ranged download) with Debian's aws-cli 2.9 and with the
+ * machine image's aws-cli 1.45 (current botocore: aws-chunked CRC32 trailers, If-Match on ranged GETs), boto3
+ * upload_file/download_file with 5 MiB + 1 byte parts (unaligned), and `aws s3 sync` run twice.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { CreateBucketCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
+import { ensureRgw } from '../support/rgw.ts';
+import { sse, startTestProxy, type SseKey, type TestProxy, type UpstreamInfo } from '../support/proxy.ts';
+import { createHash } from 'node:crypto';
+
+const MiB = 1024 * 1024;
+const AWS_DEB = '/usr/bin/aws';
+const PYENV = process.env.PYENV_ROOT ?? join(homedir(), '.pyenv');
+const AWS_NEW = join(PYENV, 'shims', 'aws');
+const PY_NEW = join(PYENV, 'shims', 'python3');
+const PY_DEB = '/usr/bin/python3';
+
+let up: UpstreamInfo;
+let t: TestProxy;
+let dir: string;
+let keyFile: string;
+let key: SseKey;
+const bucket = `cli-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+
+function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      cmd,
+      args,
+      {
+        cwd: dir,
+        env: {
+          PATH: `${join(PYENV, 'shims')}:/usr/bin:/bin`,
+          HOME: dir,
+          PYENV_ROOT: PYENV,
+          AWS_ACCESS_KEY_ID: up.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: up.secretAccessKey,
+          AWS_DEFAULT_REGION: up.region,
+          AWS_CA_BUNDLE: t.caPath,
+          AWS_EC2_METADATA_DISABLED: 'true',
+          AWS_PAGER: '',
+          ...env,
+        },
+        maxBuffer: 20 * MiB,
+        timeout: 300_000,
+      },
+      (err, stdout, stderr) => (err ? reject(new Error(`${cmd} ${args.join(' ')}\n${stdout}\n${stderr}`)) : resolve(stdout + stderr)),
+    );
+  });
+}
+
+function sha(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+before(async () => {
+  const rgw = await ensureRgw();
+  up = { endpoint: rgw.endpoint, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region };
+  t = await startTestProxy(up);
+  await t.client().send(new CreateBucketCommand({ Bucket: bucket }));
+  dir = mkdtempSync(join(tmpdir(), 'ssec-clients-'));
+  key = { raw: randomBytes(32), b64: '', md5: '' };
+  key.b64 = key.raw.toString('base64');
+  key.md5 = createHash('md5').update(key.raw).digest('base64');
+  keyFile = join(dir, 'key.bin');
+  writeFileSync(keyFile, key.raw);
+  writeFileSync(join(dir, 'big.bin'), randomBytes(100 * MiB));
+});
+after(async () => t?.close());
+
+describe('aws s3 cp of 100 MiB with --sse-c, up and down', () => {
+  for (const [label, aws] of [
+    ['aws-cli 2.9 (Debian)', AWS_DEB],
+    ['aws-cli 1.45 (current botocore)', AWS_NEW],
+  ] as const) {
+    test(label, async () => {
+      assert.ok(existsSync(aws), `${aws} missing`);
+      const name = `cp/${label.replace(/\W+/g, '-')}.bin`;
+      const sseArgs = ['--sse-c', 'AES256', '--sse-c-key', `fileb://${keyFile}`];
+      await run(aws, ['--endpoint-url', t.endpoint, 's3', 'cp', 'big.bin', `s3://${bucket}/${name}`, ...sseArgs]);
+      const head = await t.client().send(new HeadObjectCommand({ Bucket: bucket, Key: name, ...sse(key) }));
+      assert.equal(head.ContentLength, 100 * MiB);
+      assert.match(head.ETag ?? '', /-\d+"$/, 'uploaded in parts');
+      const out = `down-${label.replace(/\W+/g, '-')}.bin`;
+      await run(aws, ['--endpoint-url', t.endpoint, 's3', 'cp', `s3://${bucket}/${name}`, out, ...sseArgs]);
+      assert.equal(sha(join(dir, out)), sha(join(dir, 'big.bin')));
+    });
+  }
+});
+
+describe('boto3 upload_file / download_file with 5 MiB + 1 byte parts', () => {
+  const script = `
+import sys, boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+endpoint, bucket, name, keyfile, src, dst = sys.argv[1:7]
+key = open(keyfile, 'rb').read()
+s3 = boto3.client('s3', endpoint_url=endpoint, config=Config(s3={'addressing_style': 'path'}))
+cfg = TransferConfig(multipart_threshold=5*1024*1024+1, multipart_chunksize=5*1024*1024+1)
+extra = {'SSECustomerAlgorithm': 'AES256', 'SSECustomerKey': key}
+s3.upload_file(src, bucket, name, ExtraArgs=extra, Config=cfg)
+s3.download_file(bucket, name, dst, ExtraArgs=extra, Config=cfg)
+print(s3.head_object(Bucket=bucket, Key=name, **extra)['ContentLength'])
+`;
+  for (const [label, py] of [
+    ['boto3 1.26 (Debian)', PY_DEB],
+    ['boto3 1.43 (current botocore)', PY_NEW],
+  ] as const) {
+    test(label, async () => {
+      writeFileSync(join(dir, 'transfer.py'), script);
+      const name = `boto3/${label.replace(/\W+/g, '-')}.bin`;
+      const src = join(dir, 'mid.bin');
+      if (!existsSync(src)) writeFileSync(src, randomBytes(17 * MiB + 333));
+      const dst = join(dir, `mid-${label.replace(/\W+/g, '-')}.out`);
+      const out = await run(py, [join(dir, 'transfer.py'), t.endpoint, bucket, name, keyFile, src, dst]);
+      assert.equal(out.trim().split('\n').pop(), String(17 * MiB + 333));
+      assert.equal(sha(dst), sha(src));
+    });
+  }
+});
+
+describe('aws s3 sync --sse-c', () => {
+  test('a second sync of an unchanged directory transfers nothing', async () => {
+    const src = join(dir, 'tree');
+    mkdirSync(join(src, 'sub'), { recursive: true });
+    for (const [name, n] of [
+      ['a.txt', 10],
+      ['b.bin', 70_000],
+      ['sub/c.bin', 9 * MiB + 7],
+      ['empty', 0],
+    ] as const) {
+      writeFileSync(join(src, name), randomBytes(n));
+    }
+    const args = ['--endpoint-url', t.endpoint, 's3', 'sync', src, `s3://${bucket}/tree`, '--sse-c', 'AES256', '--sse-c-key', `fileb://${keyFile}`];
+    const first = await run(AWS_DEB, args);
+    assert.equal((first.match(/upload:/g) ?? []).length, 4, first);
+    const second = await run(AWS_DEB, args);
+    assert.equal((second.match(/upload:/g) ?? []).length, 0, second);
+  });
+});

@@ -1,0 +1,79 @@
+/**
+ * Multipart layouts as the store holds them (each part its own stream, concatenated): the layout probe finds
+ * the plaintext size and, for unaligned parts, the part table from the chunk headers alone; every range then
+ * maps to one ciphertext range that decrypts to exactly the requested plaintext.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { isAlignedLayout } from '../../src/format/layout.ts';
+import { decryptBuffer, encryptBuffer } from '../../src/format/stream.ts';
+import { layoutFromReads, planRange, planWhole } from '../../src/handlers/object-layout.ts';
+
+const C = 4096;
+
+function build(sizes: number[], firstPart: number) {
+  const dataKey = randomBytes(32);
+  const plains = sizes.map((n) => randomBytes(n));
+  const ciphers = plains.map((p, i) => encryptBuffer(p, { dataKey, chunkSize: C, partNumber: firstPart + i * 2 }));
+  const cipher = Buffer.concat(ciphers);
+  let reads = 0;
+  const read = async (offset: number, length: number) => {
+    reads++;
+    return cipher.subarray(offset, offset + length);
+  };
+  return { dataKey, plain: Buffer.concat(plains), cipher, read, reads: () => reads };
+}
+
+// Part sizes: non-last parts are either aligned (k·C) or not (k·C + r); the last part is anything.
+const layouts = fc
+  .tuple(
+    fc.array(fc.tuple(fc.integer({ min: 1, max: 4 }), fc.oneof(fc.constant(0), fc.integer({ min: 1, max: C - 1 }))), { minLength: 0, maxLength: 4 }),
+    fc.integer({ min: 0, max: 3 * C + 5 }),
+    fc.integer({ min: 1, max: 50 }),
+  )
+  .map(([body, last, firstPart]) => ({ sizes: [...body.map(([k, r]) => k * C + r), last], firstPart }));
+
+test('the probe finds the plaintext size and a part table exactly when the parts are unaligned', async () => {
+  await fc.assert(
+    fc.asyncProperty(layouts, async ({ sizes, firstPart }) => {
+      const o = build(sizes, firstPart);
+      const layout = await layoutFromReads(o.read, o.cipher.length, C, sizes.length > 1);
+      assert.equal(layout.plainSize, o.plain.length);
+      assert.equal(layout.parts === undefined, isAlignedLayout(sizes, C));
+      if (layout.parts) assert.deepEqual(layout.parts.map((p) => p.plainSize), sizes);
+      if (isAlignedLayout(sizes, C)) assert.ok(o.reads() <= 2, `aligned probe used ${o.reads()} reads`);
+      const whole = decryptBuffer(o.cipher, { dataKey: o.dataKey, chunkSize: C, ...planWhole() });
+      assert.ok(whole.equals(o.plain));
+    }),
+    { numRuns: 150 },
+  );
+});
+
+test('any range of any layout is one ciphertext range that decrypts to exactly that plaintext', async () => {
+  await fc.assert(
+    fc.asyncProperty(layouts, fc.integer({ min: 0, max: 1_000_000 }), fc.integer({ min: 1, max: 3 * C }), async ({ sizes, firstPart }, at, len) => {
+      const o = build(sizes, firstPart);
+      fc.pre(o.plain.length > 0);
+      const layout = await layoutFromReads(o.read, o.cipher.length, C, true);
+      const a = at % o.plain.length;
+      const b = Math.min(o.plain.length - 1, a + len - 1);
+      const plan = planRange(layout, a, b, C);
+      const slice = o.cipher.subarray(plan.cipherStart, plan.cipherEndInclusive + 1);
+      // Never more than one chunk beyond the requested bytes at each end.
+      assert.ok(slice.length <= b - a + 1 + 2 * (C + 40) * Math.max(1, sizes.length));
+      const got = decryptBuffer(slice, { dataKey: o.dataKey, chunkSize: C, ...plan.decrypt });
+      assert.ok(got.equals(o.plain.subarray(a, b + 1)), `range ${a}-${b} of ${JSON.stringify(sizes)}`);
+    }),
+    { numRuns: 150 },
+  );
+});
+
+test('headers spliced from another object break the walk (integrity error), they never yield a layout', async () => {
+  const a = build([C + 1, 7], 1);
+  const b = build([C + 1, 7], 1);
+  const mixed = Buffer.concat([a.cipher.subarray(0, 10), b.cipher.subarray(10)]);
+  await assert.rejects(layoutFromReads(async (o, l) => mixed.subarray(o, o + l), mixed.length, C, true), /integrity/);
+  assert.throws(() => decryptBuffer(mixed, { dataKey: a.dataKey, chunkSize: C, ...planWhole() }));
+});
