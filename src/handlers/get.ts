@@ -16,7 +16,7 @@ import { openEnvelope } from '../sse-c/envelope.ts';
 import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { dump, type UpstreamResponse } from '../upstream.ts';
 import { dropPrefix } from './body.ts';
-import { planRange, planWhole, probeLayout, type ObjectLayout } from './object-layout.ts';
+import { partsCountOf, planRange, planWhole, probeLayout, type ObjectLayout } from './object-layout.ts';
 import { relayUpstreamError, type RequestContext } from './context.ts';
 
 /** Request headers a read forwards: conditionals and a few S3 request options. */
@@ -38,15 +38,36 @@ function readHeaders(ctx: RequestContext, extra: Record<string, string> = {}): R
   return { ...out, ...extra };
 }
 
-function fetchObject(ctx: RequestContext, method: 'GET' | 'HEAD', headers: Record<string, string>) {
+/**
+ * One upstream read of the object. For encrypted reads `partNumber` is the proxy's to answer (the upstream
+ * would count ciphertext parts, or ignore it as RGW 16 does).
+ */
+function fetchObject(ctx: RequestContext, method: 'GET' | 'HEAD', headers: Record<string, string>, encrypted = true) {
   ctx.stats.upstreamRequests++;
   return ctx.upstream.request({
     identity: ctx.identity,
     method,
     path: objectPath(ctx.s3.bucket!, ctx.s3.key!),
-    query: upstreamQuery(ctx.s3.query),
+    query: upstreamQuery(ctx.s3.query, encrypted ? ['partNumber'] : []),
     headers,
   });
+}
+
+/** `?partNumber=N` as S3 validates it. */
+function partNumberOf(ctx: RequestContext): number | undefined {
+  const v = queryGet(ctx.s3.query, 'partNumber');
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 1 || n > 10000) {
+    throw new S3Error('InvalidArgument', 'Part number must be an integer between 1 and 10000, inclusive', {
+      extra: { ArgumentName: 'partNumber', ArgumentValue: v.slice(0, 16) },
+    });
+  }
+  return n;
+}
+
+function invalidPartNumber(): S3Error {
+  return new S3Error('InvalidPartNumber', 'The requested partnumber is not satisfiable', { status: 416 });
 }
 
 function envelopeOf(up: UpstreamResponse): string | undefined {
@@ -96,14 +117,18 @@ function guessCipherRange(spec: RangeSpec, chunkSize: number): string {
 export async function getObject(ctx: RequestContext): Promise<void> {
   const isHead = ctx.req.method === 'HEAD';
   const customerKey = parseCustomerKey(ctx.req.headers, 'read');
-  const range = parseRange(ctx.req.headers.range);
   if (!customerKey) return readUnencrypted(ctx, isHead);
+  const partNumber = partNumberOf(ctx);
+  // S3 ignores Range when partNumber is given... and refuses both together; the part decides here.
+  const range = partNumber === undefined ? parseRange(ctx.req.headers.range) : undefined;
 
   const guessed = range && !isHead ? guessCipherRange(range, 2 ** ctx.config.chunkSizeLog2) : undefined;
-  let up = await fetchObject(ctx, isHead ? 'HEAD' : 'GET', readHeaders(ctx, guessed ? { range: guessed } : {}));
+  // A part read needs the part table first, so it starts with a HEAD.
+  const firstMethod = isHead || partNumber !== undefined ? 'HEAD' : 'GET';
+  let up = await fetchObject(ctx, firstMethod, readHeaders(ctx, guessed ? { range: guessed } : {}));
   ctx.stats.upstreamStatus = up.statusCode;
   /** True while `up` is a HEAD answer (no body to decrypt). */
-  let fromHead = isHead;
+  let fromHead = firstMethod === 'HEAD';
   if (up.statusCode === 416 && guessed) {
     // The guessed ciphertext start lies past the end: learn the size from a HEAD to answer S3's 416.
     await dump(up);
@@ -129,7 +154,7 @@ export async function getObject(ctx: RequestContext): Promise<void> {
   const etag = typeof up.headers['etag'] === 'string' ? up.headers['etag'] : undefined;
   let layout: ObjectLayout;
   try {
-    layout = await layoutOf(ctx, etag, cipherTotal, chunkSize);
+    layout = await layoutOf(ctx, etag, cipherTotal, chunkSize, partNumber !== undefined);
   } catch (e) {
     await dump(up);
     throw e;
@@ -144,6 +169,15 @@ export async function getObject(ctx: RequestContext): Promise<void> {
   let resolved;
   try {
     resolved = range ? resolveRange(range, plainSize) : undefined;
+    if (partNumber !== undefined) {
+      // S3 numbers the parts of the completed object 1..PartsCount; a single PUT is one part.
+      const parts = layout.parts ?? [{ plainStart: 0, plainSize }];
+      const part = parts[partNumber - 1];
+      if (!part) throw invalidPartNumber();
+      if (layout.parts) headers['x-amz-mp-parts-count'] = String(parts.length);
+      resolved = { start: part.plainStart, end: part.plainStart + part.plainSize - 1 };
+      if (part.plainSize === 0) throw invalidPartNumber();
+    }
   } catch (e) {
     await dump(up);
     throw e;
@@ -190,11 +224,21 @@ export async function getObject(ctx: RequestContext): Promise<void> {
 }
 
 /** The object's layout: from this replica's cache by ETag, else probed from its chunk headers. */
-async function layoutOf(ctx: RequestContext, etag: string | undefined, cipherTotal: number, chunkSize: number): Promise<ObjectLayout> {
+async function layoutOf(
+  ctx: RequestContext,
+  etag: string | undefined,
+  cipherTotal: number,
+  chunkSize: number,
+  needParts: boolean,
+): Promise<ObjectLayout> {
   const { bucket, key } = { bucket: ctx.s3.bucket!, key: ctx.s3.key! };
+  const multipart = partsCountOf(etag) > 1 || ctx.config.probeAllLayouts;
   const cached = etag ? ctx.objects.get(bucket, key, etag) : undefined;
-  if (cached?.encrypted) return { plainSize: cached.size, ...(cached.parts ? { parts: cached.parts } : {}) };
-  const layout = await probeLayout(ctx, { bucket, key, versionId: queryGet(ctx.s3.query, 'versionId'), etag: etag ?? '*' }, cipherTotal, chunkSize);
+  if (cached?.encrypted && (cached.parts || !needParts || !multipart)) {
+    return { plainSize: cached.size, ...(cached.parts ? { parts: cached.parts } : {}) };
+  }
+  const ref = { bucket, key, versionId: queryGet(ctx.s3.query, 'versionId'), etag: etag ?? '*' };
+  const layout = await probeLayout(ctx, ref, cipherTotal, chunkSize, { parts: needParts });
   ctx.objects.set(bucket, key, etag, { encrypted: true, size: layout.plainSize, ...(layout.parts ? { parts: layout.parts } : {}) });
   return layout;
 }
@@ -230,7 +274,7 @@ async function readUnencrypted(ctx: RequestContext, isHead: boolean): Promise<vo
   const extra: Record<string, string> = typeof range === 'string' ? { range } : {};
   const mode = ctx.req.headers['x-amz-checksum-mode'];
   if (typeof mode === 'string') extra['x-amz-checksum-mode'] = mode;
-  const up = await fetchObject(ctx, isHead ? 'HEAD' : 'GET', readHeaders(ctx, extra));
+  const up = await fetchObject(ctx, isHead ? 'HEAD' : 'GET', readHeaders(ctx, extra), false);
   ctx.stats.upstreamStatus = up.statusCode;
   if (envelopeOf(up) !== undefined) {
     await dump(up);

@@ -91,9 +91,10 @@ export async function probeLayout(
   ref: ObjectRef,
   cipherSize: number,
   chunkSize: number,
+  opts: { parts?: boolean } = {},
 ): Promise<ObjectLayout> {
   const multipart = partsCountOf(ref.etag) > 1 || ctx.config.probeAllLayouts;
-  return layoutFromReads(upstreamReader(ctx, ref), cipherSize, chunkSize, multipart);
+  return layoutFromReads(upstreamReader(ctx, ref), cipherSize, chunkSize, multipart, opts);
 }
 
 /** The layout from reads of the object's bytes (independent of transport; tested on in-memory objects). */
@@ -102,10 +103,14 @@ export async function layoutFromReads(
   cipherSize: number,
   chunkSize: number,
   multipart: boolean,
+  /** `parts: true` walks aligned multipart objects too, for a part table (GET ?partNumber=N). */
+  opts: { parts?: boolean } = {},
 ): Promise<ObjectLayout> {
   if (!multipart && isValidEncryptedSize(cipherSize, chunkSize)) return { plainSize: plaintextSize(cipherSize, chunkSize) };
   const reader = new Reader(read);
-  if (await looksAligned(reader, cipherSize, chunkSize)) return { plainSize: plaintextSize(cipherSize, chunkSize) };
+  if (!opts.parts && (await looksAligned(reader, cipherSize, chunkSize))) {
+    return { plainSize: plaintextSize(cipherSize, chunkSize) };
+  }
   const parts = await walk(reader, cipherSize, chunkSize);
   const last = parts[parts.length - 1]!;
   return { plainSize: last.plainStart + last.plainSize, parts };

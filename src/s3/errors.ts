@@ -18,6 +18,7 @@ export type S3ErrorCode =
   | 'InvalidDigest'
   | 'InvalidEncryptionAlgorithmError'
   | 'InvalidPart'
+  | 'InvalidPartNumber'
   | 'InvalidPartOrder'
   | 'InvalidRange'
   | 'InvalidRequest'
@@ -56,6 +57,7 @@ const DEFAULT_STATUS: Record<S3ErrorCode, number> = {
   InvalidDigest: 400,
   InvalidEncryptionAlgorithmError: 400,
   InvalidPart: 400,
+  InvalidPartNumber: 416,
   InvalidPartOrder: 400,
   InvalidRange: 416,
   InvalidRequest: 400,

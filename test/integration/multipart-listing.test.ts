@@ -14,8 +14,10 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsCommand,
+  ListObjectVersionsCommand,
   ListObjectsV2Command,
   ListPartsCommand,
+  PutBucketVersioningCommand,
   PutObjectCommand,
   UploadPartCommand,
   type S3Client,
@@ -265,6 +267,75 @@ describe('listings show plaintext sizes', () => {
       const n = fresh.logs.length;
       await c.send(new ListObjectsV2Command({ Bucket: lb }));
       assert.equal((await logLine(fresh, n, 'ListObjectsV2')).upstreamRequests, 1);
+    } finally {
+      await fresh.close();
+    }
+  });
+});
+
+describe('GET and HEAD ?partNumber=N on SSE-C objects, as S3 answers them (RGW 16 ignores partNumber itself)', () => {
+  const k = newKey();
+  const sizes = [5 * MiB + 1, 5 * MiB + 1, 4321];
+  const parts = sizes.map((n) => randomBytes(n));
+  const whole = Buffer.concat(parts);
+  const single = randomBytes(1000);
+  before(async () => {
+    await multipart([s3], 'parts', k, parts.map((b, i) => [i + 1, b] as [number, Buffer]));
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'single', Body: single, ...sse(k) }));
+  });
+
+  test('each part of a multipart object: 206, its Content-Range and plaintext size, PartsCount', async () => {
+    let offset = 0;
+    for (let i = 0; i < parts.length; i++) {
+      const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'parts', PartNumber: i + 1, ...sse(k) }));
+      assert.equal(head.ContentLength, sizes[i]);
+      assert.equal(head.PartsCount, parts.length);
+      const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'parts', PartNumber: i + 1, ...sse(k) }));
+      assert.equal(got.ContentRange, `bytes ${offset}-${offset + sizes[i]! - 1}/${whole.length}`);
+      assert.equal(got.PartsCount, parts.length);
+      assert.ok((await bytes(got.Body)).equals(parts[i]!));
+      offset += sizes[i]!;
+    }
+    const r = await rawRequest(t, up, { method: 'GET', path: `/${bucket}/parts`, query: { partNumber: '4' }, headers: ssecHeaders(k) });
+    assert.equal(r.status, 416);
+    assert.equal(errorCode(r.body), 'InvalidPartNumber');
+  });
+
+  test('partNumber=1 of a single-part object is the whole object (206, no PartsCount); 2 → 416', async () => {
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'single', PartNumber: 1, ...sse(k) }));
+    assert.equal(got.ContentRange, `bytes 0-999/1000`);
+    assert.equal(got.PartsCount, undefined);
+    assert.ok((await bytes(got.Body)).equals(single));
+    const r = await rawRequest(t, up, { method: 'GET', path: `/${bucket}/single`, query: { partNumber: '2' }, headers: ssecHeaders(k) });
+    assert.equal(r.status, 416);
+  });
+});
+
+describe('versioned buckets', () => {
+  test('every version keeps its own key; GET/HEAD ?versionId= and ListObjectVersions sizes are plaintext', async () => {
+    const vb = `ver-${randomBytes(4).toString('hex')}`;
+    await s3.send(new CreateBucketCommand({ Bucket: vb }));
+    await s3.send(new PutBucketVersioningCommand({ Bucket: vb, VersioningConfiguration: { Status: 'Enabled' } }));
+    const k1 = newKey();
+    const k2 = newKey();
+    const v1 = randomBytes(1000);
+    const v2 = randomBytes(70_000);
+    const p1 = await s3.send(new PutObjectCommand({ Bucket: vb, Key: 'doc', Body: v1, ...sse(k1) }));
+    const p2 = await s3.send(new PutObjectCommand({ Bucket: vb, Key: 'doc', Body: v2, ...sse(k2) }));
+    assert.ok(p1.VersionId && p2.VersionId && p1.VersionId !== p2.VersionId);
+    const g1 = await s3.send(new GetObjectCommand({ Bucket: vb, Key: 'doc', VersionId: p1.VersionId, ...sse(k1) }));
+    assert.ok((await bytes(g1.Body)).equals(v1));
+    const h1 = await s3.send(new HeadObjectCommand({ Bucket: vb, Key: 'doc', VersionId: p1.VersionId, ...sse(k1) }));
+    assert.equal(h1.ContentLength, 1000);
+    const latest = await s3.send(new GetObjectCommand({ Bucket: vb, Key: 'doc', Range: 'bytes=69990-', ...sse(k2) }));
+    assert.ok((await bytes(latest.Body)).equals(v2.subarray(69_990)));
+    const wrong = await rawRequest(t, up, { method: 'GET', path: `/${vb}/doc`, query: { versionId: p1.VersionId! }, headers: ssecHeaders(k2) });
+    assert.equal(wrong.status, 403);
+    const fresh = await startTestProxy(up);
+    try {
+      const versions = await fresh.client().send(new ListObjectVersionsCommand({ Bucket: vb }));
+      const sizes = Object.fromEntries((versions.Versions ?? []).map((v) => [v.VersionId, v.Size]));
+      assert.deepEqual(sizes, { [p1.VersionId]: 1000, [p2.VersionId]: 70_000 });
     } finally {
       await fresh.close();
     }
