@@ -56,7 +56,14 @@ interface Target {
 
 const signer = createUpstreamSigner({ accessKeyId, secretAccessKey, region });
 
-async function send(t: Target, method: 'PUT' | 'GET' | 'HEAD', path: string, extra: Record<string, string>, payload?: Readable) {
+async function send(
+  t: Target,
+  method: 'PUT' | 'GET' | 'HEAD' | 'POST',
+  path: string,
+  extra: Record<string, string>,
+  payload?: Readable,
+  query: Record<string, string> = {},
+) {
   const url = new URL(t.origin);
   const signed = await signer.sign({
     method,
@@ -64,7 +71,7 @@ async function send(t: Target, method: 'PUT' | 'GET' | 'HEAD', path: string, ext
     hostname: url.hostname,
     port: Number(url.port),
     path,
-    query: {},
+    query,
     headers: { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...t.headers, ...extra },
   });
   return request(signed.url, { method, headers: signed.headers, body: payload ?? null, dispatcher: t.agent });
@@ -109,6 +116,40 @@ async function putGet(t: Target, bucket: string, key: string, pid?: number) {
   };
 }
 
+const PART = 64 * MiB;
+
+/** A multipart upload of SIZE bytes in 64 MiB parts, four at a time, as SDK transfer managers do. */
+async function multipartPut(t: Target, bucket: string, key: string): Promise<number> {
+  const r = await timed(async () => {
+    const created = await send(t, 'POST', `/${bucket}/${key}`, {}, undefined, { uploads: '' });
+    const xml = await created.body.text();
+    const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(xml)?.[1];
+    if (created.statusCode !== 200 || !uploadId) throw new Error(`${t.name} create ${created.statusCode} ${xml}`);
+    const count = Math.ceil(SIZE / PART);
+    const etags: string[] = new Array(count);
+    let next = 0;
+    const worker = async () => {
+      while (next < count) {
+        const i = next++;
+        const n = Math.min(PART, SIZE - i * PART);
+        const res = await send(t, 'PUT', `/${bucket}/${key}`, { 'content-length': String(n) }, body(n), {
+          partNumber: String(i + 1),
+          uploadId,
+        });
+        await res.body.text();
+        if (res.statusCode !== 200) throw new Error(`${t.name} part ${i + 1}: ${res.statusCode}`);
+        etags[i] = String(res.headers['etag']);
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+    const done = `<CompleteMultipartUpload>${etags.map((e, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${e}</ETag></Part>`).join('')}</CompleteMultipartUpload>`;
+    const completed = await send(t, 'POST', `/${bucket}/${key}`, { 'content-length': String(Buffer.byteLength(done)) }, Readable.from([done]), { uploadId });
+    const text = await completed.body.text();
+    if (completed.statusCode !== 200 || text.includes('<Error>')) throw new Error(`${t.name} complete ${text}`);
+  });
+  return SIZE / MiB / r.seconds;
+}
+
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'ssec-bench-'));
   const cert = await ensureDevCertificate(dir);
@@ -124,7 +165,16 @@ async function main() {
       SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY: secretAccessKey,
       SSEC_PROXY_UPSTREAM_REGION: region,
     },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  // The proxy's access log (JSON lines): upstream requests and bytes behind each client request.
+  const accessLog: Array<Record<string, unknown>> = [];
+  let pending = '';
+  proxy.stdout!.on('data', (c: Buffer) => {
+    pending += c.toString();
+    const lines = pending.split('\n');
+    pending = lines.pop()!;
+    for (const l of lines) if (l.startsWith('{')) accessLog.push(JSON.parse(l) as Record<string, unknown>);
   });
   await new Promise<void>((resolve, reject) => {
     let err = '';
@@ -158,6 +208,20 @@ async function main() {
     const after = procStat(proxy.pid!);
     // The same through the proxy without SSE-C (pass-through): what TLS and streaming alone cost.
     const pt = await putGet({ ...viaProxy, name: 'pass-through', headers: {} }, bucket, 'plain.bin', proxy.pid!);
+    const mpDirect = await multipartPut(direct, bucket, 'mp-direct.bin');
+    const mpProxy = await multipartPut(viaProxy, bucket, 'mp-proxy.bin');
+    // One byte from the middle of the multipart object: first read (layout unknown) and again (cached).
+    const oneByte = async () => {
+      const n = accessLog.length;
+      const res = await send(viaProxy, 'GET', `/${bucket}/mp-proxy.bin`, { range: `bytes=${SIZE / 2}-${SIZE / 2}` });
+      const got = Buffer.from(await res.body.arrayBuffer());
+      if (res.statusCode !== 206 || got.length !== 1) throw new Error(`1-byte GET: ${res.statusCode} ${got.length}`);
+      for (let i = 0; i < 100 && !accessLog.slice(n).some((l) => l.op === 'GetObject'); i++) await new Promise((r) => setTimeout(r, 10));
+      const line = accessLog.slice(n).find((l) => l.op === 'GetObject')!;
+      return `${line.upstreamRequests} upstream requests, ${line.upstreamBytesIn} bytes read`;
+    };
+    const cold = await oneByte();
+    const warm = await oneByte();
     const rows = [
       ['object size', `${SIZE / MiB} MiB`],
       ['PUT direct', `${d.putMBs.toFixed(0)} MiB/s`],
@@ -170,9 +234,13 @@ async function main() {
       ['proxy CPU per GiB, GET', `${p.getCpuPerGiB.toFixed(2)} s`],
       ['pass-through PUT / GET', `${pt.putMBs.toFixed(0)} / ${pt.getMBs.toFixed(0)} MiB/s`],
       ['pass-through CPU per GiB, PUT / GET', `${pt.putCpuPerGiB.toFixed(2)} / ${pt.getCpuPerGiB.toFixed(2)} s`],
+      ['multipart PUT (64 MiB parts x4) direct', `${mpDirect.toFixed(0)} MiB/s`],
+      ['multipart PUT via proxy', `${mpProxy.toFixed(0)} MiB/s (${(mpProxy / mpDirect).toFixed(2)}x)`],
+      ['1-byte GET of the multipart object, cold', cold],
+      ['1-byte GET, warm', warm],
       ['proxy peak RSS', `${after.peakRssMiB.toFixed(0)} MiB (before: ${before.peakRssMiB.toFixed(0)} MiB)`],
     ];
-    for (const [k, v] of rows) console.log(`${k!.padEnd(36)} ${v}`);
+    for (const [k, v] of rows) console.log(`${k!.padEnd(42)} ${v}`);
   } finally {
     proxy.kill('SIGTERM');
     await direct.agent.close();

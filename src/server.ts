@@ -118,7 +118,7 @@ export function createRequestHandler(deps: ProxyDeps) {
     const requestId = randomBytes(8).toString('hex').toUpperCase();
     const started = process.hrtime.bigint();
     let s3: S3Request | undefined;
-    const stats: RequestContext['stats'] = { bytesIn: 0, bytesOut: 0, upstreamRequests: 0 };
+    const stats: RequestContext['stats'] = { bytesIn: 0, bytesOut: 0, upstreamRequests: 0, upstreamBytesIn: 0 };
     let status = 0;
     try {
       s3 = classify(req.method ?? 'GET', req.url ?? '/', req.headers);
@@ -166,6 +166,7 @@ export function createRequestHandler(deps: ProxyDeps) {
         bytesOut: stats.bytesOut,
         upstreamStatus: stats.upstreamStatus,
         upstreamRequests: stats.upstreamRequests,
+        upstreamBytesIn: stats.upstreamBytesIn,
         ms: Number(process.hrtime.bigint() - started) / 1e6,
       });
     }

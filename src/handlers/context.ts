@@ -28,7 +28,7 @@ export interface RequestContext {
   /** Forwards the request as it is (re-signed); `query` replaces the client's. */
   readonly passthrough: (ctx: RequestContext, opts?: { query?: Array<[string, string]> }) => Promise<void>;
   /** Bytes counted for the access log. */
-  stats: { bytesIn: number; bytesOut: number; upstreamRequests: number; upstreamStatus?: number };
+  stats: { bytesIn: number; bytesOut: number; upstreamRequests: number; upstreamBytesIn: number; upstreamStatus?: number };
 }
 
 const UPLOAD_OPS = new Set(['UploadPart', 'UploadPartCopy', 'CompleteMultipartUpload', 'ListParts']);

@@ -251,6 +251,7 @@ async function stream(
   decrypt: NodeJS.ReadWriteStream,
 ): Promise<void> {
   const stages: NodeJS.ReadWriteStream[] = skipCipher > 0 ? [dropPrefix(skipCipher), decrypt] : [decrypt];
+  up.body.on('data', (c: Buffer) => (ctx.stats.upstreamBytesIn += c.length));
   try {
     await pipeline(up.body, ...(stages as [NodeJS.ReadWriteStream]), countOut(ctx), ctx.res);
   } catch (e) {

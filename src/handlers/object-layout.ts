@@ -78,7 +78,9 @@ function upstreamReader(ctx: RequestContext, ref: ObjectRef): ReadBytes {
     }
     const chunks: Buffer[] = [];
     for await (const c of up.body) chunks.push(c as Buffer);
-    return Buffer.concat(chunks);
+    const b = Buffer.concat(chunks);
+    ctx.stats.upstreamBytesIn += b.length;
+    return b;
   };
 }
 
