@@ -54,9 +54,13 @@ export function createPassthrough(upstream: Upstream) {
   });
 
   /** `query` replaces the client's query (e.g. an upload id mapped back to the upstream's). */
-  return async function passthrough(ctx: RequestContext, opts: { query?: Array<[string, string]> } = {}): Promise<void> {
+  return async function passthrough(
+    ctx: RequestContext,
+    opts: { query?: Array<[string, string]>; dropHeaders?: string[] } = {},
+  ): Promise<void> {
     const { req, res, s3 } = ctx;
     const all = forwardableRequestHeaders(req.headers);
+    for (const h of opts.dropHeaders ?? []) delete all[h];
     const toSign: Record<string, string> = {};
     const unsigned: Record<string, string> = {};
     for (const [k, v] of Object.entries(all)) (mustSign(k) ? toSign : unsigned)[k] = v;

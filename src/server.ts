@@ -22,7 +22,9 @@ import { putObject, uploadDecoded } from './handlers/put.ts';
 import { ObjectInfoCache } from './object-info.ts';
 import { createPassthrough } from './passthrough.ts';
 import { S3Error, SSEC_MESSAGES, toXml } from './s3/errors.ts';
-import { classify, upstreamQuery, type S3Request } from './s3/operation.ts';
+import { classify, queryGet, upstreamQuery, type S3Request } from './s3/operation.ts';
+import { parseUploadId } from './sse-c/upload-id.ts';
+import { refuseEncryptedCopySource } from './handlers/copy.ts';
 import { COPY_SSEC_PREFIX, hasSsecHeaders, parseCustomerKey } from './sse-c/customer-key.ts';
 import { verifyRequest } from './sigv4/verify.ts';
 import type { Upstream, UpstreamIdentity } from './upstream.ts';
@@ -78,7 +80,8 @@ export function createRequestHandler(deps: ProxyDeps) {
         return getObject(ctx);
       case 'CreateMultipartUpload': {
         const key = parseCustomerKey(req.headers, 'write');
-        return key ? createMultipartUpload(ctx, key) : passthrough(ctx);
+        // Part checksums are verified by the proxy and not forwarded, so the upstream must not expect them.
+        return key ? createMultipartUpload(ctx, key) : passthrough(ctx, { dropHeaders: ['x-amz-checksum-algorithm', 'x-amz-checksum-type'] });
       }
       case 'UploadPart':
         return uploadPart(ctx);
@@ -89,11 +92,15 @@ export function createRequestHandler(deps: ProxyDeps) {
       case 'ListParts':
         return listParts(ctx);
       case 'CopyObject':
-      case 'UploadPartCopy':
-        if (hasSsecHeaders(req.headers) || hasSsecHeaders(req.headers, COPY_SSEC_PREFIX)) {
+      case 'UploadPartCopy': {
+        const sseUpload = s3.op === 'UploadPartCopy' && parseUploadId(queryGet(s3.query, 'uploadId') ?? '').tag;
+        if (sseUpload || hasSsecHeaders(req.headers) || hasSsecHeaders(req.headers, COPY_SSEC_PREFIX)) {
           throw new S3Error('NotImplemented', `${s3.op} with SSE-C is not supported by this proxy yet.`);
         }
+        // An upstream copy of an encrypted source would carry its envelope to a name it is not bound to.
+        await refuseEncryptedCopySource(ctx);
         return passthrough(ctx);
+      }
       case 'PostObject':
         throw new S3Error('NotImplemented', 'POST object uploads are not supported by this proxy yet.');
       case 'ListObjects':

@@ -127,3 +127,22 @@ export function dropPrefix(n: number): Transform {
 }
 
 export type { Readable };
+
+/**
+ * Holds back the last piece of a body until every earlier stage has ended cleanly: the upstream cannot
+ * complete an upload whose checks (digest, checksum trailer, chunk signatures) fail at the very end. The
+ * encryptor does this by itself; unencrypted uploads that the proxy checks end with this stage.
+ */
+export function holdBack(): Transform {
+  let last: Buffer | undefined;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      const previous = last;
+      last = chunk;
+      cb(null, previous);
+    },
+    flush(cb: TransformCallback) {
+      cb(null, last);
+    },
+  });
+}

@@ -26,7 +26,10 @@ export interface RequestContext {
   /** What this replica knows about stored objects (encrypted or not, plaintext size), by ETag. */
   readonly objects: ObjectInfoCache;
   /** Forwards the request as it is (re-signed); `query` replaces the client's. */
-  readonly passthrough: (ctx: RequestContext, opts?: { query?: Array<[string, string]> }) => Promise<void>;
+  readonly passthrough: (
+    ctx: RequestContext,
+    opts?: { query?: Array<[string, string]>; dropHeaders?: string[] },
+  ) => Promise<void>;
   /** Bytes counted for the access log. */
   stats: { bytesIn: number; bytesOut: number; upstreamRequests: number; upstreamBytesIn: number; upstreamStatus?: number };
 }

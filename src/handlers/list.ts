@@ -70,7 +70,7 @@ function parseBlock(b: string, urlEncoded: boolean): Listed | undefined {
   if (rawKey === undefined || size === undefined || etag === undefined) return undefined;
   const key = urlEncoded ? decodeURIComponent(rawKey.replace(/\+/g, '%20')) : rawKey;
   const versionId = elementText(b, 'VersionId');
-  return { key, etag, size: Number(size), versionId: versionId === 'null' ? undefined : versionId };
+  return { key, etag, size: Number(size), versionId };
 }
 
 /** Encrypted or not, and the plaintext size, for each listed object (in order). */
@@ -109,9 +109,11 @@ async function headInfo(ctx: RequestContext, o: Listed): Promise<ObjectInfo | un
     method: 'HEAD',
     path: objectPath(ctx.s3.bucket!, o.key),
     query: o.versionId ? [['versionId', o.versionId]] : [],
+    // The object as listed, not a newer one written since.
+    headers: { 'if-match': o.etag },
   });
   await dump(up);
-  if (up.statusCode !== 200) return undefined; // deleted meanwhile: leave the listed size alone
+  if (up.statusCode !== 200) return undefined; // replaced or deleted meanwhile: leave the listed size alone
   const envelope = up.headers[ENVELOPE_META];
   let info: ObjectInfo;
   if (typeof envelope === 'string') {

@@ -11,7 +11,8 @@ import { elementText, mapBlocks, removeElements, replaceElements } from '../s3/x
 import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
 import { clientUploadId, multipartDataKey, parseUploadId, tagMatches, type ParsedUploadId } from '../sse-c/upload-id.ts';
-import { dump, readText } from '../upstream.ts';
+import { readText } from '../upstream.ts';
+import { acceptBody } from './body.ts';
 import { relayUpstreamError, type RequestContext } from './context.ts';
 import { encryptedWriteHeaders, uploadDecoded, uploadEncrypted } from './put.ts';
 
@@ -45,18 +46,29 @@ export async function createMultipartUpload(ctx: RequestContext, customerKey: Cu
   const headers = encryptedWriteHeaders(ctx);
   headers[ENVELOPE_META] = envelope.value;
   ctx.stats.upstreamRequests++;
-  const up = await ctx.upstream.request({
-    identity: ctx.identity,
-    method: 'POST',
-    path: objectPath(bucket, key),
-    query: upstreamQuery(ctx.s3.query),
-    headers,
-  });
+  let up;
+  try {
+    up = await ctx.upstream.request({
+      identity: ctx.identity,
+      method: 'POST',
+      path: objectPath(bucket, key),
+      query: upstreamQuery(ctx.s3.query),
+      headers,
+    });
+  } finally {
+    envelope.dataKey.fill(0);
+  }
   ctx.stats.upstreamStatus = up.statusCode;
-  if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
+  if (up.statusCode !== 200) {
+    dataKey.fill(0);
+    return relayUpstreamError(ctx, up);
+  }
   const xml = await readText(up);
   const upstreamId = elementText(xml, 'UploadId');
-  if (!upstreamId) throw new S3Error('InternalError', 'The upstream store did not return an upload id.');
+  if (!upstreamId) {
+    dataKey.fill(0);
+    throw new S3Error('InternalError', 'The upstream store did not return an upload id.');
+  }
   const out = replaceElements(xml, 'UploadId', () => clientUploadId(upstreamId, dataKey, ctx.config.chunkSizeLog2));
   dataKey.fill(0);
   return sendXml(ctx, 200, out, ssecEchoHeaders(customerKey));
@@ -73,6 +85,11 @@ export async function uploadPart(ctx: RequestContext): Promise<void> {
     const query = upstreamQueryFor(ctx, parsed);
     return ctx.payloadHash.startsWith('STREAMING-') ? uploadDecoded(ctx, query) : ctx.passthrough(ctx, { query });
   }
+  if (!parsed.tag) {
+    // A bare id (from ListMultipartUploads, or an upload created without SSE-C): the proxy cannot tell which
+    // key the upload was created with, and mixing keys or plaintext into one object would make it unreadable.
+    throw new S3Error('InvalidRequest', `${SSEC_MESSAGES.mismatch} Use the upload id returned by CreateMultipartUpload.`);
+  }
   const partNumber = Number(queryGet(ctx.s3.query, 'partNumber'));
   if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > 10000) {
     throw new S3Error('InvalidArgument', 'Part number must be an integer between 1 and 10000, inclusive', {
@@ -81,13 +98,13 @@ export async function uploadPart(ctx: RequestContext): Promise<void> {
   }
   const dataKey = multipartDataKey(customerKey.key, ctx.s3.bucket!, ctx.s3.key!);
   try {
-    if (parsed.tag && !tagMatches(parsed, dataKey)) {
+    if (!tagMatches(parsed, dataKey)) {
       throw new S3Error('InvalidRequest', SSEC_MESSAGES.mismatch);
     }
     const headers = encryptedWriteHeaders(ctx);
     await uploadEncrypted(ctx, customerKey, {
       dataKey,
-      chunkSize: 2 ** (parsed.chunkSizeLog2 ?? ctx.config.chunkSizeLog2),
+      chunkSize: 2 ** parsed.chunkSizeLog2!,
       partNumber,
       headers,
       query: upstreamQueryFor(ctx, parsed),
@@ -106,9 +123,11 @@ export async function completeMultipartUpload(ctx: RequestContext): Promise<void
     dataKey.fill(0);
     if (!ok) throw new S3Error('InvalidRequest', SSEC_MESSAGES.mismatch);
   }
+  acceptBody(ctx.req, ctx.res);
   const body = await readBody(ctx);
-  // Part checksums in the body describe plaintext; the upstream holds ciphertext and cannot check them.
-  const upstreamBody = parsed.tag || customerKey ? removeElements(body, /^Checksum/) : body;
+  // Part checksums were verified by the proxy over the plaintext (the upstream never saw them, and holds
+  // ciphertext for SSE-C parts): they are not the upstream's to check.
+  const upstreamBody = removeElements(body, /^Checksum/);
   ctx.stats.upstreamRequests++;
   const up = await ctx.upstream.request({
     identity: ctx.identity,
@@ -131,23 +150,27 @@ export async function completeMultipartUpload(ctx: RequestContext): Promise<void
   if (typeof version === 'string') headers['x-amz-version-id'] = version;
   const etag = elementText(xml, 'ETag');
   if (!etag || etag.replace(/"/g, '') === '') {
-    // RGW 16 answers with an empty <ETag>: the object's HEAD has the real one.
-    ctx.stats.upstreamRequests++;
-    const head = await ctx.upstream.request({
-      identity: ctx.identity,
-      method: 'HEAD',
-      path: objectPath(ctx.s3.bucket!, ctx.s3.key!),
-      query: typeof version === 'string' ? [['versionId', version]] : [],
-    });
-    await dump(head);
-    const real = head.headers['etag'];
-    if (typeof real === 'string') {
+    // RGW 16 answers with an empty <ETag>. S3's multipart ETag is MD5(concat(part MD5s))-N, computed here from
+    // the very parts completed (no extra request, no race with a concurrent overwrite).
+    const real = multipartEtag(upstreamBody);
+    if (real) {
       xml = xml.includes('<ETag>')
         ? replaceElements(xml, 'ETag', () => real)
         : xml.replace('</Key>', `</Key><ETag>${real.replace(/"/g, '&quot;')}</ETag>`);
     }
   }
   return sendXml(ctx, 200, xml, headers);
+}
+
+/** `"<md5 of the concatenated part MD5s>-N"` from a CompleteMultipartUpload body, if every ETag is an MD5. */
+export function multipartEtag(completeXml: string): string | undefined {
+  const digests: Buffer[] = [];
+  mapBlocks(completeXml, 'Part', (block) => {
+    digests.push(Buffer.from((elementText(block, 'ETag') ?? '').replace(/"/g, '').trim(), 'hex'));
+    return block;
+  });
+  if (digests.length === 0 || digests.some((d) => d.length !== 16)) return undefined;
+  return `"${createHash('md5').update(Buffer.concat(digests)).digest('hex')}-${digests.length}"`;
 }
 
 async function readBody(ctx: RequestContext): Promise<string> {
@@ -173,7 +196,9 @@ export async function abortMultipartUpload(ctx: RequestContext): Promise<void> {
 /** ListParts: the upload id as the client knows it, and plaintext part sizes for SSE-C uploads. */
 export async function listParts(ctx: RequestContext): Promise<void> {
   const parsed = uploadIdOf(ctx);
-  const encrypted = parsed.tag !== undefined || parseCustomerKey(ctx.req.headers, 'read') !== undefined;
+  // Sizes are converted for the uploads this proxy knows are SSE-C (tagged ids); a bare id's parts are shown
+  // as stored.
+  const encrypted = parsed.tag !== undefined;
   ctx.stats.upstreamRequests++;
   const up = await ctx.upstream.request({
     identity: ctx.identity,
@@ -186,7 +211,7 @@ export async function listParts(ctx: RequestContext): Promise<void> {
   let xml = await readText(up, 16 * 1024 * 1024);
   xml = replaceElements(xml, 'UploadId', () => queryGet(ctx.s3.query, 'uploadId')!);
   if (encrypted) {
-    const chunkSize = 2 ** (parsed.chunkSizeLog2 ?? ctx.config.chunkSizeLog2);
+    const chunkSize = 2 ** parsed.chunkSizeLog2!;
     xml = mapBlocks(xml, 'Part', (block) =>
       replaceElements(removeElements(block, /^Checksum/), 'Size', (v) => String(plaintextSize(Number(v), chunkSize))),
     );

@@ -61,9 +61,14 @@ class Reader {
   }
 }
 
+/** Upper bound on the reads one layout probe may make (10 000 parts, walked, stay below it). */
+const MAX_PROBE_READS = 20_000;
+
 /** Ranged reads of one exact version of the object (If-Match on its ETag). */
 function upstreamReader(ctx: RequestContext, ref: ObjectRef): ReadBytes {
+  let reads = 0;
   return async (offset, length) => {
+    if (++reads > MAX_PROBE_READS) throw new S3Error('InternalError', 'The stored object layout is too costly to map.');
     ctx.stats.upstreamRequests++;
     const up = await ctx.upstream.request({
       identity: ctx.identity,
@@ -72,13 +77,20 @@ function upstreamReader(ctx: RequestContext, ref: ObjectRef): ReadBytes {
       query: ref.versionId ? [['versionId', ref.versionId]] : [],
       headers: { range: `bytes=${offset}-${offset + length - 1}`, 'if-match': ref.etag },
     });
-    if (up.statusCode !== 206 && up.statusCode !== 200) {
+    // Only an answer for exactly the range asked: a store that ignored Range would send the whole object.
+    const cr = up.headers['content-range'];
+    if (up.statusCode !== 206 || typeof cr !== 'string' || !cr.startsWith(`bytes ${offset}-`)) {
       await dump(up);
       throw new S3Error('InternalError', 'The stored object changed or could not be read while mapping its layout.');
     }
     const chunks: Buffer[] = [];
-    for await (const c of up.body) chunks.push(c as Buffer);
-    const b = Buffer.concat(chunks);
+    let n = 0;
+    for await (const c of up.body) {
+      chunks.push(c as Buffer);
+      n += (c as Buffer).length;
+      if (n >= length) break; // leaving the loop destroys the rest
+    }
+    const b = Buffer.concat(chunks).subarray(0, length);
     ctx.stats.upstreamBytesIn += b.length;
     return b;
   };
@@ -119,9 +131,9 @@ export async function layoutFromReads(
 }
 
 /**
- * The uniform-grid hypothesis, checked at the end of the object: the last grid chunk must be FINAL with no
- * later part starting after it, the last part's first chunk (index 0, same stream) must sit on the grid, and
- * so must the previous part's FINAL chunk just before it.
+ * The uniform-grid hypothesis, proven part by part from the end: the last grid chunk is FINAL with no later
+ * part starting inside it, and every part's first chunk (index 0, the same stream as its final chunk) sits on
+ * the grid right after the previous part's FINAL chunk, down to offset 0. One read per part, plus one.
  */
 async function looksAligned(reader: Reader, cipherSize: number, chunkSize: number): Promise<boolean> {
   if (!isValidEncryptedSize(cipherSize, chunkSize)) return false;
@@ -129,29 +141,34 @@ async function looksAligned(reader: Reader, cipherSize: number, chunkSize: numbe
   const chunks = Math.max(1, Math.ceil(plaintextSize(cipherSize, chunkSize) / chunkSize));
   const lastPos = (chunks - 1) * stride;
   const tail = await reader.bytes(lastPos, cipherSize - lastPos);
-  let last: ChunkHeader;
+  let final: ChunkHeader;
   try {
-    last = decodeChunkHeader(tail);
+    final = decodeChunkHeader(tail);
   } catch {
     return false;
   }
-  if (!last.final || last.chunkIndex > chunks - 1) return false;
-  if (findPartStart(tail, CHUNK_OVERHEAD, last.partNumber) >= 0) return false; // a short part follows
-  const startChunk = chunks - 1 - last.chunkIndex;
-  if (startChunk === 0 && last.chunkIndex === 0) return true;
-  // One read covering the previous part's final chunk (if any) and the last part's first header.
-  const from = Math.max(0, (startChunk - 1) * stride);
-  const b = await reader.bytes(from, (startChunk > 0 ? stride : 0) + CHUNK_HEADER_SIZE);
-  try {
-    const first = decodeChunkHeader(b.subarray(b.length - CHUNK_HEADER_SIZE));
-    if (first.chunkIndex !== 0 || !first.streamId.equals(last.streamId)) return false;
-    if (startChunk > 0) {
+  if (!final.final || findPartStart(tail, CHUNK_OVERHEAD, final.partNumber) >= 0) return false;
+  let finalChunk = chunks - 1; // grid index of the current part's final chunk
+  for (;;) {
+    const start = finalChunk - final.chunkIndex; // grid index of the current part's first chunk
+    if (start < 0) return false;
+    // One read: the previous part's final chunk (if any) and this part's first header.
+    const from = Math.max(0, (start - 1) * stride);
+    const b = await reader.bytes(from, (start > 0 ? stride : 0) + CHUNK_HEADER_SIZE);
+    try {
+      const first = decodeChunkHeader(b.subarray(b.length - CHUNK_HEADER_SIZE));
+      if (first.chunkIndex !== 0 || first.partNumber !== final.partNumber || !first.streamId.equals(final.streamId)) return false;
+      if (start === 0) return true;
       const before = decodeChunkHeader(b.subarray(0, CHUNK_HEADER_SIZE));
       if (!before.final || before.partNumber >= first.partNumber) return false;
+      // The previous part's final chunk must fill its whole grid slot: no other part may start inside it.
+      const inside = findPartStart(b.subarray(0, stride), CHUNK_OVERHEAD, before.partNumber);
+      if (inside >= 0) return false;
+      final = { ...before, streamId: Buffer.from(before.streamId) };
+      finalChunk = start - 1;
+    } catch {
+      return false;
     }
-    return true;
-  } catch {
-    return false;
   }
 }
 

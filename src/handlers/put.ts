@@ -12,7 +12,7 @@ import { objectPath, upstreamQuery } from '../s3/operation.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
 import { ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { dump } from '../upstream.ts';
-import { acceptBody, plainBody } from './body.ts';
+import { acceptBody, holdBack, plainBody } from './body.ts';
 import { relayUpstreamError, type RequestContext } from './context.ts';
 
 /** Headers for an upstream write of ciphertext: the client's, minus what describes the plaintext. */
@@ -84,7 +84,14 @@ export async function uploadEncrypted(ctx: RequestContext, customerKey: Customer
  */
 export async function uploadDecoded(ctx: RequestContext, query: Array<[string, string]>): Promise<void> {
   const isPart = query.some(([k]) => k === 'uploadId');
-  return upload(ctx, { headers: encryptedWriteHeaders(ctx), query, size: (n) => n, echo: {}, object: isPart ? undefined : 'plain' });
+  return upload(ctx, {
+    headers: encryptedWriteHeaders(ctx),
+    query,
+    encrypt: holdBack(),
+    size: (n) => n,
+    echo: {},
+    object: isPart ? undefined : 'plain',
+  });
 }
 
 async function upload(
@@ -92,7 +99,8 @@ async function upload(
   u: {
     headers: Record<string, string>;
     query: Array<[string, string]>;
-    encrypt?: Transform;
+    /** The last stage: the encryptor, or a hold-back; either keeps the final bytes until all checks passed. */
+    encrypt: Transform;
     size: (plain: number) => number;
     echo: Record<string, string>;
     /** Whole objects (not parts) are remembered for listings. */
@@ -105,7 +113,7 @@ async function upload(
 
   acceptBody(req, res);
   let bodyError: unknown;
-  const stages = u.encrypt ? [...body.stages, u.encrypt] : body.stages;
+  const stages = [...body.stages, u.encrypt];
   const source = (pipeline as (...s: unknown[]) => Readable)(req, ...stages, (err: unknown) => {
     if (err) bodyError = err;
   });

@@ -116,7 +116,7 @@ export function classify(method: string, url: string, headers: Record<string, un
   if (bucket === '') return { op: 'ListBuckets', ...base };
   if (key === '') {
     if (method === 'POST' && !has('delete') && isForm(headers)) return { op: 'PostObject', bucket, ...base };
-    if (method === 'GET' && query.every(([k]) => LISTING_PARAMS.has(k))) {
+    if (method === 'GET' && query.every(([k]) => LISTING_PARAMS.has(k) || CLIENT_ONLY_QUERY.has(k.toLowerCase()))) {
       if (has('versions')) return { op: 'ListObjectVersions', bucket, ...base };
       if (has('uploads')) return { op: 'ListMultipartUploads', bucket, ...base };
       return { op: queryGet(query, 'list-type') === '2' ? 'ListObjectsV2' : 'ListObjects', bucket, ...base };

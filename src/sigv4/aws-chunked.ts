@@ -5,9 +5,11 @@
  *
  * Modes (x-amz-content-sha256): STREAMING-UNSIGNED-PAYLOAD-TRAILER (no chunk signatures, a checksum trailer),
  * STREAMING-AWS4-HMAC-SHA256-PAYLOAD (every chunk signed, chained from the seed signature) and
- * STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER (the same plus a signed trailer). Chunk data is released only
- * after its signature verified; trailers are checked at the end, before the stream ends, so a stage after
- * this one (the encryptor) never completes an upload whose framing, signatures or checksums are wrong.
+ * STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER (the same plus a signed trailer). Chunk data streams on as it
+ * arrives (holding a chunk until its signature verified would let one request buffer up to 2^48 bytes);
+ * a bad chunk signature fails the stream at the chunk's end and trailers are checked before the stream
+ * ends, so the last stage of an upload (the encryptor, or a hold-back) never completes an upload whose
+ * framing, signatures or checksums are wrong.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -30,6 +32,7 @@ export interface AwsChunkedOptions {
 }
 
 const MAX_LINE = 4096;
+const MAX_TRAILER_LINES = 16;
 const CRLF = Buffer.from('\r\n');
 
 function malformed(detail: string): S3Error {
@@ -55,7 +58,6 @@ export function createAwsChunkedDecoder(opts: AwsChunkedOptions): Transform {
   let remaining = 0; // bytes left in the current chunk's data
   let chunkSignature = '';
   let chunkHash: ReturnType<typeof createHash> | undefined;
-  let held: Buffer[] = []; // signed chunk data, released once its signature verified
   const trailerLines: string[] = [];
   const trailers = new Map<string, string>();
 
@@ -71,7 +73,7 @@ export function createAwsChunkedDecoder(opts: AwsChunkedOptions): Transform {
       chunkHash!.digest('hex'),
     ].join('\n');
     const expected = hmacSha256(s.key, stringToSign).toString('hex');
-    if (chunkSignature.length !== 64 || !timingSafeEqual(Buffer.from(expected), Buffer.from(chunkSignature))) {
+    if (!/^[0-9a-f]{64}$/.test(chunkSignature) || !timingSafeEqual(Buffer.from(expected), Buffer.from(chunkSignature))) {
       throw signatureMismatch();
     }
     previousSignature = expected;
@@ -88,7 +90,6 @@ export function createAwsChunkedDecoder(opts: AwsChunkedOptions): Transform {
     }
     if (signed && !chunkSignature) throw malformed('missing chunk-signature');
     chunkHash = signed ? createHash('sha256') : undefined;
-    held = [];
     if (remaining === 0) {
       verifyChunk();
       state = withTrailer ? 'trailer' : 'end-crlf';
@@ -115,7 +116,7 @@ export function createAwsChunkedDecoder(opts: AwsChunkedOptions): Transform {
       const s = opts.signing!;
       const stringToSign = ['AWS4-HMAC-SHA256-TRAILER', s.amzDate, s.scope, previousSignature, sha256Hex(canonical.join(''))].join('\n');
       const expected = hmacSha256(s.key, stringToSign).toString('hex');
-      if (!signatureLine || signatureLine.length !== 64 || !timingSafeEqual(Buffer.from(expected), Buffer.from(signatureLine))) {
+      if (!signatureLine || !/^[0-9a-f]{64}$/.test(signatureLine) || !timingSafeEqual(Buffer.from(expected), Buffer.from(signatureLine))) {
         throw signatureMismatch();
       }
     }
@@ -132,10 +133,8 @@ export function createAwsChunkedDecoder(opts: AwsChunkedOptions): Transform {
         const piece = data.subarray(pos, pos + n);
         pos += n;
         remaining -= n;
-        if (signed) {
-          chunkHash!.update(piece);
-          held.push(piece);
-        } else stream.push(piece);
+        if (signed) chunkHash!.update(piece);
+        stream.push(piece);
         if (remaining === 0) state = 'data-crlf';
         continue;
       }
@@ -155,11 +154,7 @@ export function createAwsChunkedDecoder(opts: AwsChunkedOptions): Transform {
       switch (state) {
         case 'data-crlf':
           if (line !== '') throw malformed('chunk data longer than its declared size');
-          if (signed) {
-            verifyChunk();
-            for (const p of held) stream.push(p);
-            held = [];
-          }
+          verifyChunk();
           state = 'header';
           break;
         case 'header':
@@ -169,7 +164,10 @@ export function createAwsChunkedDecoder(opts: AwsChunkedOptions): Transform {
           if (line === '') {
             finishTrailers();
             state = 'done';
-          } else trailerLines.push(line);
+          } else {
+            if (trailerLines.length >= MAX_TRAILER_LINES) throw malformed('too many trailer lines');
+            trailerLines.push(line);
+          }
           break;
         case 'end-crlf':
           if (line !== '') throw malformed('data after the final chunk');

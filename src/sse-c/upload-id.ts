@@ -62,7 +62,8 @@ export function parseUploadId(id: string): ParsedUploadId {
   const i = id.lastIndexOf(SEPARATOR);
   if (i > 0) {
     const suffix = Buffer.from(id.slice(i + SEPARATOR.length), 'base64url');
-    if (suffix.length === TAG_BYTES + 1) {
+    const log2 = suffix[TAG_BYTES];
+    if (suffix.length === TAG_BYTES + 1 && log2 !== undefined && log2 >= 12 && log2 <= 24) {
       return { upstreamId: id.slice(0, i), tag: suffix.subarray(0, TAG_BYTES), chunkSizeLog2: suffix[TAG_BYTES]! };
     }
   }

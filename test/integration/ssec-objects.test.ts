@@ -275,6 +275,17 @@ describe("S3's SSE-C error table", () => {
     assert.equal(h.status, 400);
   });
 
+  test('copying an SSE-C object without its key → 400, and no copy is made', async () => {
+    const r = await rawRequest(t, up, {
+      method: 'PUT',
+      path: `/${bucket}/copied`,
+      headers: { 'x-amz-copy-source': `/${bucket}/secret` },
+    });
+    assert.equal(r.status, 400);
+    assert.equal(errorCode(r.body), 'InvalidRequest');
+    await assert.rejects(s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'copied' })));
+  });
+
   test('an unencrypted object without SSE-C passes through', async () => {
     const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'plain' }));
     assert.equal(await got.Body!.transformToString(), 'not secret');
@@ -345,6 +356,43 @@ describe('uploads that must not be stored', () => {
     );
     await new Promise((r) => setTimeout(r, 300));
     await intact();
+  });
+
+  function chunked(data: Buffer, crc: string): Buffer {
+    return Buffer.concat([
+      Buffer.from(`${data.length.toString(16)}\r\n`),
+      data,
+      Buffer.from(`\r\n0\r\nx-amz-checksum-crc32:${crc}\r\n\r\n`),
+    ]);
+  }
+
+  test('aws-chunked with a wrong CRC32 trailer → 400 BadDigest; nothing stored, SSE-C or not', async () => {
+    const plainName = 'guarded-plain';
+    const plainOriginal = randomBytes(500);
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: plainName, Body: plainOriginal }));
+    for (const [target, headers] of [
+      [name, ssecHeaders(key)],
+      [plainName, {}],
+    ] as const) {
+      const data = randomBytes(100_000);
+      const r = await rawRequest(t, up, {
+        method: 'PUT',
+        path: `/${bucket}/${target}`,
+        payloadHash: 'STREAMING-UNSIGNED-PAYLOAD-TRAILER',
+        headers: {
+          ...headers,
+          'content-encoding': 'aws-chunked',
+          'x-amz-decoded-content-length': String(data.length),
+          'x-amz-trailer': 'x-amz-checksum-crc32',
+        },
+        body: chunked(data, 'AAAAAA=='),
+      });
+      assert.equal(r.status, 400, target);
+      assert.equal(errorCode(r.body), 'BadDigest');
+    }
+    await intact();
+    const plain = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: plainName }));
+    assert.ok((await bytes(plain.Body)).equals(plainOriginal), 'previous unencrypted object intact');
   });
 
   test('a signed payload hash that matches is accepted', async () => {

@@ -29,7 +29,13 @@ function build(sizes: number[], firstPart: number) {
 // Part sizes: non-last parts are either aligned (k·C) or not (k·C + r); the last part is anything.
 const layouts = fc
   .tuple(
-    fc.array(fc.tuple(fc.integer({ min: 1, max: 4 }), fc.oneof(fc.constant(0), fc.integer({ min: 1, max: C - 1 }))), { minLength: 0, maxLength: 4 }),
+    // (S3 wants non-last parts >= 5 MiB; the format and the probe do not rely on it, so small ones are tried too.)
+    fc.array(
+      fc
+        .tuple(fc.integer({ min: 0, max: 4 }), fc.oneof(fc.constant(0), fc.integer({ min: 1, max: C - 1 })))
+        .filter(([k, r]) => k * C + r > 0),
+      { minLength: 0, maxLength: 4 },
+    ),
     fc.integer({ min: 0, max: 3 * C + 5 }),
     fc.integer({ min: 1, max: 50 }),
   )
@@ -43,11 +49,11 @@ test('the probe finds the plaintext size and a part table exactly when the parts
       assert.equal(layout.plainSize, o.plain.length);
       assert.equal(layout.parts === undefined, isAlignedLayout(sizes, C));
       if (layout.parts) assert.deepEqual(layout.parts.map((p) => p.plainSize), sizes);
-      if (isAlignedLayout(sizes, C)) assert.ok(o.reads() <= 2, `aligned probe used ${o.reads()} reads`);
+      if (isAlignedLayout(sizes, C)) assert.ok(o.reads() <= sizes.length + 1, `aligned probe used ${o.reads()} reads`);
       const whole = decryptBuffer(o.cipher, { dataKey: o.dataKey, chunkSize: C, ...planWhole() });
       assert.ok(whole.equals(o.plain));
     }),
-    { numRuns: 150 },
+    { numRuns: 200 },
   );
 });
 
@@ -66,7 +72,7 @@ test('any range of any layout is one ciphertext range that decrypts to exactly t
       const got = decryptBuffer(slice, { dataKey: o.dataKey, chunkSize: C, ...plan.decrypt });
       assert.ok(got.equals(o.plain.subarray(a, b + 1)), `range ${a}-${b} of ${JSON.stringify(sizes)}`);
     }),
-    { numRuns: 150 },
+    { numRuns: 200 },
   );
 });
 
@@ -76,4 +82,13 @@ test('headers spliced from another object break the walk (integrity error), they
   const mixed = Buffer.concat([a.cipher.subarray(0, 10), b.cipher.subarray(10)]);
   await assert.rejects(layoutFromReads(async (o, l) => mixed.subarray(o, o + l), mixed.length, C, true), /integrity/);
   assert.throws(() => decryptBuffer(mixed, { dataKey: a.dataKey, chunkSize: C, ...planWhole() }));
+});
+
+test('regression: grid shifts that add up to a whole chunk before an aligned part are not taken for aligned', async () => {
+  // Parts of C+1 and C-41 bytes shift the grid by 41 and 4095 bytes: 4136 = one whole chunk (C+40).
+  const sizes = [C + 1, C - 41, C, 100];
+  const o = build(sizes, 1);
+  const layout = await layoutFromReads(o.read, o.cipher.length, C, true);
+  assert.equal(layout.plainSize, o.plain.length);
+  assert.deepEqual(layout.parts?.map((p) => p.plainSize), sizes);
 });
