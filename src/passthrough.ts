@@ -82,6 +82,9 @@ export function createPassthrough(upstream: Upstream) {
     if (te !== undefined && cl === undefined) headers['transfer-encoding'] = 'chunked';
     prepared.set(req, { path: signed.url.slice(upstream.url.origin.length), headers });
     acceptBody(req, res);
+    // Node's client sends the headers at once when a request carries Expect, before 'proxyReq' could replace
+    // them; the proxy has answered the 100 itself.
+    delete req.headers.expect;
     ctx.stats.upstreamRequests++;
     await new Promise<void>((resolve, reject) => {
       res.on('finish', resolve);

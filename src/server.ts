@@ -24,7 +24,7 @@ import { createPassthrough } from './passthrough.ts';
 import { S3Error, SSEC_MESSAGES, toXml } from './s3/errors.ts';
 import { classify, queryGet, upstreamQuery, type S3Request } from './s3/operation.ts';
 import { parseUploadId } from './sse-c/upload-id.ts';
-import { refuseEncryptedCopySource } from './handlers/copy.ts';
+import { copyObject, refuseEncryptedCopySource, uploadPartCopy } from './handlers/copy.ts';
 import { COPY_SSEC_PREFIX, hasSsecHeaders, parseCustomerKey } from './sse-c/customer-key.ts';
 import { verifyRequest } from './sigv4/verify.ts';
 import type { Upstream, UpstreamIdentity } from './upstream.ts';
@@ -92,10 +92,11 @@ export function createRequestHandler(deps: ProxyDeps) {
       case 'ListParts':
         return listParts(ctx);
       case 'CopyObject':
+        return copyObject(ctx);
       case 'UploadPartCopy': {
-        const sseUpload = s3.op === 'UploadPartCopy' && parseUploadId(queryGet(s3.query, 'uploadId') ?? '').tag;
+        const sseUpload = parseUploadId(queryGet(s3.query, 'uploadId') ?? '').tag !== undefined;
         if (sseUpload || hasSsecHeaders(req.headers) || hasSsecHeaders(req.headers, COPY_SSEC_PREFIX)) {
-          throw new S3Error('NotImplemented', `${s3.op} with SSE-C is not supported by this proxy yet.`);
+          return uploadPartCopy(ctx);
         }
         // An upstream copy of an encrypted source would carry its envelope to a name it is not bound to.
         await refuseEncryptedCopySource(ctx);

@@ -1,36 +1,69 @@
 /**
- * CopyObject and UploadPartCopy. SSE-C copies come with the "copies and key rotation" work; until then the
- * proxy makes sure an unencrypted copy never duplicates an encrypted object behind its back (its envelope is
- * bound to the source's name, so the copy would be unreadable): S3 itself refuses to copy an SSE-C source
- * without the source's key.
+ * CopyObject and UploadPartCopy with SSE-C on either side.
+ *
+ * SSE-C → SSE-C (same key, another key, copy-to-self rotation): the plaintext does not change, so the
+ * upstream copies the ciphertext itself and only the envelope is re-sealed for the new key and name — no body
+ * byte passes through the proxy. Plain → SSE-C, SSE-C → plain and UploadPartCopy stream the source through the
+ * proxy (decrypt, re-encrypt). A plain → plain copy goes to the upstream as it is, unless its source turns out
+ * to be encrypted (an upstream copy would carry an envelope to a name it is not bound to).
  */
+import { pipeline, Readable, type Transform } from 'node:stream';
+import { encryptedSize } from '../format/layout.ts';
+import { createDecryptStream, createEncryptStream } from '../format/stream.ts';
 import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
-import { ENVELOPE_META } from '../s3/headers.ts';
-import { objectPath } from '../s3/operation.ts';
-import { dump } from '../upstream.ts';
-import type { RequestContext } from './context.ts';
+import { ENVELOPE_META, LAYOUT_META, RESERVED_META_PREFIX } from '../s3/headers.ts';
+import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
+import { parseRange, resolveRange } from '../s3/range.ts';
+import { xmlEscape } from '../s3/xml.ts';
+import {
+  COPY_SSEC_PREFIX,
+  hasSsecHeaders,
+  parseCustomerKey,
+  ssecEchoHeaders,
+  type CustomerKey,
+} from '../sse-c/customer-key.ts';
+import { openEnvelope, resealEnvelope, sealEnvelope } from '../sse-c/envelope.ts';
+import { multipartDataKey, parseUploadId, tagMatches } from '../sse-c/upload-id.ts';
+import { dump, readText, type UpstreamResponse } from '../upstream.ts';
+import { relayUpstreamError, type RequestContext } from './context.ts';
+import { planRange, planWhole, probeLayout, type ObjectLayout } from './object-layout.ts';
 
 /** `x-amz-copy-source`: `[/]bucket/key[?versionId=v]`, percent-encoded. */
 export function parseCopySource(value: string): { bucket: string; key: string; versionId?: string } {
   const [path = '', query = ''] = value.split('?', 2);
   const p = path.startsWith('/') ? path.slice(1) : path;
   const slash = p.indexOf('/');
-  if (slash <= 0) throw new S3Error('InvalidArgument', 'Copy Source must mention the source bucket and key: sourcebucket/sourcekey', { extra: { ArgumentName: 'x-amz-copy-source' } });
-  let bucket: string;
-  let key: string;
+  const bad = () =>
+    new S3Error('InvalidArgument', 'Copy Source must mention the source bucket and key: sourcebucket/sourcekey', {
+      extra: { ArgumentName: 'x-amz-copy-source' },
+    });
+  if (slash <= 0 || slash === p.length - 1) throw bad();
   try {
-    bucket = decodeURIComponent(p.slice(0, slash));
-    key = decodeURIComponent(p.slice(slash + 1));
+    const bucket = decodeURIComponent(p.slice(0, slash));
+    const key = decodeURIComponent(p.slice(slash + 1));
+    const versionId = new URLSearchParams(query).get('versionId') ?? undefined;
+    return versionId ? { bucket, key, versionId } : { bucket, key };
   } catch {
-    throw new S3Error('InvalidArgument', 'Invalid copy source encoding.', { extra: { ArgumentName: 'x-amz-copy-source' } });
+    throw bad();
   }
-  const versionId = new URLSearchParams(query).get('versionId') ?? undefined;
-  return versionId ? { bucket, key, versionId } : { bucket, key };
 }
 
-export async function refuseEncryptedCopySource(ctx: RequestContext): Promise<void> {
+/** Object headers S3 copies with COPY and takes from the request with REPLACE. */
+const OBJECT_HEADERS = ['content-type', 'cache-control', 'content-disposition', 'content-encoding', 'content-language', 'expires'];
+
+interface Source {
+  bucket: string;
+  key: string;
+  versionId?: string;
+  head: UpstreamResponse['headers'];
+  etag: string;
+  size: number;
+  envelope?: string;
+}
+
+async function headSource(ctx: RequestContext, conditional: boolean): Promise<Source> {
   const header = ctx.req.headers['x-amz-copy-source'];
-  if (typeof header !== 'string') return;
+  if (typeof header !== 'string') throw new S3Error('InvalidArgument', 'x-amz-copy-source is required.');
   const src = parseCopySource(header);
   ctx.stats.upstreamRequests++;
   const up = await ctx.upstream.request({
@@ -38,10 +71,325 @@ export async function refuseEncryptedCopySource(ctx: RequestContext): Promise<vo
     method: 'HEAD',
     path: objectPath(src.bucket, src.key),
     query: src.versionId ? [['versionId', src.versionId]] : [],
+    headers: conditional ? copySourceConditions(ctx) : {},
   });
   await dump(up);
-  // Missing sources and the like: the upstream's own copy answers them.
-  if (up.statusCode === 200 && up.headers[ENVELOPE_META] !== undefined) {
-    throw new S3Error('InvalidRequest', SSEC_MESSAGES.needKey);
+  if (up.statusCode === 304 || up.statusCode === 412) {
+    throw new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', {
+      extra: { Condition: 'x-amz-copy-source-If-*' },
+    });
   }
+  if (up.statusCode === 404) throw new S3Error('NoSuchKey', 'The specified key does not exist.', { extra: { Key: src.key } });
+  if (up.statusCode !== 200) throw new S3Error('AccessDenied', 'Access Denied');
+  const env = up.headers[ENVELOPE_META];
+  return {
+    ...src,
+    head: up.headers,
+    etag: String(up.headers['etag'] ?? ''),
+    size: Number(up.headers['content-length'] ?? 0),
+    ...(typeof env === 'string' ? { envelope: env } : {}),
+  };
+}
+
+/** x-amz-copy-source-if-* as the plain conditionals of a read of the source. */
+function copySourceConditions(ctx: RequestContext): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const c of ['if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since']) {
+    const v = ctx.req.headers[`x-amz-copy-source-${c}`];
+    if (typeof v === 'string') out[c] = v;
+  }
+  return out;
+}
+
+/** Both key trios, checked as S3 checks them, and the source's encryption matched against them. */
+function keysFor(ctx: RequestContext, src: Source): { srcKey?: CustomerKey; dstKey?: CustomerKey } {
+  const srcKey = parseCustomerKey(ctx.req.headers, 'write', COPY_SSEC_PREFIX);
+  const dstKey = parseCustomerKey(ctx.req.headers, 'write');
+  if (src.envelope !== undefined && !srcKey) throw new S3Error('InvalidRequest', SSEC_MESSAGES.needKey);
+  if (src.envelope === undefined && srcKey) throw new S3Error('InvalidRequest', SSEC_MESSAGES.notApplicable);
+  return { ...(srcKey ? { srcKey } : {}), ...(dstKey ? { dstKey } : {}) };
+}
+
+function openSource(src: Source, key: CustomerKey) {
+  try {
+    return openEnvelope(src.envelope!, key.key, src.bucket, src.key);
+  } catch (e) {
+    throw new S3Error('AccessDenied', SSEC_MESSAGES.wrongKey, { cause: e });
+  }
+}
+
+/** The destination's object headers and user metadata, per x-amz-metadata-directive. */
+function destinationHeaders(ctx: RequestContext, src: Source): Record<string, string> {
+  const directive = String(ctx.req.headers['x-amz-metadata-directive'] ?? 'COPY').toUpperCase();
+  if (directive !== 'COPY' && directive !== 'REPLACE') {
+    throw new S3Error('InvalidArgument', 'Unknown metadata directive.', { extra: { ArgumentName: 'x-amz-metadata-directive' } });
+  }
+  const from = directive === 'REPLACE' ? ctx.req.headers : src.head;
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(from)) {
+    const n = name.toLowerCase();
+    if (typeof value !== 'string' || n.startsWith(RESERVED_META_PREFIX)) continue;
+    if (n.startsWith('x-amz-meta-') || OBJECT_HEADERS.includes(n)) out[n] = value;
+  }
+  // Request options that are not metadata apply either way.
+  for (const n of ['x-amz-storage-class', 'x-amz-tagging', 'x-amz-tagging-directive', 'x-amz-acl', 'x-amz-website-redirect-location']) {
+    const v = ctx.req.headers[n];
+    if (typeof v === 'string') out[n] = v;
+  }
+  return out;
+}
+
+/** S3 refuses a copy onto itself that changes nothing (a key change is a change). */
+function refuseNoopSelfCopy(ctx: RequestContext, src: Source, keys: { srcKey?: CustomerKey; dstKey?: CustomerKey }) {
+  const same = src.bucket === ctx.s3.bucket && src.key === ctx.s3.key && src.versionId === undefined;
+  if (!same) return;
+  const directive = String(ctx.req.headers['x-amz-metadata-directive'] ?? 'COPY').toUpperCase();
+  const changes =
+    directive === 'REPLACE' ||
+    ctx.req.headers['x-amz-storage-class'] !== undefined ||
+    ctx.req.headers['x-amz-website-redirect-location'] !== undefined ||
+    (keys.srcKey?.keyMd5 ?? '') !== (keys.dstKey?.keyMd5 ?? '');
+  if (!changes) {
+    throw new S3Error(
+      'InvalidRequest',
+      "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+    );
+  }
+}
+
+function copyResult(etag: string, lastModified: string, part = false): string {
+  const el = part ? 'CopyPartResult' : 'CopyObjectResult';
+  return (
+    '<?xml version="1.0" encoding="UTF-8"?>\n' +
+    `<${el} xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LastModified>${xmlEscape(lastModified)}</LastModified>` +
+    `<ETag>${xmlEscape(etag)}</ETag></${el}>`
+  );
+}
+
+function sendXml(ctx: RequestContext, xml: string, headers: Record<string, string>) {
+  ctx.res.writeHead(200, {
+    'content-type': 'application/xml',
+    'content-length': String(Buffer.byteLength(xml)),
+    'x-amz-request-id': ctx.requestId,
+    ...headers,
+  });
+  ctx.res.end(xml);
+}
+
+function isoDate(header: string | string[] | undefined): string {
+  const d = typeof header === 'string' ? new Date(header) : new Date();
+  return (Number.isNaN(d.getTime()) ? new Date() : d).toISOString();
+}
+
+export async function copyObject(ctx: RequestContext): Promise<void> {
+  const sseAny = hasSsecHeaders(ctx.req.headers) || hasSsecHeaders(ctx.req.headers, COPY_SSEC_PREFIX);
+  const src = await headSource(ctx, sseAny);
+  if (src.envelope === undefined && !sseAny) {
+    // plain → plain: the upstream copies it (conditionals, directives and all).
+    return ctx.passthrough(ctx);
+  }
+  const keys = keysFor(ctx, src);
+  refuseNoopSelfCopy(ctx, src, keys);
+  const bucket = ctx.s3.bucket!;
+  const key = ctx.s3.key!;
+  const headers = destinationHeaders(ctx, src);
+  headers['x-amz-metadata-directive'] = 'REPLACE';
+  const echo = keys.dstKey ? ssecEchoHeaders(keys.dstKey) : {};
+  if (keys.srcKey && keys.dstKey) {
+    // SSE-C → SSE-C: only the envelope changes; the upstream copies the ciphertext.
+    const sealed = resealEnvelope(src.envelope!, keys.srcKey.key, src.bucket, src.key, keys.dstKey.key, bucket, key);
+    sealed.dataKey.fill(0);
+    headers[ENVELOPE_META] = sealed.value;
+    if (src.head[LAYOUT_META] !== undefined) headers[LAYOUT_META] = 'parts';
+    headers['x-amz-copy-source'] = String(ctx.req.headers['x-amz-copy-source']);
+    for (const [k, v] of Object.entries(copySourceConditions(ctx))) headers[`x-amz-copy-source-${k}`] = v;
+    ctx.stats.upstreamRequests++;
+    const up = await ctx.upstream.request({
+      identity: ctx.identity,
+      method: 'PUT',
+      path: objectPath(bucket, key),
+      query: upstreamQuery(ctx.s3.query),
+      headers,
+    });
+    ctx.stats.upstreamStatus = up.statusCode;
+    if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
+    const xml = await readText(up);
+    const extra: Record<string, string> = { ...echo };
+    for (const h of ['x-amz-version-id', 'x-amz-copy-source-version-id']) {
+      const v = up.headers[h];
+      if (typeof v === 'string') extra[h] = v;
+    }
+    return sendXml(ctx, xml, extra);
+  }
+  // Plain ↔ SSE-C: the bytes change, so they pass through the proxy.
+  const layout = keys.srcKey ? await sourceLayout(ctx, src, keys.srcKey) : undefined;
+  const plainSize = layout ? layout.plainSize : src.size;
+  const body = await readSource(ctx, src, keys.srcKey, layout, undefined);
+  let encrypt: Transform | undefined;
+  let length = plainSize;
+  if (keys.dstKey) {
+    const envelope = sealEnvelope({ customerKey: keys.dstKey.key, bucket, key, chunkSizeLog2: ctx.config.chunkSizeLog2 });
+    headers[ENVELOPE_META] = envelope.value;
+    encrypt = createEncryptStream({ dataKey: envelope.dataKey, chunkSize: envelope.chunkSize, partNumber: 0 });
+    envelope.dataKey.fill(0);
+    length = encryptedSize(plainSize, envelope.chunkSize);
+  }
+  delete headers['x-amz-metadata-directive'];
+  delete headers['x-amz-tagging-directive'];
+  const up = await writeStream(ctx, { path: objectPath(bucket, key), query: upstreamQuery(ctx.s3.query), headers, length }, body, encrypt);
+  const extra: Record<string, string> = { ...echo };
+  const version = up.headers['x-amz-version-id'];
+  if (typeof version === 'string') extra['x-amz-version-id'] = version;
+  return sendXml(ctx, copyResult(String(up.headers['etag'] ?? ''), isoDate(up.headers['date'])), extra);
+}
+
+async function sourceLayout(ctx: RequestContext, src: Source, key: CustomerKey): Promise<ObjectLayout & { dataKey: Buffer; chunkSize: number }> {
+  const opened = openSource(src, key);
+  const ref = { bucket: src.bucket, key: src.key, versionId: src.versionId, etag: src.etag, fromParts: src.head[LAYOUT_META] !== undefined };
+  const cached = ctx.objects.get(src.bucket, src.key, src.etag);
+  const layout: ObjectLayout = cached?.encrypted
+    ? { plainSize: cached.size, ...(cached.parts ? { parts: cached.parts } : {}) }
+    : await probeLayout(ctx, ref, src.size, opened.chunkSize);
+  return { ...layout, dataKey: opened.dataKey, chunkSize: opened.chunkSize };
+}
+
+/** The source's plaintext (whole, or the inclusive range), streamed from one upstream GET of the same version. */
+async function readSource(
+  ctx: RequestContext,
+  src: Source,
+  key: CustomerKey | undefined,
+  layout: (ObjectLayout & { dataKey: Buffer; chunkSize: number }) | undefined,
+  range: { start: number; end: number } | undefined,
+): Promise<Readable> {
+  const headers: Record<string, string> = { 'if-match': src.etag };
+  let decrypt: Transform | undefined;
+  if (layout && key) {
+    if (range) {
+      const plan = planRange(layout, range.start, range.end, layout.chunkSize);
+      headers.range = `bytes=${plan.cipherStart}-${plan.cipherEndInclusive}`;
+      decrypt = createDecryptStream({ dataKey: layout.dataKey, chunkSize: layout.chunkSize, ...plan.decrypt });
+    } else {
+      decrypt = createDecryptStream({ dataKey: layout.dataKey, chunkSize: layout.chunkSize, ...planWhole() });
+    }
+  } else if (range) {
+    headers.range = `bytes=${range.start}-${range.end}`;
+  }
+  ctx.stats.upstreamRequests++;
+  const up = await ctx.upstream.request({
+    identity: ctx.identity,
+    method: 'GET',
+    path: objectPath(src.bucket, src.key),
+    query: src.versionId ? [['versionId', src.versionId]] : [],
+    headers,
+  });
+  if (up.statusCode !== 200 && up.statusCode !== 206) {
+    await dump(up);
+    throw new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
+  }
+  up.body.on('data', (c: Buffer) => (ctx.stats.upstreamBytesIn += c.length));
+  if (!decrypt) return up.body;
+  return (pipeline as (...s: unknown[]) => Readable)(up.body, decrypt, () => {});
+}
+
+/** PUT (object or part) of a stream of known length; any failure aborts it before the end. */
+async function writeStream(
+  ctx: RequestContext,
+  target: { path: string; query: Array<[string, string]>; headers: Record<string, string>; length: number },
+  body: Readable,
+  encrypt: Transform | undefined,
+): Promise<UpstreamResponse> {
+  let failure: unknown;
+  const source = encrypt
+    ? (pipeline as (...s: unknown[]) => Readable)(body, encrypt, (e: unknown) => {
+        if (e) failure = e;
+      })
+    : body;
+  body.on('error', (e) => (failure ??= e));
+  ctx.stats.upstreamRequests++;
+  let up: UpstreamResponse;
+  try {
+    up = await ctx.upstream.request({
+      identity: ctx.identity,
+      method: 'PUT',
+      path: target.path,
+      query: target.query,
+      headers: { ...target.headers, 'content-length': String(target.length) },
+      body: source,
+    });
+  } catch (e) {
+    throw failure ?? e;
+  }
+  ctx.stats.upstreamStatus = up.statusCode;
+  if (failure) {
+    await dump(up);
+    throw failure;
+  }
+  if (up.statusCode !== 200) {
+    source.destroy();
+    const text = await readText(up);
+    throw new S3Error('InternalError', `The upstream store refused the copy (${up.statusCode}).`, { cause: text });
+  }
+  await dump(up);
+  return up;
+}
+
+/** UploadPartCopy: a range of a plain or SSE-C source, decrypted, re-encrypted as a part of the upload. */
+export async function uploadPartCopy(ctx: RequestContext): Promise<void> {
+  const src = await headSource(ctx, true);
+  const keys = keysFor(ctx, src);
+  const parsed = parseUploadId(queryGet(ctx.s3.query, 'uploadId') ?? '');
+  const partNumber = Number(queryGet(ctx.s3.query, 'partNumber'));
+  if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > 10000) {
+    throw new S3Error('InvalidArgument', 'Part number must be an integer between 1 and 10000, inclusive', { extra: { ArgumentName: 'partNumber' } });
+  }
+  if (parsed.tag && !keys.dstKey) throw new S3Error('InvalidRequest', SSEC_MESSAGES.partialHeaders);
+  if (!parsed.tag && keys.dstKey) {
+    throw new S3Error('InvalidRequest', `${SSEC_MESSAGES.mismatch} Use the upload id returned by CreateMultipartUpload.`);
+  }
+  const layout = keys.srcKey ? await sourceLayout(ctx, src, keys.srcKey) : undefined;
+  const plainSize = layout ? layout.plainSize : src.size;
+  const rangeHeader = ctx.req.headers['x-amz-copy-source-range'];
+  let range = { start: 0, end: plainSize - 1 };
+  if (typeof rangeHeader === 'string') {
+    const spec = parseRange(rangeHeader);
+    if (!spec || spec.kind !== 'from' || spec.end === undefined || spec.end >= plainSize) {
+      throw new S3Error('InvalidRange', 'The requested range is not satisfiable', { status: 400, extra: { ActualObjectSize: String(plainSize) } });
+    }
+    range = resolveRange(spec, plainSize);
+  }
+  const length = range.end - range.start + 1;
+  const query: Array<[string, string]> = [
+    ['partNumber', String(partNumber)],
+    ['uploadId', parsed.upstreamId],
+  ];
+  let encrypt: Transform | undefined;
+  let cipherLength = length;
+  let echo: Record<string, string> = {};
+  if (keys.dstKey) {
+    const dataKey = multipartDataKey(keys.dstKey.key, ctx.s3.bucket!, ctx.s3.key!);
+    if (!tagMatches(parsed, dataKey)) {
+      dataKey.fill(0);
+      throw new S3Error('InvalidRequest', SSEC_MESSAGES.mismatch);
+    }
+    const chunkSize = 2 ** parsed.chunkSizeLog2!;
+    encrypt = createEncryptStream({ dataKey, chunkSize, partNumber });
+    dataKey.fill(0);
+    cipherLength = encryptedSize(length, chunkSize);
+    echo = ssecEchoHeaders(keys.dstKey);
+  }
+  const body = length > 0 ? await readSource(ctx, src, keys.srcKey, layout, range) : emptySource();
+  const up = await writeStream(ctx, { path: objectPath(ctx.s3.bucket!, ctx.s3.key!), query, headers: {}, length: cipherLength }, body, encrypt);
+  layout?.dataKey.fill(0);
+  return sendXml(ctx, copyResult(String(up.headers['etag'] ?? ''), isoDate(up.headers['date']), true), echo);
+}
+
+/** A zero-byte part: no read of the source at all. */
+function emptySource(): Readable {
+  return Readable.from([]);
+}
+
+/** Plain → plain copies whose source turns out to be encrypted are refused (see the module comment). */
+export async function refuseEncryptedCopySource(ctx: RequestContext): Promise<void> {
+  const src = await headSource(ctx, false);
+  if (src.envelope !== undefined) throw new S3Error('InvalidRequest', SSEC_MESSAGES.needKey);
 }

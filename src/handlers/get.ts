@@ -9,7 +9,7 @@ import { CHUNK_OVERHEAD } from '../format/constants.ts';
 import { FormatError } from '../format/errors.ts';
 import { createDecryptStream } from '../format/stream.ts';
 import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
-import { clientResponseHeaders, ENVELOPE_META } from '../s3/headers.ts';
+import { clientResponseHeaders, ENVELOPE_META, LAYOUT_META } from '../s3/headers.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { contentRange, parseRange, resolveRange, type RangeSpec } from '../s3/range.ts';
 import { openEnvelope } from '../sse-c/envelope.ts';
@@ -154,7 +154,7 @@ export async function getObject(ctx: RequestContext): Promise<void> {
   const etag = typeof up.headers['etag'] === 'string' ? up.headers['etag'] : undefined;
   let layout: ObjectLayout;
   try {
-    layout = await layoutOf(ctx, etag, cipherTotal, chunkSize, partNumber !== undefined);
+    layout = await layoutOf(ctx, etag, cipherTotal, chunkSize, partNumber !== undefined, up.headers[LAYOUT_META] !== undefined);
   } catch (e) {
     await dump(up);
     throw e;
@@ -230,14 +230,15 @@ async function layoutOf(
   cipherTotal: number,
   chunkSize: number,
   needParts: boolean,
+  fromParts: boolean,
 ): Promise<ObjectLayout> {
   const { bucket, key } = { bucket: ctx.s3.bucket!, key: ctx.s3.key! };
-  const multipart = partsCountOf(etag) > 1 || ctx.config.probeAllLayouts;
+  const multipart = partsCountOf(etag) > 1 || fromParts || ctx.config.probeAllLayouts;
   const cached = etag ? ctx.objects.get(bucket, key, etag) : undefined;
   if (cached?.encrypted && (cached.parts || !needParts || !multipart)) {
     return { plainSize: cached.size, ...(cached.parts ? { parts: cached.parts } : {}) };
   }
-  const ref = { bucket, key, versionId: queryGet(ctx.s3.query, 'versionId'), etag: etag ?? '*' };
+  const ref = { bucket, key, versionId: queryGet(ctx.s3.query, 'versionId'), etag: etag ?? '*', fromParts };
   const layout = await probeLayout(ctx, ref, cipherTotal, chunkSize, { parts: needParts });
   ctx.objects.set(bucket, key, etag, { encrypted: true, size: layout.plainSize, ...(layout.parts ? { parts: layout.parts } : {}) });
   return layout;

@@ -7,7 +7,7 @@
  */
 import { MAX_CHUNK_SIZE_LOG2, MIN_CHUNK_SIZE_LOG2 } from '../format/constants.ts';
 import { isValidEncryptedSize } from '../format/layout.ts';
-import { ENVELOPE_META } from '../s3/headers.ts';
+import { ENVELOPE_META, LAYOUT_META } from '../s3/headers.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { elementText, mapBlocks, replaceElements } from '../s3/xml.ts';
 import { parseEnvelopeHeader } from '../sse-c/envelope.ts';
@@ -118,7 +118,8 @@ async function headInfo(ctx: RequestContext, o: Listed): Promise<ObjectInfo | un
   let info: ObjectInfo;
   if (typeof envelope === 'string') {
     try {
-      const ref = { bucket: ctx.s3.bucket!, key: o.key, versionId: o.versionId, etag: o.etag };
+      const fromParts = up.headers[LAYOUT_META] !== undefined;
+      const ref = { bucket: ctx.s3.bucket!, key: o.key, versionId: o.versionId, etag: o.etag, fromParts };
       const layout = await probeLayout(ctx, ref, o.size, parseEnvelopeHeader(envelope).chunkSize);
       info = { encrypted: true, size: layout.plainSize, ...(layout.parts ? { parts: layout.parts } : {}) };
     } catch {

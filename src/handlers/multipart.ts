@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { plaintextSize } from '../format/layout.ts';
 import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
-import { ENVELOPE_META } from '../s3/headers.ts';
+import { ENVELOPE_META, LAYOUT_META } from '../s3/headers.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { elementText, mapBlocks, removeElements, replaceElements } from '../s3/xml.ts';
 import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
@@ -45,6 +45,7 @@ export async function createMultipartUpload(ctx: RequestContext, customerKey: Cu
   const envelope = sealEnvelope({ customerKey: customerKey.key, bucket, key, dataKey, chunkSizeLog2: ctx.config.chunkSizeLog2 });
   const headers = encryptedWriteHeaders(ctx);
   headers[ENVELOPE_META] = envelope.value;
+  headers[LAYOUT_META] = 'parts';
   ctx.stats.upstreamRequests++;
   let up;
   try {

@@ -35,6 +35,8 @@ export interface ObjectRef {
   readonly key: string;
   readonly versionId?: string | undefined;
   readonly etag: string;
+  /** The object's metadata says it was completed from parts (LAYOUT_META). */
+  readonly fromParts?: boolean;
 }
 
 /** Number of parts from a multipart ETag (`"…-N"`), or 1. */
@@ -107,7 +109,7 @@ export async function probeLayout(
   chunkSize: number,
   opts: { parts?: boolean } = {},
 ): Promise<ObjectLayout> {
-  const multipart = partsCountOf(ref.etag) > 1 || ctx.config.probeAllLayouts;
+  const multipart = partsCountOf(ref.etag) > 1 || ref.fromParts === true || ctx.config.probeAllLayouts;
   return layoutFromReads(upstreamReader(ctx, ref), cipherSize, chunkSize, multipart, opts);
 }
 

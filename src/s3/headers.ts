@@ -5,6 +5,11 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 
 /** The user-metadata entry holding the sealed envelope. Never shown to clients, never accepted from them. */
 export const ENVELOPE_META = 'x-amz-meta-s3-ssec-proxy';
+/**
+ * Set on objects completed from a multipart upload: their body is several part streams, whatever the ETag
+ * says (a server-side copy gives a multipart object a plain ETag).
+ */
+export const LAYOUT_META = 'x-amz-meta-s3-ssec-proxy-layout';
 /** Reserved prefix: anything under it belongs to the proxy (future format fields too). */
 export const RESERVED_META_PREFIX = 'x-amz-meta-s3-ssec-proxy';
 

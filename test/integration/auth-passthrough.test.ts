@@ -149,6 +149,13 @@ describe('pass-through, re-signed', () => {
     assert.ok(!after.Buckets?.some((x) => x.Name === b));
   });
 
+  test('regression: an unencrypted upload the SDK sends with Expect: 100-continue (bodies ≥ 2 MiB) passes through', async () => {
+    const body = randomBytes(3 * 1024 * 1024);
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'big-plain', Body: body }));
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'big-plain' }));
+    assert.ok(Buffer.from(await got.Body!.transformToByteArray()).equals(body));
+  });
+
   test('the upstream\'s own errors come back as they are (NoSuchBucket)', async () => {
     const r = await rawRequest(t, up, { method: 'GET', path: `/no-such-bucket-${randomBytes(4).toString('hex')}/x` });
     assert.equal(r.status, 404);

@@ -1,0 +1,235 @@
+/**
+ * CopyObject and UploadPartCopy with SSE-C over Ceph RGW: key changes without moving data, copy-to-self key
+ * rotation, plain ↔ SSE-C, directives, conditionals, S3's refusals, and ranged part copies.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import {
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+  UploadPartCopyCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { ensureRgw } from '../support/rgw.ts';
+import {
+  directClient,
+  errorCode,
+  logLine,
+  newKey,
+  rawRequest,
+  sse,
+  ssecHeaders,
+  startTestProxy,
+  type SseKey,
+  type TestProxy,
+  type UpstreamInfo,
+} from '../support/proxy.ts';
+
+const MiB = 1024 * 1024;
+let up: UpstreamInfo;
+let t: TestProxy;
+let s3: S3Client;
+const bucket = `copy-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+
+function copySse(k: SseKey) {
+  return { CopySourceSSECustomerAlgorithm: 'AES256', CopySourceSSECustomerKey: k.b64, CopySourceSSECustomerKeyMD5: k.md5 };
+}
+
+async function read(key: string, k?: SseKey): Promise<Buffer> {
+  const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, ...(k ? sse(k) : {}) }));
+  return Buffer.from(await got.Body!.transformToByteArray());
+}
+
+async function status(key: string, k?: SseKey): Promise<number> {
+  const r = await rawRequest(t, up, { method: 'HEAD', path: `/${bucket}/${key}`, headers: k ? ssecHeaders(k) : {} });
+  return r.status;
+}
+
+before(async () => {
+  const rgw = await ensureRgw();
+  up = { endpoint: rgw.endpoint, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region };
+  t = await startTestProxy(up);
+  s3 = t.client();
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+});
+after(async () => t?.close());
+
+describe('CopyObject', () => {
+  const k1 = newKey();
+  const k2 = newKey();
+  const data = randomBytes(3 * 65536 + 77);
+
+  before(async () => {
+    await s3.send(
+      new PutObjectCommand({ Bucket: bucket, Key: 'src', Body: data, ContentType: 'text/x-src', Metadata: { a: '1' }, ...sse(k1) }),
+    );
+  });
+
+  test('SSE-C → SSE-C with a new key: no body byte through the proxy; only the new key reads the copy', async () => {
+    const n = t.logs.length;
+    const r = await s3.send(new CopyObjectCommand({ Bucket: bucket, Key: 'dst', CopySource: `${bucket}/src`, ...copySse(k1), ...sse(k2) }));
+    assert.equal(r.SSECustomerKeyMD5, k2.md5);
+    const line = await logLine(t, n, 'CopyObject');
+    assert.equal(line.upstreamBytesIn, 0);
+    assert.equal(line.bytesIn, 0);
+    assert.equal(line.bytesOut, 0);
+    assert.ok((await read('dst', k2)).equals(data));
+    assert.equal(await status('dst', k1), 403);
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'dst', ...sse(k2) }));
+    assert.equal(head.ContentType, 'text/x-src');
+    assert.deepEqual(head.Metadata, { a: '1' });
+    assert.equal(head.ContentLength, data.length);
+  });
+
+  test('copy-to-self rotation: afterwards the old key gets 403 and the new key reads the same bytes', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'rotate', Body: data, Metadata: { keep: 'me' }, ...sse(k1) }));
+    await s3.send(new CopyObjectCommand({ Bucket: bucket, Key: 'rotate', CopySource: `${bucket}/rotate`, ...copySse(k1), ...sse(k2) }));
+    assert.equal(await status('rotate', k1), 403);
+    assert.ok((await read('rotate', k2)).equals(data));
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'rotate', ...sse(k2) }));
+    assert.deepEqual(head.Metadata, { keep: 'me' });
+  });
+
+  test('copy-to-self with nothing changed → 400; REPLACE of the metadata is a change', async () => {
+    await assert.rejects(
+      s3.send(new CopyObjectCommand({ Bucket: bucket, Key: 'src', CopySource: `${bucket}/src`, ...copySse(k1), ...sse(k1) })),
+      (e: Error) => e.name === 'InvalidRequest' && /copy an object to itself/.test(e.message),
+    );
+    await s3.send(
+      new CopyObjectCommand({
+        Bucket: bucket,
+        Key: 'src',
+        CopySource: `${bucket}/src`,
+        MetadataDirective: 'REPLACE',
+        Metadata: { b: '2' },
+        ContentType: 'text/x-new',
+        ...copySse(k1),
+        ...sse(k1),
+      }),
+    );
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'src', ...sse(k1) }));
+    assert.deepEqual(head.Metadata, { b: '2' });
+    assert.equal(head.ContentType, 'text/x-new');
+    assert.ok((await read('src', k1)).equals(data));
+  });
+
+  test('plain → SSE-C and SSE-C → plain stream through the proxy, byte-identical', async () => {
+    const plain = randomBytes(100_000);
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'plain', Body: plain }));
+    await s3.send(new CopyObjectCommand({ Bucket: bucket, Key: 'now-encrypted', CopySource: `${bucket}/plain`, ...sse(k1) }));
+    assert.ok((await read('now-encrypted', k1)).equals(plain));
+    assert.equal(await status('now-encrypted'), 400);
+    const raw = await directClient(up).send(new GetObjectCommand({ Bucket: bucket, Key: 'now-encrypted' }));
+    assert.ok(!Buffer.from(await raw.Body!.transformToByteArray()).includes(plain.subarray(0, 32)));
+    await s3.send(new CopyObjectCommand({ Bucket: bucket, Key: 'decrypted', CopySource: `${bucket}/now-encrypted`, ...copySse(k1) }));
+    assert.ok((await read('decrypted')).equals(plain));
+  });
+
+  test('S3\'s refusals: wrong copy-source key 403, missing 400, bad MD5 400, SSE-C source headers on a plain source 400', async () => {
+    const base = { method: 'PUT', path: `/${bucket}/refused`, headers: { 'x-amz-copy-source': `/${bucket}/src` } };
+    const wrong = await rawRequest(t, up, { ...base, headers: { ...base.headers, ...ssecHeaders(k2, 'x-amz-copy-source-server-side-encryption-customer-') } });
+    assert.equal(wrong.status, 403);
+    const missing = await rawRequest(t, up, { ...base, headers: { ...base.headers, ...ssecHeaders(k2) } });
+    assert.equal(missing.status, 400);
+    const badMd5 = {
+      ...ssecHeaders(k1, 'x-amz-copy-source-server-side-encryption-customer-'),
+      'x-amz-copy-source-server-side-encryption-customer-key-md5': k2.md5,
+    };
+    const invalid = await rawRequest(t, up, { ...base, headers: { ...base.headers, ...badMd5, ...ssecHeaders(k1) } });
+    assert.equal(invalid.status, 400);
+    assert.equal(errorCode(invalid.body), 'InvalidArgument');
+    const notApplicable = await rawRequest(t, up, {
+      method: 'PUT',
+      path: `/${bucket}/refused`,
+      headers: { 'x-amz-copy-source': `/${bucket}/plain`, ...ssecHeaders(k1, 'x-amz-copy-source-server-side-encryption-customer-') },
+    });
+    assert.equal(notApplicable.status, 400);
+    assert.equal(await status('refused', k1), 404);
+  });
+
+  test('x-amz-copy-source-if-match works with the ETag clients saw', async () => {
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'src', ...sse(k1) }));
+    await assert.rejects(
+      s3.send(new CopyObjectCommand({ Bucket: bucket, Key: 'cond', CopySource: `${bucket}/src`, CopySourceIfMatch: '"00000000000000000000000000000000"', ...copySse(k1), ...sse(k2) })),
+      (e: Error) => e.name === 'PreconditionFailed',
+    );
+    await s3.send(new CopyObjectCommand({ Bucket: bucket, Key: 'cond', CopySource: `${bucket}/src`, CopySourceIfMatch: head.ETag, ...copySse(k1), ...sse(k2) }));
+    assert.ok((await read('cond', k2)).equals(await read('src', k1)));
+  });
+});
+
+describe('UploadPartCopy', () => {
+  test('ranges of an SSE-C source and of a plain source become parts of an SSE-C upload (and of a plain one)', async () => {
+    const k1 = newKey();
+    const k2 = newKey();
+    const a = randomBytes(6 * MiB + 5);
+    const b = randomBytes(2 * MiB);
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'part-src-enc', Body: a, ...sse(k1) }));
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'part-src-plain', Body: b }));
+    for (const [dest, destKey] of [
+      ['assembled-enc', k2],
+      ['assembled-plain', undefined],
+    ] as const) {
+      const created = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: dest, ...(destKey ? sse(destKey) : {}) }));
+      const p1 = await s3.send(
+        new UploadPartCopyCommand({
+          Bucket: bucket,
+          Key: dest,
+          UploadId: created.UploadId,
+          PartNumber: 1,
+          CopySource: `${bucket}/part-src-enc`,
+          CopySourceRange: `bytes=1-${5 * MiB}`,
+          ...copySse(k1),
+          ...(destKey ? sse(destKey) : {}),
+        }),
+      );
+      const p2 = await s3.send(
+        new UploadPartCopyCommand({
+          Bucket: bucket,
+          Key: dest,
+          UploadId: created.UploadId,
+          PartNumber: 2,
+          CopySource: `${bucket}/part-src-plain`,
+          ...(destKey ? sse(destKey) : {}),
+        }),
+      );
+      await s3.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: bucket,
+          Key: dest,
+          UploadId: created.UploadId,
+          MultipartUpload: {
+            Parts: [
+              { PartNumber: 1, ETag: p1.CopyPartResult!.ETag },
+              { PartNumber: 2, ETag: p2.CopyPartResult!.ETag },
+            ],
+          },
+        }),
+      );
+      const expected = Buffer.concat([a.subarray(1, 5 * MiB + 1), b]);
+      assert.ok((await read(dest, destKey)).equals(expected), dest);
+    }
+  });
+
+  test('a part copied under another key than the upload\'s → 400', async () => {
+    const k = newKey();
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'small', Body: 'x', ...sse(k) }));
+    const created = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'mixed', ...sse(k) }));
+    await assert.rejects(
+      s3.send(new UploadPartCopyCommand({ Bucket: bucket, Key: 'mixed', UploadId: created.UploadId, PartNumber: 1, CopySource: `${bucket}/small`, ...copySse(k), ...sse(newKey()) })),
+      (e: Error) => e.name === 'InvalidRequest',
+    );
+    // A plain part into this SSE-C upload is refused too.
+    await assert.rejects(
+      s3.send(new UploadPartCommand({ Bucket: bucket, Key: 'mixed', UploadId: created.UploadId, PartNumber: 1, Body: 'x' })),
+      (e: Error) => e.name === 'InvalidRequest',
+    );
+  });
+});
