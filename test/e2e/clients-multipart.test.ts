@@ -146,3 +146,52 @@ describe('aws s3 sync --sse-c', () => {
     assert.equal((second.match(/upload:/g) ?? []).length, 0, second);
   });
 });
+
+describe('copies and key rotation with real clients', () => {
+  test('aws-cli 2.9: s3 cp s3→s3 of 20 MiB from one key to another (multipart copy), then copy-to-self rotation', async () => {
+    const oldKey = join(dir, 'old.key');
+    const newKeyFile = join(dir, 'new.key');
+    const newer = join(dir, 'newer.key');
+    writeFileSync(oldKey, randomBytes(32));
+    writeFileSync(newKeyFile, randomBytes(32));
+    writeFileSync(newer, randomBytes(32));
+    const src = join(dir, 'copy-src.bin');
+    writeFileSync(src, randomBytes(20 * MiB));
+    const ep = ['--endpoint-url', t.endpoint];
+    const withKey = (f: string) => ['--sse-c', 'AES256', '--sse-c-key', `fileb://${f}`];
+    const fromKey = (f: string) => ['--sse-c-copy-source', 'AES256', '--sse-c-copy-source-key', `fileb://${f}`];
+    await run(AWS_DEB, [...ep, 's3', 'cp', src, `s3://${bucket}/copy/k`, ...withKey(oldKey)]);
+    await run(AWS_DEB, [...ep, 's3', 'cp', `s3://${bucket}/copy/k`, `s3://${bucket}/copy/k2`, ...fromKey(oldKey), ...withKey(newKeyFile)]);
+    await run(AWS_DEB, [...ep, 's3', 'cp', `s3://${bucket}/copy/k2`, join(dir, 'k2.out'), ...withKey(newKeyFile)]);
+    assert.equal(sha(join(dir, 'k2.out')), sha(src));
+    // Rotation in place.
+    await run(AWS_DEB, [...ep, 's3', 'cp', `s3://${bucket}/copy/k2`, `s3://${bucket}/copy/k2`, ...fromKey(newKeyFile), ...withKey(newer)]);
+    await assert.rejects(run(AWS_DEB, [...ep, 's3', 'cp', `s3://${bucket}/copy/k2`, join(dir, 'stale.out'), ...withKey(newKeyFile)]));
+    await run(AWS_DEB, [...ep, 's3', 'cp', `s3://${bucket}/copy/k2`, join(dir, 'rotated.out'), ...withKey(newer)]);
+    assert.equal(sha(join(dir, 'rotated.out')), sha(src));
+  });
+
+  test('boto3 managed copy() (HEAD, multipart copy, Complete without SSE-C) with both boto3 versions', async () => {
+    const script = `
+import sys, boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+endpoint, bucket, keyfile, src = sys.argv[1:5]
+key = open(keyfile, 'rb').read()
+s3 = boto3.client('s3', endpoint_url=endpoint, config=Config(s3={'addressing_style': 'path'}))
+extra = {'SSECustomerAlgorithm': 'AES256', 'SSECustomerKey': key}
+s3.upload_file(src, bucket, 'managed/src', ExtraArgs=extra)
+cfg = TransferConfig(multipart_threshold=8*1024*1024, multipart_chunksize=8*1024*1024)
+s3.copy({'Bucket': bucket, 'Key': 'managed/src'}, bucket, 'managed/dst', ExtraArgs={**extra, 'CopySourceSSECustomerAlgorithm': 'AES256', 'CopySourceSSECustomerKey': key}, Config=cfg)
+body = s3.get_object(Bucket=bucket, Key='managed/dst', **extra)['Body'].read()
+print(len(body), body == open(src, 'rb').read())
+`;
+    writeFileSync(join(dir, 'managed_copy.py'), script); // not copy.py: that would shadow Python's own module
+    const src = join(dir, 'copy-src-boto.bin');
+    writeFileSync(src, randomBytes(18 * MiB + 3));
+    for (const py of [PY_DEB, PY_NEW]) {
+      const out = await run(py, [join(dir, 'managed_copy.py'), t.endpoint, bucket, keyFile, src]);
+      assert.equal(out.trim().split('\n').pop(), `${18 * MiB + 3} True`, py);
+    }
+  });
+});
