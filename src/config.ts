@@ -37,6 +37,13 @@ export interface Config {
    * checked instead of only multipart ones.
    */
   readonly probeAllLayouts: boolean;
+  /** SSE-C copies of objects above this many bytes use an upstream multipart copy (S3's single-copy limit). */
+  readonly copyMultipartThreshold: number;
+  /**
+   * Re-encrypt under a fresh data key whenever a copy changes the customer key, instead of re-sealing the
+   * existing data key (docs/SECURITY.md). Costs a full read and write of the object through the proxy.
+   */
+  readonly reencryptOnKeyChange: boolean;
 }
 
 export class ConfigError extends Error {
@@ -79,6 +86,8 @@ const fileSchema = z
     stateDir: nonEmpty.optional(),
     chunkSizeLog2: z.number().int().min(12).max(24).optional(),
     maxClockSkewMinutes: z.number().positive().max(60 * 24).optional(),
+    copyMultipartThreshold: z.number().int().min(5 * 1024 * 1024).max(5 * 1024 ** 3).optional(),
+    reencryptOnKeyChange: z.boolean().optional(),
   })
   .strict();
 
@@ -200,6 +209,15 @@ export function loadConfig(opts: LoadOptions = {}): Config {
 
   const chunkSizeLog2 = file.chunkSizeLog2 ?? 16;
   const multipartEtags = bool('SSEC_PROXY_UPSTREAM_MULTIPART_ETAGS', file.upstream?.multipartEtags ?? true);
+  const reencrypt = bool('SSEC_PROXY_REENCRYPT_ON_KEY_CHANGE', file.reencryptOnKeyChange);
+  const thresholdText = env.SSEC_PROXY_COPY_MULTIPART_THRESHOLD;
+  let copyMultipartThreshold = file.copyMultipartThreshold ?? 5 * 1024 ** 3;
+  if (thresholdText !== undefined && thresholdText !== '') {
+    const n = Number(thresholdText);
+    if (!Number.isInteger(n) || n < 5 * 1024 * 1024 || n > 5 * 1024 ** 3) {
+      problems.push('SSEC_PROXY_COPY_MULTIPART_THRESHOLD: must be a byte count between 5 MiB and 5 GiB');
+    } else copyMultipartThreshold = n;
+  }
   if (problems.length) throw new ConfigError(problems);
 
   const config: Config = {
@@ -213,6 +231,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     chunkSizeLog2,
     maxClockSkewMs: (file.maxClockSkewMinutes ?? 15) * 60_000,
     probeAllLayouts: !multipartEtags,
+    copyMultipartThreshold,
+    reencryptOnKeyChange: reencrypt,
   };
   return deepFreeze(config);
 }

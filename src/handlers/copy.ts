@@ -14,7 +14,7 @@ import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
 import { ENVELOPE_META, LAYOUT_META, RESERVED_META_PREFIX } from '../s3/headers.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { parseRange, resolveRange } from '../s3/range.ts';
-import { xmlEscape } from '../s3/xml.ts';
+import { elementText, xmlEscape } from '../s3/xml.ts';
 import {
   COPY_SSEC_PREFIX,
   hasSsecHeaders,
@@ -26,6 +26,7 @@ import { openEnvelope, resealEnvelope, sealEnvelope } from '../sse-c/envelope.ts
 import { multipartDataKey, parseUploadId, tagMatches } from '../sse-c/upload-id.ts';
 import { dump, readText, type UpstreamResponse } from '../upstream.ts';
 import { relayUpstreamError, type RequestContext } from './context.ts';
+import { multipartEtag } from './multipart.ts';
 import { planRange, planWhole, probeLayout, type ObjectLayout } from './object-layout.ts';
 
 /** `x-amz-copy-source`: `[/]bucket/key[?versionId=v]`, percent-encoded. */
@@ -47,6 +48,9 @@ export function parseCopySource(value: string): { bucket: string; key: string; v
     throw bad();
   }
 }
+
+/** The smallest part an upstream multipart copy may use (S3's minimum part size is 5 MiB). */
+const PART_COPY_MIN = 8 * 1024 * 1024;
 
 /** Object headers S3 copies with COPY and takes from the request with REPLACE. */
 const OBJECT_HEADERS = ['content-type', 'cache-control', 'content-disposition', 'content-encoding', 'content-language', 'expires'];
@@ -195,12 +199,14 @@ export async function copyObject(ctx: RequestContext): Promise<void> {
   const headers = destinationHeaders(ctx, src);
   headers['x-amz-metadata-directive'] = 'REPLACE';
   const echo = keys.dstKey ? ssecEchoHeaders(keys.dstKey) : {};
-  if (keys.srcKey && keys.dstKey) {
+  const keyChanges = keys.srcKey?.keyMd5 !== keys.dstKey?.keyMd5;
+  if (keys.srcKey && keys.dstKey && !(ctx.config.reencryptOnKeyChange && keyChanges)) {
     // SSE-C → SSE-C: only the envelope changes; the upstream copies the ciphertext.
     const sealed = resealEnvelope(src.envelope!, keys.srcKey.key, src.bucket, src.key, keys.dstKey.key, bucket, key);
     sealed.dataKey.fill(0);
     headers[ENVELOPE_META] = sealed.value;
     if (src.head[LAYOUT_META] !== undefined) headers[LAYOUT_META] = 'parts';
+    if (src.size > ctx.config.copyMultipartThreshold) return multipartServerCopy(ctx, src, headers, echo);
     headers['x-amz-copy-source'] = String(ctx.req.headers['x-amz-copy-source']);
     for (const [k, v] of Object.entries(copySourceConditions(ctx))) headers[`x-amz-copy-source-${k}`] = v;
     ctx.stats.upstreamRequests++;
@@ -241,6 +247,89 @@ export async function copyObject(ctx: RequestContext): Promise<void> {
   const version = up.headers['x-amz-version-id'];
   if (typeof version === 'string') extra['x-amz-version-id'] = version;
   return sendXml(ctx, copyResult(String(up.headers['etag'] ?? ''), isoDate(up.headers['date'])), extra);
+}
+
+/**
+ * A copy above the upstream's single-copy limit: an upstream multipart upload whose parts are server-side
+ * copies of byte ranges of the source's ciphertext. The bytes, and so the chunk layout, stay exactly as they
+ * were; the object is marked as made of parts so readers map its layout from the chunk headers.
+ */
+async function multipartServerCopy(
+  ctx: RequestContext,
+  src: Source,
+  headers: Record<string, string>,
+  echo: Record<string, string>,
+): Promise<void> {
+  const path = objectPath(ctx.s3.bucket!, ctx.s3.key!);
+  const createHeaders: Record<string, string> = { ...headers, [LAYOUT_META]: 'parts' };
+  delete createHeaders['x-amz-metadata-directive'];
+  delete createHeaders['x-amz-tagging-directive'];
+  ctx.stats.upstreamRequests++;
+  const created = await ctx.upstream.request({ identity: ctx.identity, method: 'POST', path, query: [['uploads', '']], headers: createHeaders });
+  if (created.statusCode !== 200) return relayUpstreamError(ctx, created);
+  const uploadId = elementText(await readText(created), 'UploadId');
+  if (!uploadId) throw new S3Error('InternalError', 'The upstream store did not return an upload id.');
+  const partSize = Math.min(5 * 1024 ** 3, Math.max(PART_COPY_MIN, Math.ceil(src.size / 10_000)));
+  const count = Math.max(1, Math.ceil(src.size / partSize));
+  const etags: string[] = new Array(count);
+  const copySource = String(ctx.req.headers['x-amz-copy-source']);
+  try {
+    let next = 0;
+    const worker = async () => {
+      while (next < count) {
+        const i = next++;
+        const first = i * partSize;
+        const last = Math.min(src.size, first + partSize) - 1;
+        ctx.stats.upstreamRequests++;
+        const up = await ctx.upstream.request({
+          identity: ctx.identity,
+          method: 'PUT',
+          path,
+          query: [
+            ['partNumber', String(i + 1)],
+            ['uploadId', uploadId],
+          ],
+          headers: {
+            'x-amz-copy-source': copySource,
+            'x-amz-copy-source-range': `bytes=${first}-${last}`,
+            'x-amz-copy-source-if-match': src.etag,
+          },
+        });
+        const xml = await readText(up);
+        const etag = elementText(xml, 'ETag');
+        if (up.statusCode !== 200 || !etag) throw new S3Error('InternalError', `The upstream part copy failed (${up.statusCode}).`);
+        etags[i] = etag;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(4, count) }, worker));
+    const body =
+      '<CompleteMultipartUpload>' +
+      etags.map((e, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${xmlEscape(e)}</ETag></Part>`).join('') +
+      '</CompleteMultipartUpload>';
+    ctx.stats.upstreamRequests++;
+    const done = await ctx.upstream.request({
+      identity: ctx.identity,
+      method: 'POST',
+      path,
+      query: [['uploadId', uploadId]],
+      headers: { 'content-type': 'application/xml', 'content-length': String(Buffer.byteLength(body)) },
+      body,
+    });
+    const xml = await readText(done);
+    if (done.statusCode !== 200 || xml.includes('<Error>')) throw new S3Error('InternalError', 'The upstream multipart copy did not complete.');
+    const etag = elementText(xml, 'ETag')?.replace(/"/g, '') ? elementText(xml, 'ETag')! : (multipartEtag(body) ?? '');
+    const extra: Record<string, string> = { ...echo };
+    const version = done.headers['x-amz-version-id'];
+    if (typeof version === 'string') extra['x-amz-version-id'] = version;
+    return sendXml(ctx, copyResult(etag, isoDate(done.headers['date'])), extra);
+  } catch (e) {
+    // Nothing half-copied is left behind.
+    ctx.stats.upstreamRequests++;
+    await ctx.upstream
+      .request({ identity: ctx.identity, method: 'DELETE', path, query: [['uploadId', uploadId]] })
+      .then(dump, () => {});
+    throw e;
+  }
 }
 
 async function sourceLayout(ctx: RequestContext, src: Source, key: CustomerKey): Promise<ObjectLayout & { dataKey: Buffer; chunkSize: number }> {

@@ -233,3 +233,61 @@ describe('UploadPartCopy', () => {
     );
   });
 });
+
+describe('copies above the single-copy limit, and re-encryption on key change', () => {
+  let small: TestProxy;
+  before(async () => {
+    // A 5 MiB threshold so that the multipart copy path runs on small objects.
+    small = await startTestProxy(up, { SSEC_PROXY_COPY_MULTIPART_THRESHOLD: String(5 * MiB) });
+  });
+  after(async () => small?.close());
+
+  test('an upstream multipart copy keeps the encrypted layout readable (whole and ranged), no body bytes', async () => {
+    const c = small.client();
+    const k1 = newKey();
+    const k2 = newKey();
+    const data = randomBytes(19 * MiB + 99);
+    await c.send(new PutObjectCommand({ Bucket: bucket, Key: 'huge', Body: data, ...sse(k1) }));
+    const n = small.logs.length;
+    await c.send(new CopyObjectCommand({ Bucket: bucket, Key: 'huge-copy', CopySource: `${bucket}/huge`, ...copySse(k1), ...sse(k2) }));
+    const line = await logLine(small, n, 'CopyObject');
+    assert.equal(line.upstreamBytesIn, 0);
+    assert.ok((line.upstreamRequests as number) >= 4, 'create, parts, complete');
+    const fresh = await startTestProxy(up);
+    try {
+      const f = fresh.client();
+      const whole = await f.send(new GetObjectCommand({ Bucket: bucket, Key: 'huge-copy', ...sse(k2) }));
+      assert.ok(Buffer.from(await whole.Body!.transformToByteArray()).equals(data));
+      const ranged = await f.send(new GetObjectCommand({ Bucket: bucket, Key: 'huge-copy', Range: 'bytes=9000000-9000100', ...sse(k2) }));
+      assert.ok(Buffer.from(await ranged.Body!.transformToByteArray()).equals(data.subarray(9_000_000, 9_000_101)));
+      const head = await f.send(new HeadObjectCommand({ Bucket: bucket, Key: 'huge-copy', ...sse(k2) }));
+      assert.equal(head.ContentLength, data.length);
+    } finally {
+      await fresh.close();
+    }
+  });
+
+  test('with SSEC_PROXY_REENCRYPT_ON_KEY_CHANGE a key change re-encrypts under a fresh data key', async () => {
+    const re = await startTestProxy(up, { SSEC_PROXY_REENCRYPT_ON_KEY_CHANGE: 'true' });
+    try {
+      const c = re.client();
+      const k1 = newKey();
+      const k2 = newKey();
+      const data = randomBytes(200_000);
+      await c.send(new PutObjectCommand({ Bucket: bucket, Key: 're-src', Body: data, ...sse(k1) }));
+      const n = re.logs.length;
+      await c.send(new CopyObjectCommand({ Bucket: bucket, Key: 're-dst', CopySource: `${bucket}/re-src`, ...copySse(k1), ...sse(k2) }));
+      const line = await logLine(re, n, 'CopyObject');
+      assert.ok((line.upstreamBytesIn as number) > data.length, 'the body went through the proxy');
+      const got = await c.send(new GetObjectCommand({ Bucket: bucket, Key: 're-dst', ...sse(k2) }));
+      assert.ok(Buffer.from(await got.Body!.transformToByteArray()).equals(data));
+      // Fresh data key: the stored ciphertext shares nothing with the source's.
+      const d = directClient(up);
+      const a = Buffer.from(await (await d.send(new GetObjectCommand({ Bucket: bucket, Key: 're-src' }))).Body!.transformToByteArray());
+      const b = Buffer.from(await (await d.send(new GetObjectCommand({ Bucket: bucket, Key: 're-dst' }))).Body!.transformToByteArray());
+      assert.ok(!a.subarray(100, 200).equals(b.subarray(100, 200)));
+    } finally {
+      await re.close();
+    }
+  });
+});
