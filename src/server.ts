@@ -133,6 +133,12 @@ export function createRequestHandler(deps: ProxyDeps) {
       if (!secure && (hasSsecHeaders(req.headers) || hasSsecHeaders(req.headers, COPY_SSEC_PREFIX))) {
         throw new S3Error('InvalidRequest', SSEC_MESSAGES.needTls);
       }
+      if (hasSsecHeaders(req.headers) && req.headers['x-amz-server-side-encryption'] !== undefined) {
+        // SSE-C together with SSE-S3 or SSE-KMS: S3 refuses the combination.
+        throw new S3Error('InvalidArgument', 'Server Side Encryption with Customer provided key is incompatible with the encryption method specified', {
+          extra: { ArgumentName: 'x-amz-server-side-encryption', ArgumentValue: String(req.headers['x-amz-server-side-encryption']).slice(0, 16) },
+        });
+      }
       const auth = verifyRequest(
         { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headersDistinct },
         {

@@ -266,6 +266,19 @@ describe("S3's SSE-C error table", () => {
     }
   });
 
+  test('SSE-C together with SSE-S3 or SSE-KMS → 400 InvalidArgument', async () => {
+    for (const sse of ['AES256', 'aws:kms']) {
+      const r = await rawRequest(t, up, {
+        method: 'PUT',
+        path: `/${bucket}/mixed-sse`,
+        headers: { ...ssecHeaders(key), 'x-amz-server-side-encryption': sse },
+        body: 'x',
+      });
+      assert.equal(r.status, 400, sse);
+      assert.equal(errorCode(r.body), 'InvalidArgument');
+    }
+  });
+
   test('SSE-C headers on an unencrypted object → 400 InvalidRequest', async () => {
     const r = await rawRequest(t, up, { method: 'GET', path: `/${bucket}/plain`, headers: ssecHeaders(key) });
     assert.equal(r.status, 400);
