@@ -58,7 +58,7 @@ const signer = createUpstreamSigner({ accessKeyId, secretAccessKey, region });
 
 async function send(
   t: Target,
-  method: 'PUT' | 'GET' | 'HEAD' | 'POST',
+  method: 'PUT' | 'GET' | 'HEAD' | 'POST' | 'DELETE',
   path: string,
   extra: Record<string, string>,
   payload?: Readable,
@@ -206,23 +206,7 @@ async function main() {
     const before = procStat(proxy.pid!);
     const p = await putGet(viaProxy, bucket, 'proxy.bin', proxy.pid!);
     const after = procStat(proxy.pid!);
-    // The same through the proxy without SSE-C (pass-through): what TLS and streaming alone cost.
-    const pt = await putGet({ ...viaProxy, name: 'pass-through', headers: {} }, bucket, 'plain.bin', proxy.pid!);
-    const mpDirect = await multipartPut(direct, bucket, 'mp-direct.bin');
-    const mpProxy = await multipartPut(viaProxy, bucket, 'mp-proxy.bin');
-    // One byte from the middle of the multipart object: first read (layout unknown) and again (cached).
-    const oneByte = async () => {
-      const n = accessLog.length;
-      const res = await send(viaProxy, 'GET', `/${bucket}/mp-proxy.bin`, { range: `bytes=${SIZE / 2}-${SIZE / 2}` });
-      const got = Buffer.from(await res.body.arrayBuffer());
-      if (res.statusCode !== 206 || got.length !== 1) throw new Error(`1-byte GET: ${res.statusCode} ${got.length}`);
-      for (let i = 0; i < 100 && !accessLog.slice(n).some((l) => l.op === 'GetObject'); i++) await new Promise((r) => setTimeout(r, 10));
-      const line = accessLog.slice(n).find((l) => l.op === 'GetObject')!;
-      return `${line.upstreamRequests} upstream requests, ${line.upstreamBytesIn} bytes read`;
-    };
-    const cold = await oneByte();
-    const warm = await oneByte();
-    // Key rotation of the 1 GiB SSE-C object by copy-to-self, against a plain upstream copy of the same size.
+    // Key rotation of the SSE-C object by copy-to-self, against a plain upstream copy of the same size.
     const key2 = randomBytes(32);
     const rotate = await timed(async () => {
       const n = accessLog.length;
@@ -245,6 +229,26 @@ async function main() {
       const text = await res.body.text();
       if (res.statusCode !== 200 || text.includes('<Error>')) throw new Error(`direct copy: ${res.statusCode} ${text}`);
     });
+    // The store is in memory: free what the next phases do not need.
+    for (const name of ['direct.bin', 'direct-copy.bin', 'proxy.bin']) await (await send(direct, 'DELETE', `/${bucket}/${name}`, {})).body.text();
+    // The same through the proxy without SSE-C (pass-through): what TLS and streaming alone cost.
+    const pt = await putGet({ ...viaProxy, name: 'pass-through', headers: {} }, bucket, 'plain.bin', proxy.pid!);
+    await (await send(direct, 'DELETE', `/${bucket}/plain.bin`, {})).body.text();
+    const mpDirect = await multipartPut(direct, bucket, 'mp-direct.bin');
+    await (await send(direct, 'DELETE', `/${bucket}/mp-direct.bin`, {})).body.text();
+    const mpProxy = await multipartPut(viaProxy, bucket, 'mp-proxy.bin');
+    // One byte from the middle of the multipart object: first read (layout unknown) and again (cached).
+    const oneByte = async () => {
+      const n = accessLog.length;
+      const res = await send(viaProxy, 'GET', `/${bucket}/mp-proxy.bin`, { range: `bytes=${SIZE / 2}-${SIZE / 2}` });
+      const got = Buffer.from(await res.body.arrayBuffer());
+      if (res.statusCode !== 206 || got.length !== 1) throw new Error(`1-byte GET: ${res.statusCode} ${got.length}`);
+      for (let i = 0; i < 100 && !accessLog.slice(n).some((l) => l.op === 'GetObject'); i++) await new Promise((r) => setTimeout(r, 10));
+      const line = accessLog.slice(n).find((l) => l.op === 'GetObject')!;
+      return `${line.upstreamRequests} upstream requests, ${line.upstreamBytesIn} bytes read`;
+    };
+    const cold = await oneByte();
+    const warm = await oneByte();
     const rows = [
       ['object size', `${SIZE / MiB} MiB`],
       ['PUT direct', `${d.putMBs.toFixed(0)} MiB/s`],
@@ -266,6 +270,9 @@ async function main() {
       ['proxy peak RSS', `${after.peakRssMiB.toFixed(0)} MiB (before: ${before.peakRssMiB.toFixed(0)} MiB)`],
     ];
     for (const [k, v] of rows) console.log(`${k!.padEnd(52)} ${v}`);
+  } catch (e) {
+    for (const l of accessLog.filter((x) => x.level === 'warn').slice(-5)) console.error('proxy:', JSON.stringify(l));
+    throw e;
   } finally {
     proxy.kill('SIGTERM');
     await direct.agent.close();
