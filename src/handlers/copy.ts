@@ -7,14 +7,14 @@
  * proxy (decrypt, re-encrypt). A plain → plain copy goes to the upstream as it is, unless its source turns out
  * to be encrypted (an upstream copy would carry an envelope to a name it is not bound to).
  */
-import { pipeline, Readable, type Transform } from 'node:stream';
+import { pipeline, Readable, Transform } from 'node:stream';
 import { encryptedSize } from '../format/layout.ts';
 import { createDecryptStream, createEncryptStream } from '../format/stream.ts';
-import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
+import { S3Error, SSEC_MESSAGES, type S3ErrorCode } from '../s3/errors.ts';
 import { ENVELOPE_META, LAYOUT_META, RESERVED_META_PREFIX } from '../s3/headers.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { parseRange, resolveRange } from '../s3/range.ts';
-import { elementText, xmlEscape } from '../s3/xml.ts';
+import { elementText, mapBlocks, removeElements, xmlEscape } from '../s3/xml.ts';
 import {
   COPY_SSEC_PREFIX,
   hasSsecHeaders,
@@ -78,13 +78,7 @@ async function headSource(ctx: RequestContext, conditional: boolean): Promise<So
     headers: conditional ? copySourceConditions(ctx) : {},
   });
   await dump(up);
-  if (up.statusCode === 304 || up.statusCode === 412) {
-    throw new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', {
-      extra: { Condition: 'x-amz-copy-source-If-*' },
-    });
-  }
-  if (up.statusCode === 404) throw new S3Error('NoSuchKey', 'The specified key does not exist.', { extra: { Key: src.key } });
-  if (up.statusCode !== 200) throw new S3Error('AccessDenied', 'Access Denied');
+  if (up.statusCode !== 200) throw sourceError(up.statusCode, src.key);
   const env = up.headers[ENVELOPE_META];
   return {
     ...src,
@@ -93,6 +87,37 @@ async function headSource(ctx: RequestContext, conditional: boolean): Promise<So
     size: Number(up.headers['content-length'] ?? 0),
     ...(typeof env === 'string' ? { envelope: env } : {}),
   };
+}
+
+/** A failed HEAD or GET of the copy source, as S3 answers it (HEAD answers carry no error body). */
+function sourceError(status: number, key: string): S3Error {
+  if (status === 304 || status === 412) {
+    return new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
+  }
+  if (status === 404) return new S3Error('NoSuchKey', 'The specified key does not exist.', { extra: { Key: key } });
+  if (status === 403) return new S3Error('AccessDenied', 'Access Denied');
+  if (status === 405) return new S3Error('InvalidRequest', 'The source of a copy request may not specifically refer to a delete marker by version id.');
+  return new S3Error('ServiceUnavailable', 'The upstream store could not read the copy source. Please retry.', { status: 503 });
+}
+
+/** An upstream refusal (S3 XML), passed on with its own code and status; server errors become retryable 503s. */
+async function upstreamRefusal(up: UpstreamResponse): Promise<S3Error> {
+  const text = await readText(up).catch(() => '');
+  if (up.statusCode >= 500) return new S3Error('ServiceUnavailable', 'The upstream store failed. Please retry.', { status: 503 });
+  const code = (elementText(text, 'Code') ?? 'InvalidRequest') as S3ErrorCode;
+  return new S3Error(code, elementText(text, 'Message') ?? 'The upstream store refused the request.', { status: up.statusCode });
+}
+
+/** The largest copy source S3 copies in one request. */
+const MAX_SINGLE_COPY = 5 * 1024 ** 3;
+
+function refuseTooLarge(bytes: number): void {
+  if (bytes > MAX_SINGLE_COPY) {
+    throw new S3Error(
+      'InvalidRequest',
+      `The specified copy source is larger than the maximum allowable size for a copy source: ${MAX_SINGLE_COPY}`,
+    );
+  }
 }
 
 /** x-amz-copy-source-if-* as the plain conditionals of a read of the source. */
@@ -141,6 +166,32 @@ function destinationHeaders(ctx: RequestContext, src: Source): Record<string, st
     if (typeof v === 'string') out[n] = v;
   }
   return out;
+}
+
+/**
+ * x-amz-tagging-directive COPY (the default) keeps the source's tags. Where the proxy writes the destination
+ * itself (a PUT, or a multipart upload of copied parts) it carries them over as x-amz-tagging.
+ */
+async function copyTags(ctx: RequestContext, src: Source, headers: Record<string, string>): Promise<void> {
+  const directive = String(ctx.req.headers['x-amz-tagging-directive'] ?? 'COPY').toUpperCase();
+  delete headers['x-amz-tagging-directive'];
+  if (directive === 'REPLACE') return; // x-amz-tagging from the request, already in headers
+  delete headers['x-amz-tagging'];
+  if (Number(src.head['x-amz-tagging-count'] ?? 0) === 0) return;
+  ctx.stats.upstreamRequests++;
+  const up = await ctx.upstream.request({
+    identity: ctx.identity,
+    method: 'GET',
+    path: objectPath(src.bucket, src.key),
+    query: [['tagging', ''], ...(src.versionId ? ([['versionId', src.versionId]] as Array<[string, string]>) : [])],
+  });
+  if (up.statusCode !== 200) throw await upstreamRefusal(up);
+  const tags: string[] = [];
+  mapBlocks(await readText(up), 'Tag', (block) => {
+    tags.push(`${encodeURIComponent(elementText(block, 'Key') ?? '')}=${encodeURIComponent(elementText(block, 'Value') ?? '')}`);
+    return block;
+  });
+  if (tags.length) headers['x-amz-tagging'] = tags.join('&');
 }
 
 /** S3 refuses a copy onto itself that changes nothing (a key change is a change). */
@@ -208,7 +259,9 @@ export async function copyObject(ctx: RequestContext): Promise<void> {
     if (src.head[LAYOUT_META] !== undefined) headers[LAYOUT_META] = 'parts';
     if (src.size > ctx.config.copyMultipartThreshold) return multipartServerCopy(ctx, src, headers, echo);
     headers['x-amz-copy-source'] = String(ctx.req.headers['x-amz-copy-source']);
-    for (const [k, v] of Object.entries(copySourceConditions(ctx))) headers[`x-amz-copy-source-${k}`] = v;
+    // The envelope re-sealed above belongs to exactly the source version checked by the HEAD (which also
+    // evaluated the client's conditions): the upstream copies that version or nothing.
+    headers['x-amz-copy-source-if-match'] = src.etag;
     ctx.stats.upstreamRequests++;
     const up = await ctx.upstream.request({
       identity: ctx.identity,
@@ -219,7 +272,8 @@ export async function copyObject(ctx: RequestContext): Promise<void> {
     });
     ctx.stats.upstreamStatus = up.statusCode;
     if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
-    const xml = await readText(up);
+    // Checksums of the ciphertext mean nothing to the client.
+    const xml = removeElements(await readText(up), /^Checksum/);
     const extra: Record<string, string> = { ...echo };
     for (const h of ['x-amz-version-id', 'x-amz-copy-source-version-id']) {
       const v = up.headers[h];
@@ -228,9 +282,18 @@ export async function copyObject(ctx: RequestContext): Promise<void> {
     return sendXml(ctx, xml, extra);
   }
   // Plain ↔ SSE-C: the bytes change, so they pass through the proxy.
+  delete headers['x-amz-metadata-directive'];
+  await copyTags(ctx, src, headers);
   const layout = keys.srcKey ? await sourceLayout(ctx, src, keys.srcKey) : undefined;
+  let body: Readable;
+  try {
+    const plainSize = layout ? layout.plainSize : src.size;
+    refuseTooLarge(keys.dstKey ? encryptedSize(plainSize, 2 ** ctx.config.chunkSizeLog2) : plainSize);
+    body = await readSource(ctx, src, keys.srcKey, layout, undefined);
+  } finally {
+    layout?.dataKey.fill(0); // the decryptor keeps its own copy
+  }
   const plainSize = layout ? layout.plainSize : src.size;
-  const body = await readSource(ctx, src, keys.srcKey, layout, undefined);
   let encrypt: Transform | undefined;
   let length = plainSize;
   if (keys.dstKey) {
@@ -240,8 +303,6 @@ export async function copyObject(ctx: RequestContext): Promise<void> {
     envelope.dataKey.fill(0);
     length = encryptedSize(plainSize, envelope.chunkSize);
   }
-  delete headers['x-amz-metadata-directive'];
-  delete headers['x-amz-tagging-directive'];
   const up = await writeStream(ctx, { path: objectPath(bucket, key), query: upstreamQuery(ctx.s3.query), headers, length }, body, encrypt);
   const extra: Record<string, string> = { ...echo };
   const version = up.headers['x-amz-version-id'];
@@ -263,7 +324,7 @@ async function multipartServerCopy(
   const path = objectPath(ctx.s3.bucket!, ctx.s3.key!);
   const createHeaders: Record<string, string> = { ...headers, [LAYOUT_META]: 'parts' };
   delete createHeaders['x-amz-metadata-directive'];
-  delete createHeaders['x-amz-tagging-directive'];
+  await copyTags(ctx, src, createHeaders);
   ctx.stats.upstreamRequests++;
   const created = await ctx.upstream.request({ identity: ctx.identity, method: 'POST', path, query: [['uploads', '']], headers: createHeaders });
   if (created.statusCode !== 200) return relayUpstreamError(ctx, created);
@@ -273,10 +334,11 @@ async function multipartServerCopy(
   const count = Math.max(1, Math.ceil(src.size / partSize));
   const etags: string[] = new Array(count);
   const copySource = String(ctx.req.headers['x-amz-copy-source']);
+  let stopped = false;
   try {
     let next = 0;
     const worker = async () => {
-      while (next < count) {
+      while (next < count && !stopped) {
         const i = next++;
         const first = i * partSize;
         const last = Math.min(src.size, first + partSize) - 1;
@@ -295,13 +357,22 @@ async function multipartServerCopy(
             'x-amz-copy-source-if-match': src.etag,
           },
         });
-        const xml = await readText(up);
-        const etag = elementText(xml, 'ETag');
-        if (up.statusCode !== 200 || !etag) throw new S3Error('InternalError', `The upstream part copy failed (${up.statusCode}).`);
+        if (up.statusCode !== 200) throw await upstreamRefusal(up);
+        const etag = elementText(await readText(up), 'ETag');
+        if (!etag) throw new S3Error('ServiceUnavailable', 'The upstream part copy gave no ETag. Please retry.', { status: 503 });
         etags[i] = etag;
       }
     };
-    await Promise.all(Array.from({ length: Math.min(4, count) }, worker));
+    const results = await Promise.allSettled(
+      Array.from({ length: Math.min(4, count) }, () =>
+        worker().catch((e: unknown) => {
+          stopped = true; // no new part copies after the first failure
+          throw e;
+        }),
+      ),
+    );
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
     const body =
       '<CompleteMultipartUpload>' +
       etags.map((e, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${xmlEscape(e)}</ETag></Part>`).join('') +
@@ -373,11 +444,16 @@ async function readSource(
   });
   if (up.statusCode !== 200 && up.statusCode !== 206) {
     await dump(up);
-    throw new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
+    throw sourceError(up.statusCode, src.key);
   }
-  up.body.on('data', (c: Buffer) => (ctx.stats.upstreamBytesIn += c.length));
-  if (!decrypt) return up.body;
-  return (pipeline as (...s: unknown[]) => Readable)(up.body, decrypt, () => {});
+  const count = new Transform({
+    transform(c: Buffer, _e, cb) {
+      ctx.stats.upstreamBytesIn += c.length;
+      cb(null, c);
+    },
+  });
+  const stages = decrypt ? [count, decrypt] : [count];
+  return (pipeline as (...s: unknown[]) => Readable)(up.body, ...stages, () => {});
 }
 
 /** PUT (object or part) of a stream of known length; any failure aborts it before the end. */
@@ -415,8 +491,7 @@ async function writeStream(
   }
   if (up.statusCode !== 200) {
     source.destroy();
-    const text = await readText(up);
-    throw new S3Error('InternalError', `The upstream store refused the copy (${up.statusCode}).`, { cause: text });
+    throw await upstreamRefusal(up);
   }
   await dump(up);
   return up;
@@ -441,8 +516,15 @@ export async function uploadPartCopy(ctx: RequestContext): Promise<void> {
   let range = { start: 0, end: plainSize - 1 };
   if (typeof rangeHeader === 'string') {
     const spec = parseRange(rangeHeader);
-    if (!spec || spec.kind !== 'from' || spec.end === undefined || spec.end >= plainSize) {
-      throw new S3Error('InvalidRange', 'The requested range is not satisfiable', { status: 400, extra: { ActualObjectSize: String(plainSize) } });
+    if (!spec || spec.kind !== 'from' || spec.end === undefined) {
+      throw new S3Error('InvalidArgument', 'The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy', {
+        extra: { ArgumentName: 'x-amz-copy-source-range', ArgumentValue: rangeHeader.slice(0, 64) },
+      });
+    }
+    if (spec.end >= plainSize) {
+      throw new S3Error('InvalidArgument', `Range specified is not valid for source object of size: ${plainSize}`, {
+        extra: { ArgumentName: 'x-amz-copy-source-range', ArgumentValue: rangeHeader.slice(0, 64) },
+      });
     }
     range = resolveRange(spec, plainSize);
   }
@@ -466,9 +548,13 @@ export async function uploadPartCopy(ctx: RequestContext): Promise<void> {
     cipherLength = encryptedSize(length, chunkSize);
     echo = ssecEchoHeaders(keys.dstKey);
   }
-  const body = length > 0 ? await readSource(ctx, src, keys.srcKey, layout, range) : emptySource();
+  let body: Readable;
+  try {
+    body = length > 0 ? await readSource(ctx, src, keys.srcKey, layout, range) : emptySource();
+  } finally {
+    layout?.dataKey.fill(0); // the decryptor keeps its own copy
+  }
   const up = await writeStream(ctx, { path: objectPath(ctx.s3.bucket!, ctx.s3.key!), query, headers: {}, length: cipherLength }, body, encrypt);
-  layout?.dataKey.fill(0);
   return sendXml(ctx, copyResult(String(up.headers['etag'] ?? ''), isoDate(up.headers['date']), true), echo);
 }
 

@@ -11,6 +11,7 @@ import {
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   GetObjectCommand,
+  GetObjectTaggingCommand,
   HeadObjectCommand,
   PutObjectCommand,
   UploadPartCommand,
@@ -154,6 +155,22 @@ describe('CopyObject', () => {
     assert.equal(await status('refused', k1), 404);
   });
 
+  test('tags follow the tagging directive (COPY by default) through a streamed copy; a missing source → 404', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'tagged', Body: 'tagged body', Tagging: 'team=blue&env=test' }));
+    await s3.send(new CopyObjectCommand({ Bucket: bucket, Key: 'tagged-enc', CopySource: `${bucket}/tagged`, ...sse(k1) }));
+    const tags = await s3.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: 'tagged-enc' }));
+    assert.deepEqual(Object.fromEntries((tags.TagSet ?? []).map((x) => [x.Key, x.Value])), { team: 'blue', env: 'test' });
+    await s3.send(
+      new CopyObjectCommand({ Bucket: bucket, Key: 'tagged-enc2', CopySource: `${bucket}/tagged`, TaggingDirective: 'REPLACE', Tagging: 'only=this', ...sse(k1) }),
+    );
+    const replaced = await s3.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: 'tagged-enc2' }));
+    assert.deepEqual(replaced.TagSet, [{ Key: 'only', Value: 'this' }]);
+    await assert.rejects(
+      s3.send(new CopyObjectCommand({ Bucket: bucket, Key: 'x', CopySource: `${bucket}/no-such-source`, ...copySse(k1), ...sse(k1) })),
+      (e: Error) => e.name === 'NoSuchKey',
+    );
+  });
+
   test('x-amz-copy-source-if-match works with the ETag clients saw', async () => {
     const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'src', ...sse(k1) }));
     await assert.rejects(
@@ -215,6 +232,21 @@ describe('UploadPartCopy', () => {
       );
       const expected = Buffer.concat([a.subarray(1, 5 * MiB + 1), b]);
       assert.ok((await read(dest, destKey)).equals(expected), dest);
+    }
+  });
+
+  test('a copy-source range beyond the source, or not of the form bytes=first-last → 400 InvalidArgument', async () => {
+    const k = newKey();
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'ranged-src', Body: randomBytes(1000), ...sse(k) }));
+    const created = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'ranged-dst', ...sse(k) }));
+    for (const range of ['bytes=0-1000', 'bytes=5-', 'bytes=-5']) {
+      await assert.rejects(
+        s3.send(
+          new UploadPartCopyCommand({ Bucket: bucket, Key: 'ranged-dst', UploadId: created.UploadId, PartNumber: 1, CopySource: `${bucket}/ranged-src`, CopySourceRange: range, ...copySse(k), ...sse(k) }),
+        ),
+        (e: Error) => e.name === 'InvalidArgument',
+        range,
+      );
     }
   });
 
