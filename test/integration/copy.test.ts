@@ -121,6 +121,15 @@ describe('CopyObject', () => {
     assert.ok((await read('src', k1)).equals(data));
   });
 
+  test('plain → plain is the upstream\'s own copy', async () => {
+    const body = randomBytes(5000);
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'pp-src', Body: body, Metadata: { m: 'x' } }));
+    await s3.send(new CopyObjectCommand({ Bucket: bucket, Key: 'pp-dst', CopySource: `${bucket}/pp-src` }));
+    assert.ok((await read('pp-dst')).equals(body));
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'pp-dst' }));
+    assert.deepEqual(head.Metadata, { m: 'x' });
+  });
+
   test('plain → SSE-C and SSE-C → plain stream through the proxy, byte-identical', async () => {
     const plain = randomBytes(100_000);
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'plain', Body: plain }));
