@@ -221,6 +221,12 @@ function copyResult(etag: string, lastModified: string, part = false): string {
   );
 }
 
+/** The source version actually copied, as S3 reports it. */
+function sourceVersion(src: Source): Record<string, string> {
+  const v = src.head['x-amz-version-id'];
+  return typeof v === 'string' ? { 'x-amz-copy-source-version-id': v } : {};
+}
+
 function sendXml(ctx: RequestContext, xml: string, headers: Record<string, string>) {
   ctx.res.writeHead(200, {
     'content-type': 'application/xml',
@@ -304,7 +310,7 @@ export async function copyObject(ctx: RequestContext): Promise<void> {
     length = encryptedSize(plainSize, envelope.chunkSize);
   }
   const up = await writeStream(ctx, { path: objectPath(bucket, key), query: upstreamQuery(ctx.s3.query), headers, length }, body, encrypt);
-  const extra: Record<string, string> = { ...echo };
+  const extra: Record<string, string> = { ...echo, ...sourceVersion(src) };
   const version = up.headers['x-amz-version-id'];
   if (typeof version === 'string') extra['x-amz-version-id'] = version;
   return sendXml(ctx, copyResult(String(up.headers['etag'] ?? ''), isoDate(up.headers['date'])), extra);
@@ -389,7 +395,7 @@ async function multipartServerCopy(
     const xml = await readText(done);
     if (done.statusCode !== 200 || xml.includes('<Error>')) throw new S3Error('InternalError', 'The upstream multipart copy did not complete.');
     const etag = elementText(xml, 'ETag')?.replace(/"/g, '') ? elementText(xml, 'ETag')! : (multipartEtag(body) ?? '');
-    const extra: Record<string, string> = { ...echo };
+    const extra: Record<string, string> = { ...echo, ...sourceVersion(src) };
     const version = done.headers['x-amz-version-id'];
     if (typeof version === 'string') extra['x-amz-version-id'] = version;
     return sendXml(ctx, copyResult(etag, isoDate(done.headers['date'])), extra);
@@ -555,7 +561,7 @@ export async function uploadPartCopy(ctx: RequestContext): Promise<void> {
     layout?.dataKey.fill(0); // the decryptor keeps its own copy
   }
   const up = await writeStream(ctx, { path: objectPath(ctx.s3.bucket!, ctx.s3.key!), query, headers: {}, length: cipherLength }, body, encrypt);
-  return sendXml(ctx, copyResult(String(up.headers['etag'] ?? ''), isoDate(up.headers['date']), true), echo);
+  return sendXml(ctx, copyResult(String(up.headers['etag'] ?? ''), isoDate(up.headers['date']), true), { ...echo, ...sourceVersion(src) });
 }
 
 /** A zero-byte part: no read of the source at all. */
