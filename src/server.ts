@@ -17,6 +17,7 @@ import {
   listParts,
   uploadPart,
 } from './handlers/multipart.ts';
+import { getObjectAttributes } from './handlers/attributes.ts';
 import { listObjects } from './handlers/list.ts';
 import { putObject, uploadDecoded } from './handlers/put.ts';
 import { ObjectInfoCache } from './object-info.ts';
@@ -108,11 +109,12 @@ export function createRequestHandler(deps: ProxyDeps) {
       case 'ListObjectsV2':
       case 'ListObjectVersions':
         return listObjects(ctx);
+      case 'GetObjectAttributes':
+        return getObjectAttributes(ctx);
       case 'ListBuckets':
       case 'ListMultipartUploads':
       case 'BucketOperation':
       case 'DeleteObject':
-      case 'GetObjectAttributes':
       case 'ObjectSubresource':
         return passthrough(ctx);
       default: {

@@ -11,6 +11,7 @@ import {
   CompleteMultipartUploadCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
+  GetObjectAttributesCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsCommand,
@@ -343,5 +344,29 @@ describe('versioned buckets', () => {
     } finally {
       await fresh.close();
     }
+  });
+});
+
+describe('GetObjectAttributes on SSE-C objects', () => {
+  test('plaintext ObjectSize and part sizes; the key is required, the wrong one refused', async () => {
+    const k = newKey();
+    const sizes = [5 * MiB + 1, 777];
+    const parts = sizes.map((n) => randomBytes(n));
+    await multipart([s3], 'attrs', k, parts.map((b, i) => [i + 1, b] as [number, Buffer]));
+    const a = await s3.send(
+      new GetObjectAttributesCommand({ Bucket: bucket, Key: 'attrs', ObjectAttributes: ['ObjectSize', 'ObjectParts', 'ETag', 'StorageClass'], ...sse(k) }),
+    );
+    assert.equal(a.ObjectSize, sizes[0]! + sizes[1]!);
+    assert.equal(a.ObjectParts?.TotalPartsCount, 2);
+    assert.deepEqual(a.ObjectParts?.Parts?.map((p) => p.Size), sizes);
+    assert.match(a.ETag ?? '', /^[0-9a-f]{32}-2$/);
+    await assert.rejects(
+      s3.send(new GetObjectAttributesCommand({ Bucket: bucket, Key: 'attrs', ObjectAttributes: ['ObjectSize'] })),
+      (e: Error) => e.name === 'InvalidRequest',
+    );
+    await assert.rejects(
+      s3.send(new GetObjectAttributesCommand({ Bucket: bucket, Key: 'attrs', ObjectAttributes: ['ObjectSize'], ...sse(newKey()) })),
+      (e: Error) => e.name === 'AccessDenied',
+    );
   });
 });
