@@ -44,6 +44,11 @@ export interface Config {
    * existing data key (docs/SECURITY.md). Costs a full read and write of the object through the proxy.
    */
   readonly reencryptOnKeyChange: boolean;
+  /**
+   * Virtual-hosted-style addressing: requests to `bucket.<domain>` name the bucket in the Host header. The
+   * certificate must cover `*.<domain>` (the generated development certificate does).
+   */
+  readonly virtualHostDomain: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -88,6 +93,7 @@ const fileSchema = z
     maxClockSkewMinutes: z.number().positive().max(60 * 24).optional(),
     copyMultipartThreshold: z.number().int().min(5 * 1024 * 1024).max(5 * 1024 ** 3).optional(),
     reencryptOnKeyChange: z.boolean().optional(),
+    virtualHostDomain: z.string().regex(/^[a-z0-9.-]+$/i, 'must be a DNS name').optional(),
   })
   .strict();
 
@@ -208,6 +214,10 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   }
 
   const chunkSizeLog2 = file.chunkSizeLog2 ?? 16;
+  const virtualHostDomain = pick('SSEC_PROXY_VIRTUAL_HOST_DOMAIN', file.virtualHostDomain);
+  if (virtualHostDomain !== undefined && !/^[a-z0-9.-]+$/i.test(virtualHostDomain)) {
+    problems.push(`SSEC_PROXY_VIRTUAL_HOST_DOMAIN: must be a DNS name, got "${virtualHostDomain}"`);
+  }
   const multipartEtags = bool('SSEC_PROXY_UPSTREAM_MULTIPART_ETAGS', file.upstream?.multipartEtags ?? true);
   const reencrypt = bool('SSEC_PROXY_REENCRYPT_ON_KEY_CHANGE', file.reencryptOnKeyChange);
   const thresholdText = env.SSEC_PROXY_COPY_MULTIPART_THRESHOLD;
@@ -233,6 +243,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     probeAllLayouts: !multipartEtags,
     copyMultipartThreshold,
     reencryptOnKeyChange: reencrypt,
+    virtualHostDomain: virtualHostDomain?.toLowerCase(),
   };
   return deepFreeze(config);
 }

@@ -49,7 +49,8 @@ async function serve(config: Config): Promise<void> {
   if (config.tls) {
     tls = { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) };
   } else {
-    const dev = await ensureDevCertificate(stateDir);
+    const domain = config.virtualHostDomain;
+    const dev = await ensureDevCertificate(stateDir, domain ? [domain, `*.${domain}`] : []);
     tls = { cert: dev.certPem, key: dev.keyPem };
     caPath = dev.caPath;
   }

@@ -71,7 +71,7 @@ export function createPassthrough(upstream: Upstream) {
     const signed = await upstream.sign({
       identity: ctx.identity,
       method: req.method ?? 'GET',
-      path: canonicalPath(s3.rawPath),
+      path: canonicalPath(s3.pathStyleRawPath),
       query: opts.query ?? upstreamQuery(s3.query),
       headers: toSign,
     });

@@ -131,7 +131,7 @@ export function createRequestHandler(deps: ProxyDeps) {
     const stats: RequestContext['stats'] = { bytesIn: 0, bytesOut: 0, upstreamRequests: 0, upstreamBytesIn: 0 };
     let status = 0;
     try {
-      s3 = classify(req.method ?? 'GET', req.url ?? '/', req.headers);
+      s3 = classify(req.method ?? 'GET', req.url ?? '/', req.headers, config.virtualHostDomain);
       if (!secure && (hasSsecHeaders(req.headers) || hasSsecHeaders(req.headers, COPY_SSEC_PREFIX))) {
         throw new S3Error('InvalidRequest', SSEC_MESSAGES.needTls);
       }

@@ -32,8 +32,10 @@ export interface S3Request {
   readonly bucket?: string;
   /** Decoded object key; undefined for bucket-level requests. */
   readonly key?: string;
-  /** The raw (still percent-encoded) path as received, e.g. `/bucket/a%20b`. */
+  /** The raw (still percent-encoded) path as received, e.g. `/bucket/a%20b` (or `/a%20b` virtual-hosted). */
   readonly rawPath: string;
+  /** The same request's path in path style (`/bucket/key`), raw: what the upstream is asked for. */
+  readonly pathStyleRawPath: string;
   /** Decoded query parameters, in order, repeated names kept. */
   readonly query: ReadonlyArray<readonly [string, string]>;
 }
@@ -100,17 +102,30 @@ export function queryHas(q: S3Request['query'], name: string): boolean {
   return q.some(([k]) => k === name);
 }
 
-/** Path-style classification. `url` is the raw request target (`/bucket/key?query`). */
-export function classify(method: string, url: string, headers: Record<string, unknown>): S3Request {
+/** The bucket a virtual-hosted-style Host names (`bucket.<domain>[:port]`), or undefined for path style. */
+export function virtualHostBucket(host: string | undefined, domain: string | undefined): string | undefined {
+  if (!host || !domain) return undefined;
+  const name = host.replace(/:\d+$/, '').toLowerCase();
+  const suffix = '.' + domain.toLowerCase();
+  return name.endsWith(suffix) && name.length > suffix.length ? name.slice(0, -suffix.length) : undefined;
+}
+
+/**
+ * `url` is the raw request target (`/bucket/key?query`, or `/key?query` when `Host` is `bucket.<domain>` for
+ * the configured virtual-host domain).
+ */
+export function classify(method: string, url: string, headers: Record<string, unknown>, virtualHostDomain?: string): S3Request {
   const qi = url.indexOf('?');
   const rawPath = qi < 0 ? url : url.slice(0, qi);
   const query = parseQuery(qi < 0 ? '' : url.slice(qi + 1));
   if (!rawPath.startsWith('/')) throw new S3Error('InvalidURI', "Couldn't parse the specified URI.");
-  const path = rawPath.slice(1);
+  const vhBucket = virtualHostBucket(typeof headers['host'] === 'string' ? headers['host'] : undefined, virtualHostDomain);
+  const pathStyleRawPath = vhBucket !== undefined ? '/' + encodeSegment(vhBucket) + rawPath : rawPath;
+  const path = pathStyleRawPath.slice(1);
   const slash = path.indexOf('/');
   const bucket = decodeComponentPath(slash < 0 ? path : path.slice(0, slash));
   const key = slash < 0 ? '' : decodeComponentPath(path.slice(slash + 1));
-  const base = { rawPath, query };
+  const base = { rawPath, pathStyleRawPath, query };
   const has = (n: string) => queryHas(query, n);
 
   if (bucket === '') return { op: 'ListBuckets', ...base };

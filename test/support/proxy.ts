@@ -39,7 +39,8 @@ let caDir: string | undefined;
 
 export async function startTestProxy(up: UpstreamInfo, env: Record<string, string> = {}): Promise<TestProxy> {
   caDir ??= mkdtempSync(join(tmpdir(), 'ssec-test-ca-'));
-  const cert = await ensureDevCertificate(caDir);
+  const domain = env.SSEC_PROXY_VIRTUAL_HOST_DOMAIN;
+  const cert = await ensureDevCertificate(caDir, domain ? [domain, `*.${domain}`] : []);
   const config = loadConfig({
     env: {
       SSEC_PROXY_LISTEN: '127.0.0.1:0',

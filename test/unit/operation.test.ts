@@ -61,3 +61,16 @@ test('client auth, SDK hints and key-bearing parameters never reach the upstream
 test('an unknown method on an object → 405', () => {
   assert.throws(() => classify('PATCH', '/b/k', {}), /not allowed/);
 });
+
+test('virtual-hosted style: the bucket comes from Host under the configured domain; path style still works', () => {
+  const vh = classify('GET', '/dir/a%20b?versionId=1', { host: 'my.bucket.s3.example.com:8443' }, 's3.example.com');
+  assert.equal(vh.op, 'GetObject');
+  assert.equal(vh.bucket, 'my.bucket');
+  assert.equal(vh.key, 'dir/a b');
+  assert.equal(vh.pathStyleRawPath, '/my.bucket/dir/a%20b');
+  assert.equal(classify('GET', '/?list-type=2', { host: 'b.s3.example.com' }, 's3.example.com').op, 'ListObjectsV2');
+  const ps = classify('GET', '/b/k', { host: 's3.example.com:8443' }, 's3.example.com');
+  assert.deepEqual([ps.bucket, ps.key], ['b', 'k']);
+  const other = classify('GET', '/b/k', { host: 'x.elsewhere.com' }, 's3.example.com');
+  assert.deepEqual([other.bucket, other.key], ['b', 'k']);
+});
