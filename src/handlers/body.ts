@@ -78,6 +78,14 @@ export function plainBody(req: IncomingMessage, auth: VerifiedRequest): PlainBod
     const alg = checksumOfHeader(name);
     if (alg && typeof value === 'string') stages.push(createChecksumCheck(alg, () => value));
   }
+  // Presigned URLs carry the checksum in the query (the JS SDK presigns one by default); S3 checks it too.
+  const qi = (req.url ?? '').indexOf('?');
+  if (qi >= 0) {
+    for (const [name, value] of new URLSearchParams((req.url ?? '').slice(qi + 1))) {
+      const alg = checksumOfHeader(name);
+      if (alg && req.headers[name.toLowerCase()] === undefined) stages.push(createChecksumCheck(alg, () => value));
+    }
+  }
   return { stages, length };
 }
 

@@ -122,6 +122,36 @@ describe('client SigV4 verification', () => {
   });
 });
 
+describe('presigned PUT with SSE-C', () => {
+  test('the SDK presigner\'s URL with the SSE-C headers uploads; its default checksum of an empty body is checked as S3 does', async () => {
+    const key = newKey();
+    const body = randomBytes(1000);
+    const put = async (url: string) =>
+      new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const r = https.request(url, { method: 'PUT', ca: t.caPem, headers: { ...ssecHeaders(key), 'content-length': String(body.length) } }, (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+        });
+        r.on('error', reject);
+        r.end(body);
+      });
+    // Default settings: the presigned query carries x-amz-checksum-crc32 of an empty body, so S3 refuses the upload.
+    const withDefault = await getSignedUrl(s3, new PutObjectCommand({ Bucket: bucket, Key: 'presigned-put', ...sse(key) }), { expiresIn: 300 });
+    assert.match(withDefault, /x-amz-checksum-crc32=AAAAAA/);
+    const refused = await put(withDefault);
+    assert.equal(refused.status, 400, refused.text);
+    assert.equal(errorCode(refused.text), 'BadDigest');
+    const noChecksum = t.client({ requestChecksumCalculation: 'WHEN_REQUIRED' });
+    const good = await getSignedUrl(noChecksum, new PutObjectCommand({ Bucket: bucket, Key: 'presigned-put', ...sse(key) }), { expiresIn: 300 });
+    assert.doesNotMatch(good, /x-amz-checksum-crc32=/);
+    const ok = await put(good);
+    assert.equal(ok.status, 200, ok.text);
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'presigned-put', ...sse(key) }));
+    assert.ok(Buffer.from(await got.Body!.transformToByteArray()).equals(body));
+  });
+});
+
 describe('pass-through, re-signed', () => {
   test('buckets, listings with pagination, tagging, DeleteObjects and DeleteObject', async () => {
     const b = `pt-${randomBytes(4).toString('hex')}`;

@@ -31,7 +31,7 @@ export interface TestProxy {
   proxy: RunningProxy;
   logs: Array<Record<string, unknown>>;
   /** An SDK client pointed at the proxy, trusting the test CA. */
-  client(overrides?: Partial<{ accessKeyId: string; secretAccessKey: string }>): S3Client;
+  client(overrides?: Partial<{ accessKeyId: string; secretAccessKey: string; requestChecksumCalculation: 'WHEN_REQUIRED' | 'WHEN_SUPPORTED' }>): S3Client;
   close(): Promise<void>;
 }
 
@@ -79,6 +79,7 @@ export async function startTestProxy(up: UpstreamInfo, env: Record<string, strin
           secretAccessKey: overrides.secretAccessKey ?? up.secretAccessKey,
         },
         requestHandler: new NodeHttpHandler({ httpsAgent: new https.Agent({ ca: cert.caPem, keepAlive: true }) }),
+        ...(overrides.requestChecksumCalculation ? { requestChecksumCalculation: overrides.requestChecksumCalculation } : {}),
       });
       clients.push(c);
       return c;
