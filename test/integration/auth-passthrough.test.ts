@@ -122,6 +122,30 @@ describe('client SigV4 verification', () => {
   });
 });
 
+describe('SigV2 presigned URLs (boto3\'s default) with the SSE-C key in the query', () => {
+  test('are refused with S3\'s message for SigV4-only regions; the key never reaches a log line', async () => {
+    const key = newKey();
+    const r = await rawRequest(t, up, {
+      method: 'GET',
+      path: `/${bucket}/obj`,
+      sign: false,
+      query: {
+        AWSAccessKeyId: up.accessKeyId,
+        Expires: String(Math.floor(Date.now() / 1000) + 300),
+        Signature: 'c2lnbmF0dXJl',
+        'x-amz-server-side-encryption-customer-algorithm': 'AES256',
+        'x-amz-server-side-encryption-customer-key': key.b64,
+        'x-amz-server-side-encryption-customer-key-MD5': key.md5,
+      },
+    });
+    assert.equal(r.status, 400);
+    assert.equal(errorCode(r.body), 'InvalidRequest');
+    assert.match(r.body.toString(), /Please use AWS4-HMAC-SHA256/);
+    assert.ok(!r.body.toString().includes(key.b64));
+    assert.ok(!JSON.stringify(t.logs).includes(key.b64), 'key in the access log');
+  });
+});
+
 describe('presigned PUT with SSE-C', () => {
   test('the SDK presigner\'s URL with the SSE-C headers uploads; its default checksum of an empty body is checked as S3 does', async () => {
     const key = newKey();
