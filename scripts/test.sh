@@ -73,7 +73,7 @@ as_root() {
 }
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
-PACKAGES=(ceph-mon ceph-osd radosgw ceph-common ceph-base awscli python3-boto3 curl openssl)
+PACKAGES=(ceph-mon ceph-osd radosgw ceph-common ceph-base awscli python3-boto3 rclone curl openssl)
 if [ "${SKIP_APT:-0}" != 1 ] && command -v dpkg-query >/dev/null 2>&1; then
   missing=()
   for p in "${PACKAGES[@]}"; do pkg_installed "$p" || missing+=("$p"); done
