@@ -10,7 +10,7 @@ import { xmlEscape } from '../s3/xml.ts';
 import { parseCustomerKey, ssecEchoHeaders } from '../sse-c/customer-key.ts';
 import { openEnvelope } from '../sse-c/envelope.ts';
 import { dump } from '../upstream.ts';
-import { relayUpstreamError, type RequestContext } from './context.ts';
+import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
 import { partsCountOf, probeLayout } from './object-layout.ts';
 
 const ATTRIBUTES = new Set(['ETag', 'Checksum', 'ObjectParts', 'StorageClass', 'ObjectSize']);
@@ -26,15 +26,12 @@ export async function getObjectAttributes(ctx: RequestContext): Promise<void> {
   const customerKey = parseCustomerKey(ctx.req.headers, 'read');
   const versionId = queryGet(ctx.s3.query, 'versionId');
   const { bucket, key } = { bucket: ctx.s3.bucket!, key: ctx.s3.key! };
-  ctx.stats.upstreamRequests++;
-  const head = await ctx.upstream.request({
-    identity: ctx.identity,
+  const head = await upstreamRequest(ctx, {
     method: 'HEAD',
     path: objectPath(bucket, key),
     query: versionId ? [['versionId', versionId]] : [],
   });
   await dump(head);
-  ctx.stats.upstreamStatus = head.statusCode;
   const envelope = head.headers[ENVELOPE_META];
   if (typeof envelope !== 'string') {
     if (customerKey) throw new S3Error('InvalidRequest', SSEC_MESSAGES.notApplicable);

@@ -7,7 +7,7 @@ import type { ObjectInfoCache } from '../object-info.ts';
 import type { VerifiedRequest } from '../sigv4/verify.ts';
 import type { S3Request } from '../s3/operation.ts';
 import type { Upstream, UpstreamIdentity, UpstreamResponse } from '../upstream.ts';
-import { readText } from '../upstream.ts';
+import { readText, type UpstreamRequest } from '../upstream.ts';
 import { clientResponseHeaders } from '../s3/headers.ts';
 
 export interface RequestContext {
@@ -32,6 +32,14 @@ export interface RequestContext {
   ) => Promise<void>;
   /** Bytes counted for the access log. */
   stats: { bytesIn: number; bytesOut: number; upstreamRequests: number; upstreamBytesIn: number; upstreamStatus?: number };
+}
+
+/** A request to the upstream as this client's upstream identity, counted for the access log. */
+export async function upstreamRequest(ctx: RequestContext, r: Omit<UpstreamRequest, 'identity'>): Promise<UpstreamResponse> {
+  ctx.stats.upstreamRequests++;
+  const up = await ctx.upstream.request({ identity: ctx.identity, ...r });
+  ctx.stats.upstreamStatus = up.statusCode;
+  return up;
 }
 
 const UPLOAD_OPS = new Set(['UploadPart', 'UploadPartCopy', 'CompleteMultipartUpload', 'ListParts']);

@@ -25,7 +25,7 @@ import {
 import { openEnvelope, resealEnvelope, sealEnvelope } from '../sse-c/envelope.ts';
 import { multipartDataKey, parseUploadId, tagMatches } from '../sse-c/upload-id.ts';
 import { dump, readText, type UpstreamResponse } from '../upstream.ts';
-import { relayUpstreamError, type RequestContext } from './context.ts';
+import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
 import { multipartEtag } from './multipart.ts';
 import { planRange, planWhole, probeLayout, type ObjectLayout } from './object-layout.ts';
 
@@ -69,9 +69,7 @@ async function headSource(ctx: RequestContext, conditional: boolean): Promise<So
   const header = ctx.req.headers['x-amz-copy-source'];
   if (typeof header !== 'string') throw new S3Error('InvalidArgument', 'x-amz-copy-source is required.');
   const src = parseCopySource(header);
-  ctx.stats.upstreamRequests++;
-  const up = await ctx.upstream.request({
-    identity: ctx.identity,
+  const up = await upstreamRequest(ctx, {
     method: 'HEAD',
     path: objectPath(src.bucket, src.key),
     query: src.versionId ? [['versionId', src.versionId]] : [],
@@ -178,9 +176,7 @@ async function copyTags(ctx: RequestContext, src: Source, headers: Record<string
   if (directive === 'REPLACE') return; // x-amz-tagging from the request, already in headers
   delete headers['x-amz-tagging'];
   if (Number(src.head['x-amz-tagging-count'] ?? 0) === 0) return;
-  ctx.stats.upstreamRequests++;
-  const up = await ctx.upstream.request({
-    identity: ctx.identity,
+  const up = await upstreamRequest(ctx, {
     method: 'GET',
     path: objectPath(src.bucket, src.key),
     query: [['tagging', ''], ...(src.versionId ? ([['versionId', src.versionId]] as Array<[string, string]>) : [])],
@@ -268,15 +264,12 @@ export async function copyObject(ctx: RequestContext): Promise<void> {
     // The envelope re-sealed above belongs to exactly the source version checked by the HEAD (which also
     // evaluated the client's conditions): the upstream copies that version or nothing.
     headers['x-amz-copy-source-if-match'] = src.etag;
-    ctx.stats.upstreamRequests++;
-    const up = await ctx.upstream.request({
-      identity: ctx.identity,
+    const up = await upstreamRequest(ctx, {
       method: 'PUT',
       path: objectPath(bucket, key),
       query: upstreamQuery(ctx.s3.query),
       headers,
     });
-    ctx.stats.upstreamStatus = up.statusCode;
     if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
     // Checksums of the ciphertext mean nothing to the client.
     const xml = removeElements(await readText(up), /^Checksum/);
@@ -331,8 +324,7 @@ async function multipartServerCopy(
   const createHeaders: Record<string, string> = { ...headers, [LAYOUT_META]: 'parts' };
   delete createHeaders['x-amz-metadata-directive'];
   await copyTags(ctx, src, createHeaders);
-  ctx.stats.upstreamRequests++;
-  const created = await ctx.upstream.request({ identity: ctx.identity, method: 'POST', path, query: [['uploads', '']], headers: createHeaders });
+  const created = await upstreamRequest(ctx, { method: 'POST', path, query: [['uploads', '']], headers: createHeaders });
   if (created.statusCode !== 200) return relayUpstreamError(ctx, created);
   const uploadId = elementText(await readText(created), 'UploadId');
   if (!uploadId) throw new S3Error('InternalError', 'The upstream store did not return an upload id.');
@@ -348,9 +340,7 @@ async function multipartServerCopy(
         const i = next++;
         const first = i * partSize;
         const last = Math.min(src.size, first + partSize) - 1;
-        ctx.stats.upstreamRequests++;
-        const up = await ctx.upstream.request({
-          identity: ctx.identity,
+        const up = await upstreamRequest(ctx, {
           method: 'PUT',
           path,
           query: [
@@ -383,9 +373,7 @@ async function multipartServerCopy(
       '<CompleteMultipartUpload>' +
       etags.map((e, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${xmlEscape(e)}</ETag></Part>`).join('') +
       '</CompleteMultipartUpload>';
-    ctx.stats.upstreamRequests++;
-    const done = await ctx.upstream.request({
-      identity: ctx.identity,
+    const done = await upstreamRequest(ctx, {
       method: 'POST',
       path,
       query: [['uploadId', uploadId]],
@@ -440,9 +428,7 @@ async function readSource(
   } else if (range) {
     headers.range = `bytes=${range.start}-${range.end}`;
   }
-  ctx.stats.upstreamRequests++;
-  const up = await ctx.upstream.request({
-    identity: ctx.identity,
+  const up = await upstreamRequest(ctx, {
     method: 'GET',
     path: objectPath(src.bucket, src.key),
     query: src.versionId ? [['versionId', src.versionId]] : [],

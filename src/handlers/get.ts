@@ -17,7 +17,7 @@ import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/cu
 import { dump, type UpstreamResponse } from '../upstream.ts';
 import { dropPrefix } from './body.ts';
 import { partsCountOf, planRange, planWhole, probeLayout, type ObjectLayout } from './object-layout.ts';
-import { relayUpstreamError, type RequestContext } from './context.ts';
+import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
 
 /** Request headers a read forwards: conditionals and a few S3 request options. */
 const READ_HEADERS = [
@@ -43,9 +43,7 @@ function readHeaders(ctx: RequestContext, extra: Record<string, string> = {}): R
  * would count ciphertext parts, or ignore it as RGW 16 does).
  */
 function fetchObject(ctx: RequestContext, method: 'GET' | 'HEAD', headers: Record<string, string>, encrypted = true) {
-  ctx.stats.upstreamRequests++;
-  return ctx.upstream.request({
-    identity: ctx.identity,
+  return upstreamRequest(ctx, {
     method,
     path: objectPath(ctx.s3.bucket!, ctx.s3.key!),
     query: upstreamQuery(ctx.s3.query, encrypted ? ['partNumber'] : []),

@@ -13,7 +13,7 @@ import { elementText, mapBlocks, replaceElements } from '../s3/xml.ts';
 import { parseEnvelopeHeader } from '../sse-c/envelope.ts';
 import { dump, readText } from '../upstream.ts';
 import type { ObjectInfo } from '../object-info.ts';
-import { relayUpstreamError, type RequestContext } from './context.ts';
+import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
 import { probeLayout } from './object-layout.ts';
 
 const HEAD_CONCURRENCY = 8;
@@ -28,14 +28,11 @@ interface Listed {
 
 export async function listObjects(ctx: RequestContext): Promise<void> {
   const { s3 } = ctx;
-  ctx.stats.upstreamRequests++;
-  const up = await ctx.upstream.request({
-    identity: ctx.identity,
+  const up = await upstreamRequest(ctx, {
     method: 'GET',
     path: objectPath(s3.bucket!),
     query: upstreamQuery(s3.query),
   });
-  ctx.stats.upstreamStatus = up.statusCode;
   if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
   const xml = await readText(up, MAX_LISTING_BYTES);
   const urlEncoded = queryGet(s3.query, 'encoding-type') === 'url';
@@ -103,9 +100,7 @@ function couldBeEncrypted(size: number): boolean {
 }
 
 async function headInfo(ctx: RequestContext, o: Listed): Promise<ObjectInfo | undefined> {
-  ctx.stats.upstreamRequests++;
-  const up = await ctx.upstream.request({
-    identity: ctx.identity,
+  const up = await upstreamRequest(ctx, {
     method: 'HEAD',
     path: objectPath(ctx.s3.bucket!, o.key),
     query: o.versionId ? [['versionId', o.versionId]] : [],

@@ -13,7 +13,7 @@ import { sealEnvelope } from '../sse-c/envelope.ts';
 import { clientUploadId, multipartDataKey, parseUploadId, tagMatches, type ParsedUploadId } from '../sse-c/upload-id.ts';
 import { readText } from '../upstream.ts';
 import { acceptBody } from './body.ts';
-import { relayUpstreamError, type RequestContext } from './context.ts';
+import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
 import { encryptedWriteHeaders, uploadDecoded, uploadEncrypted } from './put.ts';
 
 const MAX_COMPLETE_BODY = 2 * 1024 * 1024;
@@ -129,9 +129,7 @@ export async function completeMultipartUpload(ctx: RequestContext): Promise<void
   // Part checksums were verified by the proxy over the plaintext (the upstream never saw them, and holds
   // ciphertext for SSE-C parts): they are not the upstream's to check.
   const upstreamBody = removeElements(body, /^Checksum/);
-  ctx.stats.upstreamRequests++;
-  const up = await ctx.upstream.request({
-    identity: ctx.identity,
+  const up = await upstreamRequest(ctx, {
     method: 'POST',
     path: objectPath(ctx.s3.bucket!, ctx.s3.key!),
     query: upstreamQueryFor(ctx, parsed),
@@ -142,7 +140,6 @@ export async function completeMultipartUpload(ctx: RequestContext): Promise<void
     },
     body: upstreamBody,
   });
-  ctx.stats.upstreamStatus = up.statusCode;
   if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
   let xml = await readText(up, MAX_COMPLETE_BODY);
   if (xml.includes('<Error>')) return sendXml(ctx, 200, xml); // S3 reports late failures inside a 200
@@ -200,14 +197,11 @@ export async function listParts(ctx: RequestContext): Promise<void> {
   // Sizes are converted for the uploads this proxy knows are SSE-C (tagged ids); a bare id's parts are shown
   // as stored.
   const encrypted = parsed.tag !== undefined;
-  ctx.stats.upstreamRequests++;
-  const up = await ctx.upstream.request({
-    identity: ctx.identity,
+  const up = await upstreamRequest(ctx, {
     method: 'GET',
     path: objectPath(ctx.s3.bucket!, ctx.s3.key!),
     query: upstreamQueryFor(ctx, parsed),
   });
-  ctx.stats.upstreamStatus = up.statusCode;
   if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
   let xml = await readText(up, 16 * 1024 * 1024);
   xml = replaceElements(xml, 'UploadId', () => queryGet(ctx.s3.query, 'uploadId')!);

@@ -14,7 +14,7 @@ import { objectRangeRead, wholeObjectRead, type DecryptOptions, type DecryptSegm
 import { S3Error } from '../s3/errors.ts';
 import { objectPath } from '../s3/operation.ts';
 import { dump } from '../upstream.ts';
-import type { RequestContext } from './context.ts';
+import { upstreamRequest, type RequestContext } from './context.ts';
 
 export interface PartExtent {
   readonly partNumber: number;
@@ -71,9 +71,7 @@ function upstreamReader(ctx: RequestContext, ref: ObjectRef): ReadBytes {
   let reads = 0;
   return async (offset, length) => {
     if (++reads > MAX_PROBE_READS) throw new S3Error('InternalError', 'The stored object layout is too costly to map.');
-    ctx.stats.upstreamRequests++;
-    const up = await ctx.upstream.request({
-      identity: ctx.identity,
+    const up = await upstreamRequest(ctx, {
       method: 'GET',
       path: objectPath(ref.bucket, ref.key),
       query: ref.versionId ? [['versionId', ref.versionId]] : [],

@@ -12,8 +12,14 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CreateBucketCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import * as Minio from 'minio';
-import { ensureRgw } from '../support/rgw.ts';
-import { newKey, sse, startTestProxy, type TestProxy, type UpstreamInfo } from '../support/proxy.ts';
+import {
+  newKey,
+  rgwUpstream,
+  sse,
+  startTestProxy,
+  type TestProxy,
+  type UpstreamInfo,
+} from '../support/proxy.ts';
 
 const MiB = 1024 * 1024;
 let up: UpstreamInfo;
@@ -22,8 +28,7 @@ let dir: string;
 const bucket = `matrix-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 
 before(async () => {
-  const rgw = await ensureRgw();
-  up = { endpoint: rgw.endpoint, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region };
+  up = await rgwUpstream();
   t = await startTestProxy(up);
   await t.client().send(new CreateBucketCommand({ Bucket: bucket }));
   dir = mkdtempSync(join(tmpdir(), 'ssec-matrix-'));

@@ -12,8 +12,14 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CreateBucketCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
-import { ensureRgw } from '../support/rgw.ts';
-import { sse, startTestProxy, type SseKey, type TestProxy, type UpstreamInfo } from '../support/proxy.ts';
+import {
+  rgwUpstream,
+  sse,
+  type SseKey,
+  startTestProxy,
+  type TestProxy,
+  type UpstreamInfo,
+} from '../support/proxy.ts';
 import { createHash } from 'node:crypto';
 
 const MiB = 1024 * 1024;
@@ -62,8 +68,7 @@ function sha(path: string): string {
 }
 
 before(async () => {
-  const rgw = await ensureRgw();
-  up = { endpoint: rgw.endpoint, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region };
+  up = await rgwUpstream();
   t = await startTestProxy(up);
   await t.client().send(new CreateBucketCommand({ Bucket: bucket }));
   dir = mkdtempSync(join(tmpdir(), 'ssec-clients-'));

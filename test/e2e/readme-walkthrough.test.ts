@@ -11,8 +11,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
-import { ensureRgw } from '../support/rgw.ts';
-import { directClient, startTestProxy, type TestProxy, type UpstreamInfo } from '../support/proxy.ts';
+import {
+  directClient,
+  rgwUpstream,
+  startTestProxy,
+  type TestProxy,
+  type UpstreamInfo,
+} from '../support/proxy.ts';
 import { freePort } from '../support/net.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
@@ -99,8 +104,7 @@ test('README walkthrough against `s3-ssec-proxy` with no configuration (embedded
 let up: UpstreamInfo;
 let t: TestProxy;
 before(async () => {
-  const rgw = await ensureRgw();
-  up = { endpoint: rgw.endpoint, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region };
+  up = await rgwUpstream();
   t = await startTestProxy(up);
 });
 after(async () => t?.close());

@@ -24,11 +24,11 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { ensureRgw } from '../support/rgw.ts';
 import {
   errorCode,
   newKey,
   rawRequest,
+  rgwUpstream,
   sse,
   ssecHeaders,
   startTestProxy,
@@ -45,8 +45,7 @@ let s3: S3Client;
 const bucket = `auth-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 
 before(async () => {
-  const rgw = await ensureRgw();
-  up = { endpoint: rgw.endpoint, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region };
+  up = await rgwUpstream();
   t = await startTestProxy(up);
   s3 = t.client();
   await s3.send(new CreateBucketCommand({ Bucket: bucket }));

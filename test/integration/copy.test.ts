@@ -18,17 +18,17 @@ import {
   UploadPartCopyCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { ensureRgw } from '../support/rgw.ts';
 import {
   directClient,
   errorCode,
   logLine,
   newKey,
   rawRequest,
+  rgwUpstream,
   sse,
   ssecHeaders,
-  startTestProxy,
   type SseKey,
+  startTestProxy,
   type TestProxy,
   type UpstreamInfo,
 } from '../support/proxy.ts';
@@ -54,8 +54,7 @@ async function status(key: string, k?: SseKey): Promise<number> {
 }
 
 before(async () => {
-  const rgw = await ensureRgw();
-  up = { endpoint: rgw.endpoint, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region };
+  up = await rgwUpstream();
   t = await startTestProxy(up);
   s3 = t.client();
   await s3.send(new CreateBucketCommand({ Bucket: bucket }));

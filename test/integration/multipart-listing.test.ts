@@ -24,17 +24,17 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { ensureRgw } from '../support/rgw.ts';
 import {
   directClient,
   errorCode,
   logLine,
   newKey,
   rawRequest,
+  rgwUpstream,
   sse,
   ssecHeaders,
-  startTestProxy,
   type SseKey,
+  startTestProxy,
   type TestProxy,
   type UpstreamInfo,
 } from '../support/proxy.ts';
@@ -50,8 +50,7 @@ async function bytes(body: unknown): Promise<Buffer> {
 }
 
 before(async () => {
-  const rgw = await ensureRgw();
-  up = { endpoint: rgw.endpoint, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region };
+  up = await rgwUpstream();
   t = await startTestProxy(up);
   s3 = t.client();
   await s3.send(new CreateBucketCommand({ Bucket: bucket }));

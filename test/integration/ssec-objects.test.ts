@@ -15,7 +15,6 @@ import {
 } from '@aws-sdk/client-s3';
 import { encryptedSize } from '../../src/format/layout.ts';
 import { ENVELOPE_META } from '../../src/s3/headers.ts';
-import { ensureRgw } from '../support/rgw.ts';
 import {
   directClient,
   errorCode,
@@ -23,6 +22,7 @@ import {
   logLine,
   newKey,
   rawRequest,
+  rgwUpstream,
   sse,
   ssecHeaders,
   startTestProxy,
@@ -45,8 +45,7 @@ async function bytes(body: unknown): Promise<Buffer> {
 }
 
 before(async () => {
-  const rgw = await ensureRgw();
-  up = { endpoint: rgw.endpoint, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region };
+  up = await rgwUpstream();
   t = await startTestProxy(up, { SSEC_PROXY_HTTP_LISTEN: '127.0.0.1:0' });
   s3 = t.client();
   direct = directClient(up);

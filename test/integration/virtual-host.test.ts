@@ -7,8 +7,14 @@ import https from 'node:https';
 import { after, before, test } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { ensureRgw } from '../support/rgw.ts';
-import { newKey, sse, startTestProxy, type TestProxy, type UpstreamInfo } from '../support/proxy.ts';
+import {
+  newKey,
+  rgwUpstream,
+  sse,
+  startTestProxy,
+  type TestProxy,
+  type UpstreamInfo,
+} from '../support/proxy.ts';
 
 const DOMAIN = 's3.proxy.test';
 let up: UpstreamInfo;
@@ -16,8 +22,7 @@ let t: TestProxy;
 let vh: S3Client;
 
 before(async () => {
-  const rgw = await ensureRgw();
-  up = { endpoint: rgw.endpoint, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region };
+  up = await rgwUpstream();
   t = await startTestProxy(up, { SSEC_PROXY_VIRTUAL_HOST_DOMAIN: DOMAIN });
   // Every *.s3.proxy.test name resolves to loopback for this client only; TLS checks the name (SNI) as usual.
   const agent = new https.Agent({

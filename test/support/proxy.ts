@@ -14,6 +14,7 @@ import { Hash } from '@smithy/hash-node';
 import { loadConfig } from '../../src/config.ts';
 import { startProxy, type RunningProxy } from '../../src/server.ts';
 import { ensureDevCertificate } from '../../src/tls/dev-cert.ts';
+import { ensureRgw } from './rgw.ts';
 import { Upstream } from '../../src/upstream.ts';
 
 export interface UpstreamInfo {
@@ -33,6 +34,12 @@ export interface TestProxy {
   /** An SDK client pointed at the proxy, trusting the test CA. */
   client(overrides?: Partial<{ accessKeyId: string; secretAccessKey: string; requestChecksumCalculation: 'WHEN_REQUIRED' | 'WHEN_SUPPORTED' }>): S3Client;
   close(): Promise<void>;
+}
+
+/** The test run's Ceph RGW (started by scripts/test.sh, or here on first use). */
+export async function rgwUpstream(): Promise<UpstreamInfo> {
+  const rgw = await ensureRgw();
+  return { endpoint: rgw.endpoint, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region };
 }
 
 let caDir: string | undefined;
