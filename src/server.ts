@@ -19,6 +19,7 @@ import {
 } from './handlers/multipart.ts';
 import { getObjectAttributes } from './handlers/attributes.ts';
 import { listObjects } from './handlers/list.ts';
+import { postObject } from './handlers/post.ts';
 import { putObject, uploadDecoded } from './handlers/put.ts';
 import { ObjectInfoCache } from './object-info.ts';
 import { createPassthrough } from './passthrough.ts';
@@ -104,7 +105,7 @@ export function createRequestHandler(deps: ProxyDeps) {
         return passthrough(ctx);
       }
       case 'PostObject':
-        throw new S3Error('NotImplemented', 'POST object uploads are not supported by this proxy yet.');
+        throw new Error('PostObject is authenticated by its form and handled before SigV4 verification');
       case 'ListObjects':
       case 'ListObjectsV2':
       case 'ListObjectVersions':
@@ -140,6 +141,31 @@ export function createRequestHandler(deps: ProxyDeps) {
         throw new S3Error('InvalidArgument', 'Server Side Encryption with Customer provided key is incompatible with the encryption method specified', {
           extra: { ArgumentName: 'x-amz-server-side-encryption', ArgumentValue: String(req.headers['x-amz-server-side-encryption']).slice(0, 16) },
         });
+      }
+      if (s3.op === 'PostObject' && typeof req.headers.authorization !== 'string') {
+        // Browser form uploads carry their signature (over a policy) in the form itself.
+        const lookup = (ak: string) => {
+          const c = credentials.get(ak);
+          return c ? { secret: c.secret, identity: c.identity } : undefined;
+        };
+        const anonymous = { accessKeyId: '', secretAccessKey: '' };
+        const ctx: RequestContext = {
+          req,
+          res,
+          s3,
+          identity: anonymous, // the form's credential decides; postObject signs with it
+          payloadHash: 'UNSIGNED-PAYLOAD',
+          auth: undefined as never,
+          upstream,
+          config,
+          requestId,
+          stats,
+          passthrough,
+          objects,
+        };
+        await postObject(ctx, lookup, now(), secure);
+        status = res.statusCode;
+        return;
       }
       const auth = verifyRequest(
         { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headersDistinct },

@@ -25,6 +25,8 @@ export type S3ErrorCode =
   | 'InvalidURI'
   | 'KeyTooLongError'
   | 'MalformedXML'
+  | 'MalformedPOSTRequest'
+  | 'InvalidPolicyDocument'
   | 'MethodNotAllowed'
   | 'MissingContentLength'
   | 'MissingSecurityHeader'
@@ -64,6 +66,8 @@ const DEFAULT_STATUS: Record<S3ErrorCode, number> = {
   InvalidURI: 400,
   KeyTooLongError: 400,
   MalformedXML: 400,
+  MalformedPOSTRequest: 400,
+  InvalidPolicyDocument: 400,
   MethodNotAllowed: 405,
   MissingContentLength: 411,
   MissingSecurityHeader: 400,
