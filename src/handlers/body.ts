@@ -15,6 +15,8 @@ export interface PlainBody {
   readonly stages: Transform[];
   /** Plaintext length, known before the first byte. */
   readonly length: number;
+  /** The x-amz-checksum-* values the client gave (headers, query, trailers once the body ended), all verified. */
+  readonly checksums: () => Record<string, string>;
 }
 
 /** S3's single-PUT limit. */
@@ -86,7 +88,15 @@ export function plainBody(req: IncomingMessage, auth: VerifiedRequest): PlainBod
       if (alg && req.headers[name.toLowerCase()] === undefined) stages.push(createChecksumCheck(alg, () => value));
     }
   }
-  return { stages, length };
+  const checksums = () => {
+    const out: Record<string, string> = {};
+    for (const [name, value] of Object.entries(req.headers)) if (checksumOfHeader(name) && typeof value === 'string') out[name] = value;
+    trailerValues.forEach((v, k) => {
+      if (checksumOfHeader(k)) out[k] = v;
+    });
+    return out;
+  };
+  return { stages, length, checksums };
 }
 
 /** Fails with IncompleteBody when the body ends before `length` bytes (a client that went away). */

@@ -23,6 +23,7 @@ import {
   type CustomerKey,
 } from '../sse-c/customer-key.ts';
 import { openEnvelope, resealEnvelope, sealEnvelope } from '../sse-c/envelope.ts';
+import { CHECKSUM_META } from '../sse-c/sealed-checksum.ts';
 import { multipartDataKey, parseUploadId, tagMatches } from '../sse-c/upload-id.ts';
 import { dump, readText, type UpstreamResponse } from '../upstream.ts';
 import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
@@ -259,6 +260,9 @@ export async function copyObject(ctx: RequestContext): Promise<void> {
     sealed.dataKey.fill(0);
     headers[ENVELOPE_META] = sealed.value;
     if (src.head[LAYOUT_META] !== undefined) headers[LAYOUT_META] = 'parts';
+    // Same data key, same plaintext: the sealed checksum stays valid.
+    const checksum = src.head[CHECKSUM_META];
+    if (typeof checksum === 'string') headers[CHECKSUM_META] = checksum;
     if (src.size > ctx.config.copyMultipartThreshold) return multipartServerCopy(ctx, src, headers, echo);
     headers['x-amz-copy-source'] = String(ctx.req.headers['x-amz-copy-source']);
     // The envelope re-sealed above belongs to exactly the source version checked by the HEAD (which also

@@ -13,6 +13,7 @@ import { clientResponseHeaders, ENVELOPE_META, LAYOUT_META } from '../s3/headers
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { contentRange, parseRange, resolveRange, type RangeSpec } from '../s3/range.ts';
 import { openEnvelope } from '../sse-c/envelope.ts';
+import { CHECKSUM_META, openChecksum } from '../sse-c/sealed-checksum.ts';
 import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { dump, type UpstreamResponse } from '../upstream.ts';
 import { dropPrefix } from './body.ts';
@@ -164,6 +165,15 @@ export async function getObject(ctx: RequestContext): Promise<void> {
     'x-amz-request-id': ctx.requestId,
   });
 
+  if (range === undefined && partNumber === undefined && String(ctx.req.headers['x-amz-checksum-mode'] ?? '').toUpperCase() === 'ENABLED') {
+    // Whole-object reads only, as S3: a checksum of the whole object on a part would fail the client's check.
+    const sealed = up.headers[CHECKSUM_META];
+    const checksum = openChecksum(dataKey, typeof sealed === 'string' ? sealed : undefined);
+    if (checksum) {
+      headers[`x-amz-checksum-${checksum.algorithm}`] = checksum.value;
+      headers['x-amz-checksum-type'] = 'FULL_OBJECT';
+    }
+  }
   let resolved;
   try {
     resolved = range ? resolveRange(range, plainSize) : undefined;

@@ -10,6 +10,8 @@ import { createEncryptStream } from '../format/stream.ts';
 import { ENVELOPE_META, forwardableRequestHeaders, PLAINTEXT_DESCRIBING } from '../s3/headers.ts';
 import { objectPath, upstreamQuery } from '../s3/operation.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
+import { CHECKSUM_META, sealChecksum } from '../sse-c/sealed-checksum.ts';
+import { checksumOfHeader } from '../sigv4/checksums.ts';
 import { ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { dump } from '../upstream.ts';
 import { acceptBody, holdBack, plainBody } from './body.ts';
@@ -42,6 +44,12 @@ export async function putObject(ctx: RequestContext, customerKey: CustomerKey): 
   });
   const headers = encryptedWriteHeaders(ctx);
   headers[ENVELOPE_META] = envelope.value;
+  // A checksum given as a header (verified over the body on its way) is kept sealed for GET/HEAD to return.
+  const given = Object.keys(ctx.req.headers).map((h) => [h, checksumOfHeader(h)] as const).filter(([, a]) => a !== undefined);
+  if (given.length === 1) {
+    const [header, algorithm] = given[0]!;
+    headers[CHECKSUM_META] = sealChecksum(envelope.dataKey, algorithm!, String(ctx.req.headers[header]));
+  }
   try {
     await uploadEncrypted(ctx, customerKey, {
       dataKey: envelope.dataKey,
@@ -146,7 +154,8 @@ async function upload(
     return relayUpstreamError(ctx, up);
   }
   await dump(up);
-  const out: Record<string, string> = { ...u.echo, 'x-amz-request-id': ctx.requestId };
+  // S3 answers an upload with the checksums it verified.
+  const out: Record<string, string> = { ...u.echo, ...body.checksums(), 'x-amz-request-id': ctx.requestId };
   const etag = up.headers['etag'];
   if (typeof etag === 'string') out['etag'] = etag;
   if (u.object && typeof etag === 'string') {

@@ -422,6 +422,31 @@ describe('uploads that must not be stored', () => {
   });
 });
 
+describe('checksums the client gave are returned as S3 returns them', () => {
+  test('GET/HEAD with checksum mode return the client\'s CRC32 / SHA256 of the plaintext (whole reads only), sealed at rest', async () => {
+    const key = newKey();
+    const data = randomBytes(150_000);
+    for (const [name, algorithm, field] of [
+      ['ck-crc32', 'CRC32', 'ChecksumCRC32'],
+      ['ck-sha256', 'SHA256', 'ChecksumSHA256'],
+    ] as const) {
+      const put = await s3.send(new PutObjectCommand({ Bucket: bucket, Key: name, Body: data, ChecksumAlgorithm: algorithm, ...sse(key) }));
+      const expected = put[field];
+      assert.ok(expected, 'the SDK computed a checksum');
+      const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: name, ChecksumMode: 'ENABLED', ...sse(key) }));
+      assert.equal(got[field], expected);
+      assert.ok((await bytes(got.Body)).equals(data)); // the SDK also validates the body against it
+      const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: name, ChecksumMode: 'ENABLED', ...sse(key) }));
+      assert.equal(head[field], expected);
+      const ranged = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: name, Range: 'bytes=0-9', ChecksumMode: 'ENABLED', ...sse(key) }));
+      assert.equal(ranged[field], undefined);
+      await bytes(ranged.Body);
+      const raw = await direct.send(new HeadObjectCommand({ Bucket: bucket, Key: name }));
+      assert.ok(!JSON.stringify(raw.Metadata).includes(expected!), 'checksum stored sealed');
+    }
+  });
+});
+
 describe('conditional requests', () => {
   const key = newKey();
   let etag: string;
