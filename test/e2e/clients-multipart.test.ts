@@ -153,7 +153,11 @@ describe('aws s3 sync --sse-c', () => {
 });
 
 describe('copies and key rotation with real clients', () => {
-  test('aws-cli 2.9: s3 cp s3→s3 of 20 MiB from one key to another (multipart copy), then copy-to-self rotation', async () => {
+  for (const [label, aws] of [
+    ['aws-cli 2.9 (Debian)', AWS_DEB],
+    ['aws-cli 1.45 (current botocore)', AWS_NEW],
+  ] as const) {
+  test(`${label}: s3 cp s3→s3 of 20 MiB from one key to another (multipart copy), then copy-to-self rotation`, async () => {
     const oldKey = join(dir, 'old.key');
     const newKeyFile = join(dir, 'new.key');
     const newer = join(dir, 'newer.key');
@@ -165,18 +169,19 @@ describe('copies and key rotation with real clients', () => {
     const ep = ['--endpoint-url', t.endpoint];
     const withKey = (f: string) => ['--sse-c', 'AES256', '--sse-c-key', `fileb://${f}`];
     const fromKey = (f: string) => ['--sse-c-copy-source', 'AES256', '--sse-c-copy-source-key', `fileb://${f}`];
-    await run(AWS_DEB, [...ep, 's3', 'cp', src, `s3://${bucket}/copy/k`, ...withKey(oldKey)]);
-    await run(AWS_DEB, [...ep, 's3', 'cp', `s3://${bucket}/copy/k`, `s3://${bucket}/copy/k2`, ...fromKey(oldKey), ...withKey(newKeyFile)]);
-    await run(AWS_DEB, [...ep, 's3', 'cp', `s3://${bucket}/copy/k2`, join(dir, 'k2.out'), ...withKey(newKeyFile)]);
+    await run(aws, [...ep, 's3', 'cp', src, `s3://${bucket}/copy/${aws.length}/k`, ...withKey(oldKey)]);
+    await run(aws, [...ep, 's3', 'cp', `s3://${bucket}/copy/${aws.length}/k`, `s3://${bucket}/copy/${aws.length}/k2`, ...fromKey(oldKey), ...withKey(newKeyFile)]);
+    await run(aws, [...ep, 's3', 'cp', `s3://${bucket}/copy/${aws.length}/k2`, join(dir, 'k2.out'), ...withKey(newKeyFile)]);
     assert.equal(sha(join(dir, 'k2.out')), sha(src));
     // Rotation in place.
-    await run(AWS_DEB, [...ep, 's3', 'cp', `s3://${bucket}/copy/k2`, `s3://${bucket}/copy/k2`, ...fromKey(newKeyFile), ...withKey(newer)]);
-    await assert.rejects(run(AWS_DEB, [...ep, 's3', 'cp', `s3://${bucket}/copy/k2`, join(dir, 'stale.out'), ...withKey(newKeyFile)]));
-    await run(AWS_DEB, [...ep, 's3', 'cp', `s3://${bucket}/copy/k2`, join(dir, 'rotated.out'), ...withKey(newer)]);
+    await run(aws, [...ep, 's3', 'cp', `s3://${bucket}/copy/${aws.length}/k2`, `s3://${bucket}/copy/${aws.length}/k2`, ...fromKey(newKeyFile), ...withKey(newer)]);
+    await assert.rejects(run(aws, [...ep, 's3', 'cp', `s3://${bucket}/copy/${aws.length}/k2`, join(dir, 'stale.out'), ...withKey(newKeyFile)]));
+    await run(aws, [...ep, 's3', 'cp', `s3://${bucket}/copy/${aws.length}/k2`, join(dir, 'rotated.out'), ...withKey(newer)]);
     assert.equal(sha(join(dir, 'rotated.out')), sha(src));
   });
+  }
 
-  test('boto3 managed copy() (HEAD, multipart copy, Complete without SSE-C) with both boto3 versions', async () => {
+  test('boto3 managed copy() (HEAD, multipart copy, Complete without SSE-C) and copy_object key rotation, both boto3 versions', async () => {
     const script = `
 import sys, boto3
 from boto3.s3.transfer import TransferConfig
@@ -189,7 +194,18 @@ s3.upload_file(src, bucket, 'managed/src', ExtraArgs=extra)
 cfg = TransferConfig(multipart_threshold=8*1024*1024, multipart_chunksize=8*1024*1024)
 s3.copy({'Bucket': bucket, 'Key': 'managed/src'}, bucket, 'managed/dst', ExtraArgs={**extra, 'CopySourceSSECustomerAlgorithm': 'AES256', 'CopySourceSSECustomerKey': key}, Config=cfg)
 body = s3.get_object(Bucket=bucket, Key='managed/dst', **extra)['Body'].read()
-print(len(body), body == open(src, 'rb').read())
+import os
+new = os.urandom(32)
+s3.copy_object(Bucket=bucket, Key='managed/dst', CopySource={'Bucket': bucket, 'Key': 'managed/dst'},
+               CopySourceSSECustomerAlgorithm='AES256', CopySourceSSECustomerKey=key,
+               SSECustomerAlgorithm='AES256', SSECustomerKey=new)
+old_key_refused = False
+try:
+    s3.head_object(Bucket=bucket, Key='managed/dst', **extra)
+except Exception as e:
+    old_key_refused = '403' in str(e)
+rotated = s3.get_object(Bucket=bucket, Key='managed/dst', SSECustomerAlgorithm='AES256', SSECustomerKey=new)['Body'].read()
+print(len(body), body == open(src, 'rb').read() and rotated == body and old_key_refused)
 `;
     writeFileSync(join(dir, 'managed_copy.py'), script); // not copy.py: that would shadow Python's own module
     const src = join(dir, 'copy-src-boto.bin');
