@@ -49,6 +49,8 @@ export interface Config {
    * certificate must cover `*.<domain>` (the generated development certificate does).
    */
   readonly virtualHostDomain: string | undefined;
+  /** On SIGTERM, how long in-flight requests may run before they are cut (uploads cut are never stored). */
+  readonly shutdownGraceMs: number;
 }
 
 export class ConfigError extends Error {
@@ -94,6 +96,7 @@ const fileSchema = z
     copyMultipartThreshold: z.number().int().min(5 * 1024 * 1024).max(5 * 1024 ** 3).optional(),
     reencryptOnKeyChange: z.boolean().optional(),
     virtualHostDomain: z.string().regex(/^[a-z0-9.-]+$/i, 'must be a DNS name').optional(),
+    shutdownGraceSeconds: z.number().min(0).max(3600).optional(),
   })
   .strict();
 
@@ -218,6 +221,13 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (virtualHostDomain !== undefined && !/^[a-z0-9.-]+$/i.test(virtualHostDomain)) {
     problems.push(`SSEC_PROXY_VIRTUAL_HOST_DOMAIN: must be a DNS name, got "${virtualHostDomain}"`);
   }
+  const graceText = env.SSEC_PROXY_SHUTDOWN_GRACE_SECONDS;
+  let shutdownGraceMs = (file.shutdownGraceSeconds ?? 30) * 1000;
+  if (graceText !== undefined && graceText !== '') {
+    const n = Number(graceText);
+    if (!(n >= 0 && n <= 3600)) problems.push('SSEC_PROXY_SHUTDOWN_GRACE_SECONDS: must be a number of seconds, 0..3600');
+    else shutdownGraceMs = n * 1000;
+  }
   const multipartEtags = bool('SSEC_PROXY_UPSTREAM_MULTIPART_ETAGS', file.upstream?.multipartEtags ?? true);
   const reencrypt = bool('SSEC_PROXY_REENCRYPT_ON_KEY_CHANGE', file.reencryptOnKeyChange);
   const thresholdText = env.SSEC_PROXY_COPY_MULTIPART_THRESHOLD;
@@ -244,6 +254,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     copyMultipartThreshold,
     reencryptOnKeyChange: reencrypt,
     virtualHostDomain: virtualHostDomain?.toLowerCase(),
+    shutdownGraceMs,
   };
   return deepFreeze(config);
 }

@@ -79,8 +79,8 @@ async function serve(config: Config): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    process.stderr.write(`${signal}: closing listeners, finishing in-flight requests\n`);
-    await proxy.close();
+    process.stderr.write(`${signal}: closing listeners, finishing in-flight requests (up to ${config.shutdownGraceMs / 1000} s)\n`);
+    await proxy.close(config.shutdownGraceMs);
     await upstream.close();
     await embedded?.stop();
     process.exit(0);

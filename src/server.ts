@@ -47,7 +47,7 @@ export interface RunningProxy {
   /** Actual addresses after listen (port 0 resolved). */
   readonly httpsPort: number;
   readonly httpPort: number | undefined;
-  close(): Promise<void>;
+  close(graceMs?: number): Promise<void>;
 }
 
 function isLoopback(addr: string | undefined): boolean {
@@ -279,7 +279,14 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
 
 export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {
   const { config } = deps;
-  const handle = createRequestHandler(deps);
+  const inner = createRequestHandler(deps);
+  // In-flight requests, for draining on shutdown.
+  let inflight = 0;
+  const handle = (req: http.IncomingMessage, res: http.ServerResponse, secure: boolean): Promise<void> => {
+    inflight++;
+    res.once('close', () => inflight--);
+    return inner(req, res, secure);
+  };
   const tlsServer = https.createServer({ cert: deps.tls.cert, key: deps.tls.key }, (req, res) => {
     void handle(req, res, true);
   });
@@ -316,16 +323,19 @@ export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {
     http: plain,
     httpsPort,
     httpPort,
-    async close() {
-      await Promise.all(
-        servers.map(
-          (s) =>
-            new Promise<void>((resolve) => {
-              s.close(() => resolve());
-              s.closeIdleConnections();
-            }),
-        ),
-      );
+    /**
+     * Stops accepting, lets in-flight requests finish for up to `graceMs`, then cuts the rest: a cut upload's
+     * upstream request is aborted before its final chunk, so no partial object is ever stored.
+     */
+    async close(graceMs = Infinity) {
+      const closed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      const deadline = Date.now() + graceMs;
+      while (inflight > 0 && Date.now() < deadline) {
+        for (const s of servers) s.closeIdleConnections();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      for (const s of servers) s.closeAllConnections();
+      await closed;
     },
   };
 }
