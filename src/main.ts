@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { startEmbeddedS3 } from './embedded-s3.ts';
+import { describeKey, generateKey } from './keygen.ts';
 import { startProxy } from './server.ts';
 import { ensureDevCertificate } from './tls/dev-cert.ts';
 import { Upstream } from './upstream.ts';
@@ -15,6 +16,7 @@ const HELP = `s3-ssec-proxy — an S3 proxy that gives any S3 store SSE-C (custo
 
 Usage: s3-ssec-proxy [serve] [--config FILE]
        s3-ssec-proxy check-config [--config FILE]
+       s3-ssec-proxy keygen [--passphrase TEXT [--salt BASE64]]
        s3-ssec-proxy --version | --help
 
 Without configuration it serves https://127.0.0.1:8443 with a generated development certificate in front of an
@@ -95,6 +97,8 @@ async function main(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       config: { type: 'string', short: 'c' },
+      passphrase: { type: 'string' },
+      salt: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
     },
@@ -108,6 +112,13 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const command = positionals[0] ?? 'serve';
+  if (command === 'keygen') {
+    const salt = values.salt !== undefined ? Buffer.from(values.salt, 'base64') : undefined;
+    const k = generateKey({ ...(values.passphrase !== undefined ? { passphrase: values.passphrase } : {}), ...(salt ? { salt } : {}) });
+    process.stdout.write(describeKey(k) + '\n');
+    k.key.fill(0);
+    return 0;
+  }
   let config: Config;
   try {
     config = loadConfig({ configPath: values.config });
