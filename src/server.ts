@@ -21,6 +21,7 @@ import { getObjectAttributes } from './handlers/attributes.ts';
 import { listObjects } from './handlers/list.ts';
 import { postObject } from './handlers/post.ts';
 import { putObject, uploadDecoded } from './handlers/put.ts';
+import { createLogger } from './log.ts';
 import { ObjectInfoCache } from './object-info.ts';
 import { createPassthrough } from './passthrough.ts';
 import { S3Error, SSEC_MESSAGES, toXml } from './s3/errors.ts';
@@ -57,7 +58,14 @@ function isLoopback(addr: string | undefined): boolean {
 export function createRequestHandler(deps: ProxyDeps) {
   const { config, upstream } = deps;
   const now = deps.now ?? (() => new Date());
-  const log = deps.log ?? ((line) => process.stdout.write(JSON.stringify(line) + '\n'));
+  const logger = deps.log ? undefined : createLogger();
+  const log =
+    deps.log ??
+    ((line: Record<string, unknown>) => {
+      const { level, msg, ...fields } = line;
+      if (level === 'warn') logger!.warn(fields, String(msg ?? ''));
+      else logger!.info(fields, 'request');
+    });
   const passthrough = createPassthrough(upstream);
   const objects = new ObjectInfoCache();
 
