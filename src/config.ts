@@ -51,6 +51,8 @@ export interface Config {
   readonly virtualHostDomain: string | undefined;
   /** On SIGTERM, how long in-flight requests may run before they are cut (uploads cut are never stored). */
   readonly shutdownGraceMs: number;
+  /** The admin listener (/metrics, /healthz, /readyz), off when undefined. */
+  readonly admin: { readonly host: string; readonly port: number } | undefined;
 }
 
 export class ConfigError extends Error {
@@ -97,6 +99,7 @@ const fileSchema = z
     reencryptOnKeyChange: z.boolean().optional(),
     virtualHostDomain: z.string().regex(/^[a-z0-9.-]+$/i, 'must be a DNS name').optional(),
     shutdownGraceSeconds: z.number().min(0).max(3600).optional(),
+    adminListen: hostPort.optional(),
   })
   .strict();
 
@@ -163,6 +166,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     problems.push('SSEC_PROXY_TLS_CERT and SSEC_PROXY_TLS_KEY must be given together');
   }
 
+  const adminListen = pick('SSEC_PROXY_ADMIN_LISTEN', file.adminListen);
+  checkHostPort('SSEC_PROXY_ADMIN_LISTEN', adminListen);
   const httpListen = pick('SSEC_PROXY_HTTP_LISTEN', file.http?.listen);
   checkHostPort('SSEC_PROXY_HTTP_LISTEN', httpListen);
   const allowLoopback = bool('SSEC_PROXY_ALLOW_SSEC_OVER_LOOPBACK_HTTP', file.http?.allowSsecFromLoopback);
@@ -255,6 +260,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     reencryptOnKeyChange: reencrypt,
     virtualHostDomain: virtualHostDomain?.toLowerCase(),
     shutdownGraceMs,
+    admin: adminListen ? splitHostPort(adminListen) : undefined,
   };
   return deepFreeze(config);
 }

@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { startEmbeddedS3 } from './embedded-s3.ts';
+import { Metrics, startAdmin } from './admin.ts';
 import { describeKey, generateKey } from './keygen.ts';
 import { startProxy } from './server.ts';
 import { ensureDevCertificate } from './tls/dev-cert.ts';
@@ -56,12 +57,18 @@ async function serve(config: Config): Promise<void> {
     tls = { cert: dev.certPem, key: dev.keyPem };
     caPath = dev.caPath;
   }
-  const upstream = new Upstream(up.url, up.region);
-  const proxy = await startProxy({ config: effective, upstream, tls });
+  const metrics = new Metrics();
+  const upstream = new Upstream(up.url, up.region, { observer: metrics.upstreamObserver });
+  const proxy = await startProxy({ config: effective, upstream, tls, metrics });
+  const adminIdentity = effective.credentials[0]?.upstream ?? up;
+  const admin = config.admin
+    ? await startAdmin({ ...config.admin, metrics, upstream, identity: adminIdentity })
+    : undefined;
   const endpoint = `https://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${proxy.httpsPort}`;
   const lines = [
     `s3-ssec-proxy ${version()} listening on ${endpoint}${proxy.httpPort ? ` and http://${config.http!.host}:${proxy.httpPort}` : ''}`,
     `upstream: ${embedded ? `embedded local S3 store (${up.url}, data in ${join(stateDir, 's3')})` : up.url}`,
+    ...(admin ? [`admin: http://${config.admin!.host}:${admin.port}/metrics, /healthz, /readyz`] : []),
   ];
   if (embedded) {
     lines.push(
@@ -83,6 +90,7 @@ async function serve(config: Config): Promise<void> {
     stopping = true;
     process.stderr.write(`${signal}: closing listeners, finishing in-flight requests (up to ${config.shutdownGraceMs / 1000} s)\n`);
     await proxy.close(config.shutdownGraceMs);
+    await admin?.close();
     await upstream.close();
     await embedded?.stop();
     process.exit(0);

@@ -21,6 +21,7 @@ import { getObjectAttributes } from './handlers/attributes.ts';
 import { listObjects } from './handlers/list.ts';
 import { postObject } from './handlers/post.ts';
 import { putObject, uploadDecoded } from './handlers/put.ts';
+import type { Metrics } from './admin.ts';
 import { createLogger } from './log.ts';
 import { ObjectInfoCache } from './object-info.ts';
 import { createPassthrough } from './passthrough.ts';
@@ -40,6 +41,7 @@ export interface ProxyDeps {
   /** Injected for tests. */
   readonly now?: () => Date;
   readonly log?: (line: Record<string, unknown>) => void;
+  readonly metrics?: Metrics;
 }
 
 export interface RunningProxy {
@@ -205,7 +207,7 @@ export function createRequestHandler(deps: ProxyDeps) {
       status = sendError(req, res, e, requestId, s3);
       if (status >= 500) log({ level: 'warn', requestId, msg: describe(e) });
     } finally {
-      log({
+      const line = {
         level: 'info',
         requestId,
         op: s3?.op,
@@ -218,7 +220,9 @@ export function createRequestHandler(deps: ProxyDeps) {
         upstreamRequests: stats.upstreamRequests,
         upstreamBytesIn: stats.upstreamBytesIn,
         ms: Number(process.hrtime.bigint() - started) / 1e6,
-      });
+      };
+      log(line);
+      deps.metrics?.observe(line);
     }
   };
 }
@@ -292,7 +296,11 @@ export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {
   let inflight = 0;
   const handle = (req: http.IncomingMessage, res: http.ServerResponse, secure: boolean): Promise<void> => {
     inflight++;
-    res.once('close', () => inflight--);
+    deps.metrics?.inflight.inc();
+    res.once('close', () => {
+      inflight--;
+      deps.metrics?.inflight.dec();
+    });
     return inner(req, res, secure);
   };
   const tlsServer = https.createServer({ cert: deps.tls.cert, key: deps.tls.key }, (req, res) => {

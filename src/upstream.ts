@@ -28,15 +28,24 @@ export type UpstreamResponse = Dispatcher.ResponseData;
 
 type Signer = ReturnType<typeof createUpstreamSigner>;
 
+/** Metrics hooks: an answer (status, seconds to its headers), or a failure without one. */
+export interface UpstreamObserver {
+  answered(status: number, seconds: number): void;
+  failed(): void;
+}
+
 export class Upstream {
   readonly url: URL;
   readonly region: string;
   readonly agent: Agent;
   private readonly signers = new Map<string, Signer>();
 
-  constructor(url: string, region: string, opts: { connections?: number } = {}) {
+  private readonly observer: UpstreamObserver | undefined;
+
+  constructor(url: string, region: string, opts: { connections?: number; observer?: UpstreamObserver } = {}) {
     this.url = new URL(url);
     this.region = region;
+    this.observer = opts.observer;
     this.agent = new Agent({
       keepAliveTimeout: 30_000,
       connections: opts.connections ?? 128,
@@ -47,10 +56,11 @@ export class Upstream {
   }
 
   private signer(identity: UpstreamIdentity): Signer {
-    let s = this.signers.get(identity.accessKeyId);
+    const id = `${identity.accessKeyId}\u0000${identity.secretAccessKey}`;
+    let s = this.signers.get(id);
     if (!s) {
       s = createUpstreamSigner({ ...identity, region: this.region });
-      this.signers.set(identity.accessKeyId, s);
+      this.signers.set(id, s);
     }
     return s;
   }
@@ -76,8 +86,9 @@ export class Upstream {
 
   async request(r: UpstreamRequest): Promise<UpstreamResponse> {
     const signed = await this.sign(r);
+    const started = process.hrtime.bigint();
     try {
-      return await this.agent.request({
+      const res = await this.agent.request({
         origin: this.url.origin,
         path: signed.url.slice(this.url.origin.length),
         method: r.method as Dispatcher.HttpMethod,
@@ -85,7 +96,10 @@ export class Upstream {
         body: r.body ?? null,
         signal: r.signal ?? null,
       });
+      this.observer?.answered(res.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
+      return res;
     } catch (e) {
+      this.observer?.failed();
       throw mapTransportError(e);
     }
   }

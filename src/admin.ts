@@ -1,0 +1,131 @@
+/**
+ * The admin listener (separate from the S3 one, never exposed to clients): Prometheus `/metrics`, `/healthz`
+ * (the process answers) and `/readyz` (the upstream answers and accepts the proxy's credentials).
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Upstream, UpstreamIdentity } from './upstream.ts';
+import { dump } from './upstream.ts';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'ssec_proxy_requests_total',
+    help: 'Client requests by S3 operation and HTTP status.',
+    labelNames: ['operation', 'status'],
+    registers: [this.registry],
+  });
+  readonly duration = new Histogram({
+    name: 'ssec_proxy_request_duration_seconds',
+    help: 'Client request latency by S3 operation.',
+    labelNames: ['operation'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  readonly bytes = new Counter({
+    name: 'ssec_proxy_bytes_total',
+    help: 'Body bytes from clients (in) and to clients (out).',
+    labelNames: ['direction'],
+    registers: [this.registry],
+  });
+  readonly upstreamRequests = new Counter({
+    name: 'ssec_proxy_upstream_requests_total',
+    help: 'Requests made to the upstream store, by status (0: no answer).',
+    labelNames: ['status'],
+    registers: [this.registry],
+  });
+  readonly upstreamErrors = new Counter({
+    name: 'ssec_proxy_upstream_errors_total',
+    help: 'Upstream requests that failed without an answer (connection, timeout).',
+    registers: [this.registry],
+  });
+  readonly upstreamDuration = new Histogram({
+    name: 'ssec_proxy_upstream_request_duration_seconds',
+    help: 'Time to the upstream answer headers.',
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly inflight = new Gauge({ name: 'ssec_proxy_inflight_requests', help: 'Client requests in progress.', registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'ssec_proxy_' });
+  }
+
+  /** Hooks for the Upstream. */
+  readonly upstreamObserver = {
+    answered: (status: number, seconds: number) => {
+      this.upstreamRequests.inc({ status: String(status) });
+      this.upstreamDuration.observe(seconds);
+    },
+    failed: () => {
+      this.upstreamRequests.inc({ status: '0' });
+      this.upstreamErrors.inc();
+    },
+  };
+
+  /** One finished client request, from its access-log line. */
+  observe(line: Record<string, unknown>): void {
+    const operation = String(line.op ?? 'Unknown');
+    this.requests.inc({ operation, status: String(line.status ?? 0) });
+    if (typeof line.ms === 'number') this.duration.observe({ operation }, line.ms / 1000);
+    if (typeof line.bytesIn === 'number') this.bytes.inc({ direction: 'in' }, line.bytesIn);
+    if (typeof line.bytesOut === 'number') this.bytes.inc({ direction: 'out' }, line.bytesOut);
+  }
+}
+
+export interface Admin {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startAdmin(opts: {
+  host: string;
+  port: number;
+  metrics: Metrics;
+  upstream: Upstream;
+  identity: UpstreamIdentity;
+}): Promise<Admin> {
+  let ready: { ok: boolean; detail: string; at: number } | undefined;
+  const readiness = async () => {
+    if (ready && Date.now() - ready.at < 2000) return ready;
+    try {
+      // ListBuckets: reachable, and the credentials are accepted (403 otherwise).
+      const up = await opts.upstream.request({ identity: opts.identity, method: 'GET', path: '/' });
+      await dump(up);
+      ready = { ok: up.statusCode === 200, detail: `upstream answered ${up.statusCode}`, at: Date.now() };
+    } catch (e) {
+      ready = { ok: false, detail: `upstream unreachable: ${(e as Error).message}`, at: Date.now() };
+    }
+    return ready;
+  };
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const send = (status: number, type: string, body: string) => {
+      res.writeHead(status, { 'content-type': type, 'content-length': String(Buffer.byteLength(body)) });
+      res.end(body);
+    };
+    if (path === '/healthz') return send(200, 'text/plain', 'ok\n');
+    if (path === '/readyz') {
+      void readiness().then((r) => send(r.ok ? 200 : 503, 'text/plain', `${r.ok ? 'ready' : 'not ready'}: ${r.detail}\n`));
+      return;
+    }
+    if (path === '/metrics') {
+      void opts.metrics.registry.metrics().then((m) => send(200, opts.metrics.registry.contentType, m));
+      return;
+    }
+    send(404, 'text/plain', 'not found\n');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

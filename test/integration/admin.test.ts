@@ -1,0 +1,79 @@
+/**
+ * The admin listener: /healthz, /readyz (upstream reachable, credentials accepted) and Prometheus /metrics.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import https from 'node:https';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { Metrics, startAdmin } from '../../src/admin.ts';
+import { loadConfig } from '../../src/config.ts';
+import { startProxy } from '../../src/server.ts';
+import { ensureDevCertificate } from '../../src/tls/dev-cert.ts';
+import { Upstream } from '../../src/upstream.ts';
+import { newKey, rgwUpstream, sse } from '../support/proxy.ts';
+
+test('healthz, readyz and metrics of requests, bytes, latency and the upstream', async () => {
+  const up = await rgwUpstream();
+  const dir = mkdtempSync(join(tmpdir(), 'ssec-admin-'));
+  const cert = await ensureDevCertificate(dir);
+  const config = loadConfig({
+    env: {
+      SSEC_PROXY_LISTEN: '127.0.0.1:0',
+      SSEC_PROXY_UPSTREAM_URL: up.endpoint,
+      SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID: up.accessKeyId,
+      SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY: up.secretAccessKey,
+    },
+  });
+  const metrics = new Metrics();
+  const upstream = new Upstream(up.endpoint, up.region, { observer: metrics.upstreamObserver });
+  const proxy = await startProxy({ config, upstream, tls: { cert: cert.certPem, key: cert.keyPem }, metrics, log: () => {} });
+  const admin = await startAdmin({ host: '127.0.0.1', port: 0, metrics, upstream, identity: up });
+  const wrong = await startAdmin({ host: '127.0.0.1', port: 0, metrics, upstream, identity: { accessKeyId: up.accessKeyId, secretAccessKey: 'wrong' } });
+  const get = async (port: number, path: string) => {
+    const r = await fetch(`http://127.0.0.1:${port}${path}`);
+    return { status: r.status, text: await r.text() };
+  };
+  const agent = new https.Agent({ ca: cert.caPem });
+  const s3 = new S3Client({
+    endpoint: `https://127.0.0.1:${proxy.httpsPort}`,
+    region: up.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: up.accessKeyId, secretAccessKey: up.secretAccessKey },
+    requestHandler: new NodeHttpHandler({ httpsAgent: agent }),
+  });
+  try {
+    assert.deepEqual(await get(admin.port, '/healthz'), { status: 200, text: 'ok\n' });
+    const ready = await get(admin.port, '/readyz');
+    assert.equal(ready.status, 200, ready.text);
+    const notReady = await get(wrong.port, '/readyz');
+    assert.equal(notReady.status, 503);
+    assert.match(notReady.text, /403/);
+    const bucket = `admin-${randomBytes(4).toString('hex')}`;
+    const k = newKey();
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'm', Body: randomBytes(1234), ...sse(k) }));
+    await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'm', ...sse(k) }))).Body!.transformToByteArray();
+    await new Promise((r) => setTimeout(r, 100));
+    const m = await get(admin.port, '/metrics');
+    assert.equal(m.status, 200);
+    assert.match(m.text, /ssec_proxy_requests_total\{operation="PutObject",status="200"\} 1/);
+    assert.match(m.text, /ssec_proxy_requests_total\{operation="GetObject",status="200"\} 1/);
+    assert.match(m.text, /ssec_proxy_bytes_total\{direction="in"\} 1234/);
+    assert.match(m.text, /ssec_proxy_request_duration_seconds_bucket\{le="\+Inf",operation="PutObject"\} 1/);
+    assert.match(m.text, /ssec_proxy_upstream_requests_total\{status="200"\} \d+/);
+    assert.match(m.text, /ssec_proxy_inflight_requests 0/);
+    assert.match(m.text, /ssec_proxy_process_resident_memory_bytes/);
+  } finally {
+    s3.destroy();
+    agent.destroy();
+    await admin.close();
+    await wrong.close();
+    await proxy.close();
+    await upstream.close();
+  }
+});
