@@ -1,0 +1,115 @@
+/**
+ * deploy/: every kustomize overlay renders (kubectl kustomize, from the machine image) and every object it
+ * produces validates against the Kubernetes schemas (kubernetes-models); the production start path (built
+ * dist/, production dependencies only) starts and serves a request.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { cpSync, mkdtempSync } from 'node:fs';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { parseAllDocuments } from 'yaml';
+import { ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import { ConfigMap, Secret, Service } from 'kubernetes-models/v1';
+import { freePort } from '../support/net.ts';
+
+const ROOT = new URL('../..', import.meta.url).pathname;
+
+const MODELS: Record<string, new (o: never) => { validate(): void }> = {
+  ConfigMap: ConfigMap as never,
+  Secret: Secret as never,
+  Service: Service as never,
+  Deployment: Deployment as never,
+  HorizontalPodAutoscaler: HorizontalPodAutoscaler as never,
+  PodDisruptionBudget: PodDisruptionBudget as never,
+  NetworkPolicy: NetworkPolicy as never,
+};
+
+function run(cmd: string, args: string[], cwd = ROOT): Promise<string> {
+  return new Promise((resolve, reject) =>
+    execFile(cmd, args, { cwd, maxBuffer: 16 * 1024 * 1024, timeout: 300_000 }, (e, out, err) => (e ? reject(new Error(`${cmd} ${args.join(' ')}: ${err}`)) : resolve(out))),
+  );
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- rendered manifests are plain JSON
+type Manifest = Record<string, any>;
+
+async function render(overlay: string): Promise<Manifest[]> {
+  const text = await run('kubectl', ['kustomize', join(ROOT, 'deploy/k8s/overlays', overlay)]);
+  return parseAllDocuments(text).map((d) => d.toJSON() as Manifest);
+}
+
+for (const overlay of ['standalone', 'sidecar']) {
+  test(`kustomize overlay "${overlay}" renders objects that validate against the Kubernetes schemas`, async () => {
+    const objects = await render(overlay);
+    assert.ok(objects.length >= 5);
+    for (const o of objects) {
+      const Model = MODELS[o.kind];
+      assert.ok(Model, `no schema for ${o.kind}`);
+      assert.doesNotThrow(() => new Model(o as never).validate(), `${o.kind} ${o.metadata?.name}`);
+    }
+    const deployment = objects.find((o) => o.kind === 'Deployment')!;
+    // The schemas do reject what is wrong.
+    assert.throws(() => new Deployment({ ...deployment, spec: { ...deployment.spec, replicas: 'two' } } as never).validate());
+    const pod = deployment.spec.template.spec;
+    const proxy = pod.containers.find((c: { name: string }) => c.name === 'proxy');
+    assert.equal(pod.securityContext.runAsNonRoot, true);
+    assert.equal(proxy.securityContext.readOnlyRootFilesystem, true);
+    assert.equal(proxy.readinessProbe.httpGet.path, '/readyz');
+    assert.equal(proxy.livenessProbe.httpGet.path, '/healthz');
+    assert.ok(pod.terminationGracePeriodSeconds > 25, 'grace period covers the proxy\'s drain');
+    const config = objects.find((o) => o.kind === 'ConfigMap')!;
+    if (overlay === 'sidecar') {
+      assert.deepEqual(pod.containers.map((c: { name: string }) => c.name).sort(), ['app', 'proxy']);
+      assert.equal(config.data.SSEC_PROXY_ALLOW_SSEC_OVER_LOOPBACK_HTTP, 'true');
+      assert.match(config.data.SSEC_PROXY_HTTP_LISTEN, /^127\.0\.0\.1:/);
+      assert.ok(!objects.some((o) => o.kind === 'Service' || o.kind === 'HorizontalPodAutoscaler'));
+    } else {
+      assert.ok(objects.some((o) => o.kind === 'HorizontalPodAutoscaler'));
+      assert.equal(deployment.metadata.namespace, 's3-ssec-proxy');
+    }
+  });
+}
+
+test('production start path: built dist/ with production dependencies only starts and serves a request', async () => {
+  await run('npm', ['run', 'build']);
+  const app = mkdtempSync(join(tmpdir(), 'ssec-prod-'));
+  for (const f of ['package.json', 'package-lock.json', 'dist', 'bin']) cpSync(join(ROOT, f), join(app, f), { recursive: true });
+  await run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund'], app);
+  await assert.rejects(run('node', ['-e', "require.resolve('tsx')"], app), 'no dev dependency installed');
+  const port = await freePort();
+  const child = spawn(join(ROOT, 'node_modules/.bin/node'), ['dist/main.js'], {
+    cwd: app,
+    env: { PATH: process.env.PATH ?? '', SSEC_PROXY_LISTEN: `127.0.0.1:${port}`, SSEC_PROXY_STATE_DIR: join(app, 'state') },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stderr!.on('data', () => err.includes('listening on') && resolve());
+      child.on('exit', (code) => reject(new Error(`exited ${code}: ${err}`)));
+    });
+    const { readFileSync } = await import('node:fs');
+    const ca = readFileSync(join(app, 'state/tls/ca.pem'), 'utf8');
+    const s3 = new S3Client({
+      endpoint: `https://127.0.0.1:${port}`,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+      requestHandler: new NodeHttpHandler({ httpsAgent: new https.Agent({ ca }) }),
+    });
+    const r = await s3.send(new ListBucketsCommand({}));
+    assert.equal(r.$metadata.httpStatusCode, 200);
+    s3.destroy();
+  } finally {
+    child.kill('SIGTERM');
+  }
+});
