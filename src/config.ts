@@ -11,6 +11,8 @@ export interface Credential {
   readonly secretAccessKey: string;
   /** The upstream identity requests are re-signed with. */
   readonly upstream: { readonly accessKeyId: string; readonly secretAccessKey: string };
+  /** Buckets this credential may use (`*` wildcards); undefined: any the upstream identity may. */
+  readonly buckets?: readonly string[];
 }
 
 export interface Config {
@@ -51,6 +53,8 @@ export interface Config {
   readonly virtualHostDomain: string | undefined;
   /** On SIGTERM, how long in-flight requests may run before they are cut (uploads cut are never stored). */
   readonly shutdownGraceMs: number;
+  /** PEM bundle of CAs to trust for an https upstream (in addition to the system's). */
+  readonly upstreamCa: string | undefined;
   /** The admin listener (/metrics, /healthz, /readyz), off when undefined. */
   readonly admin: { readonly host: string; readonly port: number } | undefined;
 }
@@ -69,6 +73,7 @@ const credentialSchema = z.object({
   accessKeyId: nonEmpty,
   secretAccessKey: nonEmpty,
   upstream: z.object({ accessKeyId: nonEmpty, secretAccessKey: nonEmpty }).optional(),
+  buckets: z.array(nonEmpty).optional(),
 });
 
 const fileSchema = z
@@ -86,6 +91,7 @@ const fileSchema = z
         accessKeyId: nonEmpty.optional(),
         secretAccessKey: nonEmpty.optional(),
         multipartEtags: z.boolean().optional(),
+        caFile: nonEmpty.optional(),
       })
       .strict()
       .optional(),
@@ -137,9 +143,19 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     }
   }
 
+  /** NAME from the environment, else NAME_FILE's content (secrets mounted as files), else the file's value. */
   const pick = (name: string, fromFile: string | undefined): string | undefined => {
     const v = env[name];
-    return v !== undefined && v !== '' ? v : fromFile;
+    if (v !== undefined && v !== '') return v;
+    const path = env[`${name}_FILE`];
+    if (path) {
+      try {
+        return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+      } catch (e) {
+        problems.push(`${name}_FILE: ${(e as Error).message}`);
+      }
+    }
+    return fromFile;
   };
   const bool = (name: string, fromFile: boolean | undefined): boolean => {
     const v = env[name];
@@ -166,6 +182,16 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     problems.push('SSEC_PROXY_TLS_CERT and SSEC_PROXY_TLS_KEY must be given together');
   }
 
+  const upstreamCaFile = pick('SSEC_PROXY_UPSTREAM_CA_FILE', file.upstream?.caFile);
+  let upstreamCa: string | undefined;
+  if (upstreamCaFile) {
+    try {
+      upstreamCa = readFileSync(upstreamCaFile, 'utf8');
+      if (!upstreamCa.includes('BEGIN CERTIFICATE')) problems.push(`SSEC_PROXY_UPSTREAM_CA_FILE: ${upstreamCaFile} holds no PEM certificate`);
+    } catch (e) {
+      problems.push(`SSEC_PROXY_UPSTREAM_CA_FILE: ${(e as Error).message}`);
+    }
+  }
   const adminListen = pick('SSEC_PROXY_ADMIN_LISTEN', file.adminListen);
   checkHostPort('SSEC_PROXY_ADMIN_LISTEN', adminListen);
   const httpListen = pick('SSEC_PROXY_HTTP_LISTEN', file.http?.listen);
@@ -208,7 +234,12 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       if (credentials.some((x) => x.accessKeyId === c.accessKeyId)) {
         problems.push(`${where}: duplicate accessKeyId ${c.accessKeyId}`);
       }
-      credentials.push({ accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, upstream: up });
+      credentials.push({
+        accessKeyId: c.accessKeyId,
+        secretAccessKey: c.secretAccessKey,
+        upstream: up,
+        ...(c.buckets ? { buckets: c.buckets } : {}),
+      });
     }
   };
   if (file.credentials) addCredentials(file.credentials, 'credentials');
@@ -261,6 +292,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     virtualHostDomain: virtualHostDomain?.toLowerCase(),
     shutdownGraceMs,
     admin: adminListen ? splitHostPort(adminListen) : undefined,
+    upstreamCa,
   };
   return deepFreeze(config);
 }

@@ -58,8 +58,11 @@ async function serve(config: Config): Promise<void> {
     caPath = dev.caPath;
   }
   const metrics = new Metrics();
-  const upstream = new Upstream(up.url, up.region, { observer: metrics.upstreamObserver });
-  const proxy = await startProxy({ config: effective, upstream, tls, metrics });
+  const upstream = new Upstream(up.url, up.region, {
+    observer: metrics.upstreamObserver,
+    ...(config.upstreamCa ? { ca: config.upstreamCa } : {}),
+  });
+  const proxy = await startProxy({ config: effective, upstream, tls, metrics, ...(config.tls ? { tlsFiles: config.tls } : {}) });
   const adminIdentity = effective.credentials[0]?.upstream ?? up;
   const admin = config.admin
     ? await startAdmin({ ...config.admin, metrics, upstream, identity: adminIdentity })

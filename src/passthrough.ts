@@ -26,7 +26,7 @@ function mustSign(name: string): boolean {
 export function createPassthrough(upstream: Upstream) {
   const agent =
     upstream.url.protocol === 'https:'
-      ? new https.Agent({ keepAlive: true, maxSockets: 256 })
+      ? new https.Agent({ keepAlive: true, maxSockets: 256, ...(upstream.ca ? { ca: upstream.ca } : {}) })
       : new http.Agent({ keepAlive: true, maxSockets: 256 });
   const proxy = createProxyServer({
     target: upstream.url.origin,

@@ -3,6 +3,7 @@
  * This is the single place where errors become S3 XML answers.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -42,6 +43,8 @@ export interface ProxyDeps {
   readonly now?: () => Date;
   readonly log?: (line: Record<string, unknown>) => void;
   readonly metrics?: Metrics;
+  /** Certificate and key files to watch: replaced files are loaded for new connections, none is dropped. */
+  readonly tlsFiles?: { readonly cert: string; readonly key: string };
 }
 
 export interface RunningProxy {
@@ -72,8 +75,10 @@ export function createRequestHandler(deps: ProxyDeps) {
   const objects = new ObjectInfoCache();
 
   // Client access key → (secret, upstream identity). Default: the upstream's own pair.
-  const credentials = new Map<string, { secret: string; identity: UpstreamIdentity }>();
-  for (const c of config.credentials) credentials.set(c.accessKeyId, { secret: c.secretAccessKey, identity: c.upstream });
+  const credentials = new Map<string, { secret: string; identity: UpstreamIdentity; buckets?: readonly string[] }>();
+  for (const c of config.credentials) {
+    credentials.set(c.accessKeyId, { secret: c.secretAccessKey, identity: c.upstream, ...(c.buckets ? { buckets: c.buckets } : {}) });
+  }
   if (credentials.size === 0 && config.upstream) {
     const u = config.upstream;
     credentials.set(u.accessKeyId, { secret: u.secretAccessKey, identity: u });
@@ -186,7 +191,9 @@ export function createRequestHandler(deps: ProxyDeps) {
           maxSkewMs: config.maxClockSkewMs,
         },
       );
-      const identity = credentials.get(auth.accessKeyId)!.identity;
+      const credential = credentials.get(auth.accessKeyId)!;
+      refuseOutsideAllowList(credential.buckets, s3, req.headers['x-amz-copy-source']);
+      const identity = credential.identity;
       const ctx: RequestContext = {
         req,
         res,
@@ -225,6 +232,23 @@ export function createRequestHandler(deps: ProxyDeps) {
       deps.metrics?.observe(line);
     }
   };
+}
+
+/** `logs-*` → /^logs-.*$/ (only `*` is special). */
+function globToRegExp(glob: string): RegExp {
+  const escaped = glob.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+  return new RegExp(`^${escaped.join('.*')}$`);
+}
+
+/** A credential limited to some buckets may touch only those (copy sources included). */
+function refuseOutsideAllowList(allowed: readonly string[] | undefined, s3: S3Request, copySource: string | string[] | undefined): void {
+  if (!allowed) return;
+  const patterns = allowed.map(globToRegExp);
+  const buckets = [s3.bucket];
+  if (typeof copySource === 'string') buckets.push(decodeURIComponent(copySource.replace(/^\//, '').split('/')[0] ?? ''));
+  for (const b of buckets) {
+    if (b !== undefined && !patterns.some((p) => p.test(b))) throw new S3Error('AccessDenied', 'Access Denied');
+  }
 }
 
 /** Error kinds from below the edge, mapped to S3 answers. Never includes header values or keys. */
@@ -306,6 +330,18 @@ export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {
   const tlsServer = https.createServer({ cert: deps.tls.cert, key: deps.tls.key }, (req, res) => {
     void handle(req, res, true);
   });
+  const files = deps.tlsFiles;
+  const reload = () => {
+    if (!files) return;
+    try {
+      tlsServer.setSecureContext({ cert: readFileSync(files.cert), key: readFileSync(files.key) });
+      process.stderr.write(`reloaded the TLS certificate from ${files.cert}\n`);
+    } catch (e) {
+      // A half-written pair (cert replaced before key): keep serving the old one; the next change retries.
+      process.stderr.write(`TLS certificate not reloaded: ${(e as Error).message}\n`);
+    }
+  };
+  if (files) for (const f of [files.cert, files.key]) watchFile(f, { interval: 1000 }, reload);
   const servers: Array<http.Server | https.Server> = [tlsServer];
   let plain: http.Server | undefined;
   if (config.http) {
@@ -351,6 +387,7 @@ export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {
         await new Promise((r) => setTimeout(r, 50));
       }
       for (const s of servers) s.closeAllConnections();
+      if (files) for (const f of [files.cert, files.key]) unwatchFile(f, reload);
       await closed;
     },
   };

@@ -3,6 +3,7 @@
  * its own account (handlers) goes through `request`; transport failures become typed S3 errors.
  */
 import type { Readable } from 'node:stream';
+import tls from 'node:tls';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import { S3Error } from './s3/errors.ts';
 import { createUpstreamSigner } from './sigv4/sign.ts';
@@ -42,11 +43,16 @@ export class Upstream {
 
   private readonly observer: UpstreamObserver | undefined;
 
-  constructor(url: string, region: string, opts: { connections?: number; observer?: UpstreamObserver } = {}) {
+  /** Extra CAs trusted for an https upstream (with the system's). */
+  readonly ca: string[] | undefined;
+
+  constructor(url: string, region: string, opts: { connections?: number; observer?: UpstreamObserver; ca?: string } = {}) {
     this.url = new URL(url);
     this.region = region;
     this.observer = opts.observer;
+    this.ca = opts.ca ? [...tls.rootCertificates, opts.ca] : undefined;
     this.agent = new Agent({
+      ...(this.ca ? { connect: { ca: this.ca } } : {}),
       keepAliveTimeout: 30_000,
       connections: opts.connections ?? 128,
       // Uploads of large objects may legitimately take long; the client's own connection bounds them.
