@@ -20,7 +20,15 @@ export interface Config {
   /** PEM paths; undefined → a generated development certificate under stateDir. */
   readonly tls: { readonly cert: string; readonly key: string } | undefined;
   /** Optional plain-HTTP listener (sidecars). SSE-C is refused on it unless allowSsecFromLoopback. */
-  readonly http: { readonly host: string; readonly port: number; readonly allowSsecFromLoopback: boolean } | undefined;
+  readonly http:
+    | {
+        readonly host: string;
+        readonly port: number;
+        readonly allowSsecFromLoopback: boolean;
+        /** Peers (IP addresses) trusted to terminate TLS and say so with `X-Forwarded-Proto: https`. */
+        readonly trustedProxies: readonly string[];
+      }
+    | undefined;
   /** undefined → the embedded local S3 store (development only). */
   readonly upstream:
     | { readonly url: string; readonly region: string; readonly accessKeyId: string; readonly secretAccessKey: string }
@@ -81,7 +89,7 @@ const fileSchema = z
     listen: hostPort.optional(),
     tls: z.object({ cert: nonEmpty.optional(), key: nonEmpty.optional() }).strict().optional(),
     http: z
-      .object({ listen: hostPort, allowSsecFromLoopback: z.boolean().optional() })
+      .object({ listen: hostPort, allowSsecFromLoopback: z.boolean().optional(), trustedProxies: z.array(z.ipv4().or(z.ipv6())).optional() })
       .strict()
       .optional(),
     upstream: z
@@ -197,6 +205,11 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const httpListen = pick('SSEC_PROXY_HTTP_LISTEN', file.http?.listen);
   checkHostPort('SSEC_PROXY_HTTP_LISTEN', httpListen);
   const allowLoopback = bool('SSEC_PROXY_ALLOW_SSEC_OVER_LOOPBACK_HTTP', file.http?.allowSsecFromLoopback);
+  const trustedText = pick('SSEC_PROXY_TRUSTED_PROXIES', undefined);
+  const trustedProxies = trustedText !== undefined ? trustedText.split(',').map((x) => x.trim()).filter(Boolean) : (file.http?.trustedProxies ?? []);
+  for (const ip of trustedProxies) {
+    if (!z.ipv4().or(z.ipv6()).safeParse(ip).success) problems.push(`SSEC_PROXY_TRUSTED_PROXIES: "${ip}" is not an IP address`);
+  }
 
   const upUrl = pick('SSEC_PROXY_UPSTREAM_URL', file.upstream?.url);
   const upRegion = pick('SSEC_PROXY_UPSTREAM_REGION', file.upstream?.region) ?? 'us-east-1';
@@ -279,7 +292,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const config: Config = {
     listen: splitHostPort(listen),
     tls: cert !== undefined && key !== undefined ? { cert, key } : undefined,
-    http: httpListen ? { ...splitHostPort(httpListen), allowSsecFromLoopback: allowLoopback } : undefined,
+    http: httpListen ? { ...splitHostPort(httpListen), allowSsecFromLoopback: allowLoopback, trustedProxies } : undefined,
     upstream,
     region: pick('SSEC_PROXY_REGION', file.region) ?? upRegion,
     credentials,

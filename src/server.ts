@@ -345,18 +345,22 @@ export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {
   const servers: Array<http.Server | https.Server> = [tlsServer];
   let plain: http.Server | undefined;
   if (config.http) {
-    const allow = config.http.allowSsecFromLoopback;
-    plain = http.createServer((req, res) => {
-      void handle(req, res, allow && isLoopback(req.socket.remoteAddress));
-    });
+    const { allowSsecFromLoopback, trustedProxies } = config.http;
+    /**
+     * Plain HTTP counts as secure for SSE-C only from loopback (when allowed), or from a configured
+     * TLS-terminating peer that says the client's leg was HTTPS.
+     */
+    const secure = (req: http.IncomingMessage) => {
+      const peer = req.socket.remoteAddress?.replace(/^::ffff:/, '');
+      if (allowSsecFromLoopback && isLoopback(req.socket.remoteAddress)) return true;
+      return peer !== undefined && trustedProxies.includes(peer) && String(req.headers['x-forwarded-proto']).toLowerCase() === 'https';
+    };
+    plain = http.createServer((req, res) => void handle(req, res, secure(req)));
+    plain.on('checkContinue', (req, res) => void handle(req, res, secure(req)));
     servers.push(plain);
   }
   // Expect: 100-continue is answered by the handlers once the headers passed every check (auth, SSE-C).
   tlsServer.on('checkContinue', (req, res) => void handle(req, res, true));
-  if (plain && config.http) {
-    const allow = config.http.allowSsecFromLoopback;
-    plain.on('checkContinue', (req, res) => void handle(req, res, allow && isLoopback(req.socket.remoteAddress)));
-  }
   for (const s of servers) {
     s.keepAliveTimeout = 20_000;
     s.requestTimeout = 0; // uploads of many GiB are legitimate

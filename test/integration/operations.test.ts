@@ -126,3 +126,42 @@ test('replaced certificate files are served to new connections; open connections
     await upstream.close();
   }
 });
+
+test('plain HTTP listener: SSE-C refused by default, accepted from loopback with the switch, or from a trusted TLS-terminating peer', async () => {
+  const { SignatureV4 } = await import('@smithy/signature-v4');
+  const { Hash } = await import('@smithy/hash-node');
+  const { newKey, ssecHeaders } = await import('../support/proxy.ts');
+  const up = await rgwUpstream();
+  const key = newKey();
+  const bucket = `plain-http-${randomBytes(3).toString('hex')}`;
+  const put = async (port: number, extra: Record<string, string>) => {
+    const signer = new SignatureV4({ credentials: up, region: up.region, service: 's3', sha256: Hash.bind(null, 'sha256'), uriEscapePath: false });
+    const signed = await signer.sign({
+      method: 'PUT',
+      protocol: 'http:',
+      hostname: '127.0.0.1',
+      port,
+      path: `/${bucket}/o`,
+      query: {},
+      headers: { host: `127.0.0.1:${port}`, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', 'content-length': '5', ...ssecHeaders(key), ...extra },
+    });
+    const r = await fetch(`http://127.0.0.1:${port}/${bucket}/o`, { method: 'PUT', headers: signed.headers as Record<string, string>, body: 'hello' });
+    return { status: r.status, code: errorCode(await r.text()) };
+  };
+  for (const [env, extra, expected] of [
+    [{}, {}, 400],
+    [{ SSEC_PROXY_ALLOW_SSEC_OVER_LOOPBACK_HTTP: 'true' }, {}, 200],
+    [{ SSEC_PROXY_TRUSTED_PROXIES: '127.0.0.1' }, {}, 400],
+    [{ SSEC_PROXY_TRUSTED_PROXIES: '127.0.0.1' }, { 'x-forwarded-proto': 'https' }, 200],
+  ] as const) {
+    const t = await startTestProxy(up, { SSEC_PROXY_HTTP_LISTEN: '127.0.0.1:0', ...env });
+    try {
+      await t.client().send(new CreateBucketCommand({ Bucket: bucket })).catch(() => {});
+      const r = await put(t.proxy.httpPort!, extra);
+      assert.equal(r.status, expected, `${JSON.stringify(env)} ${JSON.stringify(extra)}: ${r.code}`);
+      if (expected === 400) assert.equal(r.code, 'InvalidRequest');
+    } finally {
+      await t.close();
+    }
+  }
+});
