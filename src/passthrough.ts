@@ -46,7 +46,11 @@ export function createPassthrough(upstream: Upstream) {
     proxyReq.path = p.path;
   });
 
-  proxy.on('proxyRes', (proxyRes, _req, res) => {
+  const started = new WeakMap<http.IncomingMessage, bigint>();
+  proxy.on('proxyReq', (_proxyReq, req) => started.set(req, process.hrtime.bigint()));
+  proxy.on('proxyRes', (proxyRes, req, res) => {
+    const t0 = started.get(req);
+    if (t0 !== undefined) upstream.observer?.answered(proxyRes.statusCode ?? 0, Number(process.hrtime.bigint() - t0) / 1e9);
     const headers = clientResponseHeaders(proxyRes.headers, { encrypted: false });
     res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, headers);
     // An upstream failure mid-body can only be signalled by cutting the client's connection.
@@ -90,6 +94,7 @@ export function createPassthrough(upstream: Upstream) {
       res.on('finish', resolve);
       res.on('close', resolve);
       proxy.web(req, res, {}, (err) => {
+        upstream.observer?.failed();
         reject(
           err instanceof S3Error
             ? err

@@ -41,7 +41,8 @@ export class Upstream {
   readonly agent: Agent;
   private readonly signers = new Map<string, Signer>();
 
-  private readonly observer: UpstreamObserver | undefined;
+  /** Metrics hooks, also called by the pass-through for the requests it makes. */
+  readonly observer: UpstreamObserver | undefined;
 
   /** Extra CAs trusted for an https upstream (with the system's). */
   readonly ca: string[] | undefined;
