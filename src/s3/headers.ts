@@ -106,14 +106,3 @@ export function clientResponseHeaders(
   }
   return out;
 }
-
-/** Header names whose values are secrets: redacted wherever headers are shown. */
-export function isSecretHeader(name: string): boolean {
-  const n = name.toLowerCase();
-  return (
-    n === 'authorization' ||
-    n === 'x-amz-security-token' ||
-    n.endsWith('-customer-key') ||
-    n === 'cookie'
-  );
-}

@@ -8,7 +8,7 @@
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { hkdfSha256 } from '../format/chunk.ts';
-import type { ChecksumName } from '../sigv4/checksums.ts';
+import { CHECKSUM_NAMES, type ChecksumName } from '../sigv4/checksums.ts';
 
 export const CHECKSUM_META = 'x-amz-meta-s3-ssec-proxy-checksum';
 const INFO = Buffer.from('s3-ssec-proxy/v1/checksum');
@@ -30,7 +30,7 @@ export function openChecksum(dataKey: Buffer, sealed: string | undefined): { alg
   if (!sealed) return undefined;
   const dot = sealed.indexOf('.');
   const algorithm = sealed.slice(0, dot) as ChecksumName;
-  if (!['crc32', 'crc32c', 'crc64nvme', 'sha1', 'sha256'].includes(algorithm)) return undefined;
+  if (!CHECKSUM_NAMES.includes(algorithm)) return undefined;
   const raw = Buffer.from(sealed.slice(dot + 1), 'base64url');
   if (raw.length < 17) return undefined;
   try {
