@@ -31,7 +31,8 @@ import { classify, queryGet, upstreamQuery, type S3Request } from './s3/operatio
 import { parseUploadId } from './sse-c/upload-id.ts';
 import { copyObject, refuseEncryptedCopySource, uploadPartCopy } from './handlers/copy.ts';
 import { COPY_SSEC_PREFIX, hasSsecHeaders, parseCustomerKey } from './sse-c/customer-key.ts';
-import { verifyRequest } from './sigv4/verify.ts';
+import { verifyRequest, type VerifiedRequest } from './sigv4/verify.ts';
+import { copySourceBucket, refuseOutsideAllowList } from './s3/allow-list.ts';
 import type { Upstream, UpstreamIdentity } from './upstream.ts';
 
 export interface ProxyDeps {
@@ -157,28 +158,24 @@ export function createRequestHandler(deps: ProxyDeps) {
           extra: { ArgumentName: 'x-amz-server-side-encryption', ArgumentValue: String(req.headers['x-amz-server-side-encryption']).slice(0, 16) },
         });
       }
+      const context = (identity: UpstreamIdentity, auth: VerifiedRequest | undefined): RequestContext => ({
+        req,
+        res,
+        s3: s3!,
+        identity,
+        payloadHash: auth?.payloadHash ?? 'UNSIGNED-PAYLOAD',
+        auth: auth as VerifiedRequest, // undefined only for PostObject, which never reads it
+        upstream,
+        config,
+        requestId,
+        stats,
+        passthrough,
+        objects,
+      });
       if (s3.op === 'PostObject' && typeof req.headers.authorization !== 'string') {
-        // Browser form uploads carry their signature (over a policy) in the form itself.
-        const lookup = (ak: string) => {
-          const c = credentials.get(ak);
-          return c ? { secret: c.secret, identity: c.identity } : undefined;
-        };
-        const anonymous = { accessKeyId: '', secretAccessKey: '' };
-        const ctx: RequestContext = {
-          req,
-          res,
-          s3,
-          identity: anonymous, // the form's credential decides; postObject signs with it
-          payloadHash: 'UNSIGNED-PAYLOAD',
-          auth: undefined as never,
-          upstream,
-          config,
-          requestId,
-          stats,
-          passthrough,
-          objects,
-        };
-        await postObject(ctx, lookup, now(), secure);
+        // Browser form uploads carry their signature (over a policy) in the form itself; postObject
+        // re-signs as the identity of the form's credential.
+        await postObject(context({ accessKeyId: '', secretAccessKey: '' }, undefined), (ak) => credentials.get(ak), now(), secure);
         status = res.statusCode;
         return;
       }
@@ -192,22 +189,8 @@ export function createRequestHandler(deps: ProxyDeps) {
         },
       );
       const credential = credentials.get(auth.accessKeyId)!;
-      refuseOutsideAllowList(credential.buckets, s3, req.headers['x-amz-copy-source']);
-      const identity = credential.identity;
-      const ctx: RequestContext = {
-        req,
-        res,
-        s3,
-        identity,
-        payloadHash: auth.payloadHash,
-        auth,
-        upstream,
-        config,
-        requestId,
-        stats,
-        passthrough,
-        objects,
-      };
+      refuseOutsideAllowList(credential.buckets, [s3.bucket, copySourceBucket(req.headers['x-amz-copy-source'])]);
+      const ctx = context(credential.identity, auth);
       await route(ctx);
       status = res.statusCode;
     } catch (e) {
@@ -232,23 +215,6 @@ export function createRequestHandler(deps: ProxyDeps) {
       deps.metrics?.observe(line);
     }
   };
-}
-
-/** `logs-*` → /^logs-.*$/ (only `*` is special). */
-function globToRegExp(glob: string): RegExp {
-  const escaped = glob.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-  return new RegExp(`^${escaped.join('.*')}$`);
-}
-
-/** A credential limited to some buckets may touch only those (copy sources included). */
-function refuseOutsideAllowList(allowed: readonly string[] | undefined, s3: S3Request, copySource: string | string[] | undefined): void {
-  if (!allowed) return;
-  const patterns = allowed.map(globToRegExp);
-  const buckets = [s3.bucket];
-  if (typeof copySource === 'string') buckets.push(decodeURIComponent(copySource.replace(/^\//, '').split('/')[0] ?? ''));
-  for (const b of buckets) {
-    if (b !== undefined && !patterns.some((p) => p.test(b))) throw new S3Error('AccessDenied', 'Access Denied');
-  }
 }
 
 /** Error kinds from below the edge, mapped to S3 answers. Never includes header values or keys. */

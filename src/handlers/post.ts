@@ -10,6 +10,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import busboy from 'busboy';
 import { encryptBuffer } from '../format/stream.ts';
+import { refuseOutsideAllowList } from '../s3/allow-list.ts';
 import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
 import { ENVELOPE_META } from '../s3/headers.ts';
 import { objectPath } from '../s3/operation.ts';
@@ -24,7 +25,9 @@ import { relayUpstreamError, type RequestContext } from './context.ts';
 export const MAX_POST_FILE = 256 * 1024 * 1024;
 const MAX_FIELDS_BYTES = 64 * 1024;
 
-export type CredentialLookup = (accessKeyId: string) => { secret: string; identity: UpstreamIdentity } | undefined;
+export type CredentialLookup = (
+  accessKeyId: string,
+) => { secret: string; identity: UpstreamIdentity; buckets?: readonly string[] } | undefined;
 
 interface Form {
   fields: Map<string, string>; // lower-case names
@@ -110,7 +113,7 @@ function authenticate(form: Form, lookup: CredentialLookup, now: Date, region: s
   const expiration = doc.expiration ? new Date(doc.expiration) : undefined;
   if (!expiration || Number.isNaN(expiration.getTime())) throw new S3Error('InvalidPolicyDocument', 'Invalid Policy: Policy missing expiration.', { status: 400 });
   if (expiration.getTime() < now.getTime()) throw denied('Invalid according to Policy: Policy expired.');
-  return { identity: cred.identity, conditions: Array.isArray(doc.conditions) ? doc.conditions : [] };
+  return { identity: cred.identity, buckets: cred.buckets, conditions: Array.isArray(doc.conditions) ? doc.conditions : [] };
 }
 
 /** Every condition must hold, and every form field must be covered by one (S3's rule). */
@@ -146,7 +149,8 @@ export async function postObject(ctx: RequestContext, lookup: CredentialLookup, 
   const form = await readForm(ctx.req);
   ctx.stats.bytesIn += form.file.length;
   const bucket = ctx.s3.bucket!;
-  const { identity, conditions } = authenticate(form, lookup, now, ctx.config.region);
+  const { identity, buckets, conditions } = authenticate(form, lookup, now, ctx.config.region);
+  refuseOutsideAllowList(buckets, [bucket]);
   const rawKey = form.fields.get('key');
   if (!rawKey) throw new S3Error('InvalidArgument', 'Bucket POST must contain a field named \'key\'.', { extra: { ArgumentName: 'key' } });
   const key = rawKey.replace(/\$\{filename\}/g, form.filename);

@@ -4,7 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { deriveSigningKey } from '../../src/sigv4/canonical.ts';
@@ -75,11 +78,11 @@ function form(k: SseKey | undefined, opts: { key?: string; file: Buffer; secret?
   return { body: Buffer.concat(parts), type: `multipart/form-data; boundary=${boundary}` };
 }
 
-function post(f: { body: Buffer; type: string }): Promise<{ status: number; body: string }> {
-  const url = new URL(t.endpoint);
+function post(f: { body: Buffer; type: string }, target: TestProxy = t): Promise<{ status: number; body: string }> {
+  const url = new URL(target.endpoint);
   return new Promise((resolve, reject) => {
     const req = https.request(
-      { host: url.hostname, port: url.port, method: 'POST', path: `/${bucket}`, ca: t.caPem, headers: { 'content-type': f.type, 'content-length': String(f.body.length) } },
+      { host: url.hostname, port: url.port, method: 'POST', path: `/${bucket}`, ca: target.caPem, headers: { 'content-type': f.type, 'content-length': String(f.body.length) } },
       (res) => {
         let body = '';
         res.on('data', (c: Buffer) => (body += c.toString()));
@@ -115,5 +118,22 @@ test('the policy is enforced: bad signature 403, expired 403, key outside the pr
     const r = await post(form(k, opts));
     assert.equal(r.status, status, `${label}: ${r.body}`);
     assert.equal(errorCode(r.body), code, label);
+  }
+});
+
+test('a form signed by a credential limited to other buckets → 403 AccessDenied, nothing stored', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ssec-post-allow-'));
+  writeFileSync(
+    join(dir, 'creds.json'),
+    JSON.stringify([{ accessKeyId: up.accessKeyId, secretAccessKey: up.secretAccessKey, upstream: { accessKeyId: up.accessKeyId, secretAccessKey: up.secretAccessKey }, buckets: ['elsewhere-*'] }]),
+  );
+  const limited = await startTestProxy(up, { SSEC_PROXY_CREDENTIALS_FILE: join(dir, 'creds.json') });
+  try {
+    const r = await post(form(newKey(), { file: randomBytes(100), key: 'uploads/limited.txt' }), limited);
+    assert.equal(r.status, 403, r.body);
+    assert.equal(errorCode(r.body), 'AccessDenied');
+    await assert.rejects(s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'uploads/limited.txt' })));
+  } finally {
+    await limited.close();
   }
 });
