@@ -3,12 +3,8 @@
  * stderr) is searched for the key in every encoding. The access log still says what happened.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import https from 'node:https';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import {
@@ -19,48 +15,16 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   PutObjectCommand,
-  S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { ensureDevCertificate } from '../../src/tls/dev-cert.ts';
-import { freePort } from '../support/net.ts';
+import { startCli } from '../support/cli.ts';
 import { newKey, rgwUpstream, sse, ssecHeaders } from '../support/proxy.ts';
-
-const ROOT = new URL('../..', import.meta.url).pathname;
 
 test('no trace of the customer key in anything the proxy writes, through puts, reads, errors, multipart, copies, presigned URLs', async () => {
   const up = await rgwUpstream();
-  const dir = mkdtempSync(join(tmpdir(), 'ssec-canary-'));
-  const cert = await ensureDevCertificate(dir);
-  const port = await freePort();
-  const child = spawn(process.execPath, [join(ROOT, 'bin/s3-ssec-proxy.js')], {
-    env: {
-      ...process.env,
-      SSEC_PROXY_LISTEN: `127.0.0.1:${port}`,
-      SSEC_PROXY_STATE_DIR: dir,
-      SSEC_PROXY_UPSTREAM_URL: up.endpoint,
-      SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID: up.accessKeyId,
-      SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY: up.secretAccessKey,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const written: Buffer[] = [];
-  child.stdout!.on('data', (c: Buffer) => written.push(c));
-  child.stderr!.on('data', (c: Buffer) => written.push(c));
-  await new Promise<void>((resolve, reject) => {
-    child.stderr!.on('data', () => Buffer.concat(written).toString().includes('listening on') && resolve());
-    child.on('exit', (code) => reject(new Error(`proxy exited ${code}`)));
-  });
-  const agent = new https.Agent({ ca: cert.caPem, keepAlive: true });
-  const s3 = new S3Client({
-    endpoint: `https://127.0.0.1:${port}`,
-    region: up.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: up.accessKeyId, secretAccessKey: up.secretAccessKey },
-    requestHandler: new NodeHttpHandler({ httpsAgent: agent }),
-  });
+  const cli = await startCli(up);
+  const s3 = cli.client();
   const canary = newKey();
   const other = newKey();
   const bucket = `canary-${randomBytes(4).toString('hex')}`;
@@ -91,15 +55,12 @@ test('no trace of the customer key in anything the proxy writes, through puts, r
     // minio-js style: the key in the query as well as in the headers.
     const withQueryKey = `${url}&SSECustomerKey=${encodeURIComponent(canary.b64)}`;
     await new Promise<void>((resolve) => {
-      https.get(withQueryKey, { ca: cert.caPem, headers: ssecHeaders(canary) }, (res) => res.resume().on('end', resolve)).on('error', () => resolve());
+      https.get(withQueryKey, { ca: cli.caPem, headers: ssecHeaders(canary) }, (res) => res.resume().on('end', resolve)).on('error', () => resolve());
     });
   } finally {
-    s3.destroy();
-    agent.destroy();
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
+    await cli.stop();
   }
-  const all = Buffer.concat(written);
+  const all = cli.output();
   const text = all.toString('latin1');
   for (const form of [canary.b64, canary.raw.toString('hex'), canary.raw.toString('base64url'), encodeURIComponent(canary.b64)]) {
     assert.ok(!text.includes(form), `key found in the process output (${form.slice(0, 6)}…)`);

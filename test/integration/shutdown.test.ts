@@ -3,55 +3,20 @@
  * cuts what is left — and a cut SSE-C upload is never stored (the previous version survives).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { Hash } from '@smithy/hash-node';
 import https from 'node:https';
 import { test } from 'node:test';
-import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { ensureDevCertificate } from '../../src/tls/dev-cert.ts';
-import { freePort } from '../support/net.ts';
+import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { startCli } from '../support/cli.ts';
 import { newKey, rgwUpstream, sse, ssecHeaders } from '../support/proxy.ts';
-
-const ROOT = new URL('../..', import.meta.url).pathname;
 
 test('SIGTERM during a stalled upload: stops accepting, cuts it after the grace period, stores nothing of it', async () => {
   const up = await rgwUpstream();
-  const dir = mkdtempSync(join(tmpdir(), 'ssec-shutdown-'));
-  const cert = await ensureDevCertificate(dir);
-  const port = await freePort();
-  const child = spawn(process.execPath, [join(ROOT, 'bin/s3-ssec-proxy.js')], {
-    env: {
-      ...process.env,
-      SSEC_PROXY_LISTEN: `127.0.0.1:${port}`,
-      SSEC_PROXY_STATE_DIR: dir,
-      SSEC_PROXY_UPSTREAM_URL: up.endpoint,
-      SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID: up.accessKeyId,
-      SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY: up.secretAccessKey,
-      SSEC_PROXY_SHUTDOWN_GRACE_SECONDS: '2',
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-  await new Promise<void>((resolve, reject) => {
-    child.stderr!.on('data', () => stderr.includes('listening on') && resolve());
-    child.on('exit', (code) => reject(new Error(`proxy exited ${code}: ${stderr}`)));
-  });
-  const endpoint = `https://127.0.0.1:${port}`;
-  const agent = new https.Agent({ ca: cert.caPem, keepAlive: true });
-  const s3 = new S3Client({
-    endpoint,
-    region: up.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: up.accessKeyId, secretAccessKey: up.secretAccessKey },
-    requestHandler: new NodeHttpHandler({ httpsAgent: agent }),
-  });
+  const cli = await startCli(up, { SSEC_PROXY_SHUTDOWN_GRACE_SECONDS: '2' });
+  const { child, port } = cli;
+  const s3 = cli.client();
   const bucket = `drain-${randomBytes(4).toString('hex')}`;
   const k = newKey();
   const previous = randomBytes(1000);
@@ -78,7 +43,7 @@ test('SIGTERM during a stalled upload: stops accepting, cuts it after the grace 
       headers: { host: `127.0.0.1:${port}`, 'content-length': String(total), 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...ssecHeaders(k) },
     });
     const stalled = new Promise<string>((resolve) => {
-      const req = https.request({ host: '127.0.0.1', port, method: 'PUT', path: `/${bucket}/stalled`, headers: signed.headers, ca: cert.caPem, agent: false }, (res) => {
+      const req = https.request({ host: '127.0.0.1', port, method: 'PUT', path: `/${bucket}/stalled`, headers: signed.headers, ca: cli.caPem, agent: false }, (res) => {
         res.resume();
         res.on('end', () => resolve(`answered ${res.statusCode}`));
       });
@@ -93,11 +58,10 @@ test('SIGTERM during a stalled upload: stops accepting, cuts it after the grace 
     assert.equal(await stalled, 'cut');
     const ms = await exited;
     assert.ok(ms >= 1500 && ms < 10_000, `exited after ${ms} ms (grace 2 s)`);
-    assert.match(stderr, /SIGTERM: closing listeners/);
+    assert.match(cli.output().toString(), /SIGTERM: closing listeners/);
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
-    s3.destroy();
-    agent.destroy();
+    await cli.stop();
   }
   // The cut upload stored nothing: the previous version is intact (read through a fresh proxy).
   const { startTestProxy } = await import('../support/proxy.ts');
