@@ -9,8 +9,10 @@ import { objectPath, queryGet } from '../s3/operation.ts';
 import { xmlEscape } from '../s3/xml.ts';
 import { parseCustomerKey, ssecEchoHeaders } from '../sse-c/customer-key.ts';
 import { openEnvelope } from '../sse-c/envelope.ts';
+import { tailSizeOf } from '../sse-c/sealed-checksum.ts';
 import { dump } from '../upstream.ts';
 import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
+import { storedChecksum } from './get.ts';
 import { partsCountOf, probeLayout } from './object-layout.ts';
 
 const ATTRIBUTES = new Set(['ETag', 'Checksum', 'ObjectParts', 'StorageClass', 'ObjectSize']);
@@ -40,17 +42,22 @@ export async function getObjectAttributes(ctx: RequestContext): Promise<void> {
   }
   if (head.statusCode !== 200) return relayUpstreamError(ctx, head);
   if (!customerKey) throw new S3Error('InvalidRequest', SSEC_MESSAGES.needKey);
-  let chunkSize: number;
+  let opened;
   try {
-    const opened = openEnvelope(envelope, customerKey.key, bucket, key);
-    opened.dataKey.fill(0);
-    chunkSize = opened.chunkSize;
+    opened = openEnvelope(envelope, customerKey.key, bucket, key);
   } catch (e) {
     if (e instanceof FormatError) throw new S3Error('AccessDenied', SSEC_MESSAGES.wrongKey, { cause: e });
     throw e;
   }
+  const { chunkSize, dataKey } = opened;
   const etag = String(head.headers['etag'] ?? '');
-  const cipherSize = Number(head.headers['content-length'] ?? 0);
+  const cipherSize = Number(head.headers['content-length'] ?? 0) - tailSizeOf(head.headers);
+  let checksum;
+  try {
+    checksum = wanted.includes('Checksum') ? await storedChecksum(ctx, head.headers, dataKey, etag, cipherSize) : undefined;
+  } finally {
+    dataKey.fill(0);
+  }
   const fromParts = head.headers[LAYOUT_META] !== undefined;
   const multipart = partsCountOf(etag) > 1 || fromParts;
   const needParts = wanted.includes('ObjectParts') && multipart;
@@ -58,6 +65,10 @@ export async function getObjectAttributes(ctx: RequestContext): Promise<void> {
 
   let xml = '<?xml version="1.0" encoding="UTF-8"?>\n<GetObjectAttributesResponse xmlns="http://s3.amazonaws.com/doc/2006-03-01/">';
   if (wanted.includes('ETag')) xml += `<ETag>${xmlEscape(etag.replace(/"/g, ''))}</ETag>`;
+  if (checksum) {
+    const name = `Checksum${checksum.algorithm.toUpperCase()}`;
+    xml += `<Checksum><${name}>${xmlEscape(checksum.value)}</${name}><ChecksumType>FULL_OBJECT</ChecksumType></Checksum>`;
+  }
   if (wanted.includes('ObjectParts') && layout.parts) {
     const max = Math.min(1000, Number(ctx.req.headers['x-amz-max-parts'] ?? 1000) || 1000);
     const marker = Number(ctx.req.headers['x-amz-part-number-marker'] ?? 0) || 0;

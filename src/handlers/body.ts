@@ -144,6 +144,22 @@ export function dropPrefix(n: number): Transform {
   });
 }
 
+/** Passes the first `n` bytes of a stream and drops the rest (a checksum record after the last chunk). */
+export function takeFirst(n: number): Transform {
+  let left = n;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      if (left >= chunk.length) {
+        left -= chunk.length;
+        return cb(null, chunk);
+      }
+      const head = chunk.subarray(0, left);
+      left = 0;
+      cb(null, head.length ? head : undefined);
+    },
+  });
+}
+
 export type { Readable };
 
 /**

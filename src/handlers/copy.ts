@@ -23,7 +23,7 @@ import {
   type CustomerKey,
 } from '../sse-c/customer-key.ts';
 import { openEnvelope, resealEnvelope, sealEnvelope } from '../sse-c/envelope.ts';
-import { CHECKSUM_META } from '../sse-c/sealed-checksum.ts';
+import { CHECKSUM_META, tailSizeOf } from '../sse-c/sealed-checksum.ts';
 import { multipartDataKey, parseUploadId, tagMatches } from '../sse-c/upload-id.ts';
 import { dump, readText, type UpstreamResponse } from '../upstream.ts';
 import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
@@ -62,7 +62,10 @@ interface Source {
   versionId?: string;
   head: UpstreamResponse['headers'];
   etag: string;
+  /** Stored bytes. */
   size: number;
+  /** Stored bytes that are chunks (size minus a checksum tail record). */
+  chunksSize: number;
   envelope?: string;
 }
 
@@ -84,6 +87,8 @@ async function headSource(ctx: RequestContext, conditional: boolean): Promise<So
     head: up.headers,
     etag: String(up.headers['etag'] ?? ''),
     size: Number(up.headers['content-length'] ?? 0),
+    // The chunks only: without the sealed checksum record a trailer checksum left after them.
+    chunksSize: Number(up.headers['content-length'] ?? 0) - tailSizeOf(up.headers),
     ...(typeof env === 'string' ? { envelope: env } : {}),
   };
 }
@@ -407,7 +412,7 @@ async function sourceLayout(ctx: RequestContext, src: Source, key: CustomerKey):
   const cached = ctx.objects.get(src.bucket, src.key, src.etag);
   const layout: ObjectLayout = cached?.encrypted
     ? { plainSize: cached.size, ...(cached.parts ? { parts: cached.parts } : {}) }
-    : await probeLayout(ctx, ref, src.size, opened.chunkSize);
+    : await probeLayout(ctx, ref, src.chunksSize, opened.chunkSize);
   return { ...layout, dataKey: opened.dataKey, chunkSize: opened.chunkSize };
 }
 
@@ -427,6 +432,7 @@ async function readSource(
       headers.range = `bytes=${plan.cipherStart}-${plan.cipherEndInclusive}`;
       decrypt = createDecryptStream({ dataKey: layout.dataKey, chunkSize: layout.chunkSize, ...plan.decrypt });
     } else {
+      if (src.chunksSize !== src.size) headers.range = `bytes=0-${src.chunksSize - 1}`;
       decrypt = createDecryptStream({ dataKey: layout.dataKey, chunkSize: layout.chunkSize, ...planWhole() });
     }
   } else if (range) {

@@ -13,10 +13,11 @@ import { clientResponseHeaders, ENVELOPE_META, LAYOUT_META } from '../s3/headers
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { contentRange, parseRange, resolveRange, type RangeSpec } from '../s3/range.ts';
 import { openEnvelope } from '../sse-c/envelope.ts';
-import { CHECKSUM_META, openChecksum } from '../sse-c/sealed-checksum.ts';
+import { CHECKSUM_META, checksumTailOf, openChecksum, openChecksumTail, TAIL_SIZE } from '../sse-c/sealed-checksum.ts';
 import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
+import type { ChecksumName } from '../sigv4/checksums.ts';
 import { dump, type UpstreamResponse } from '../upstream.ts';
-import { dropPrefix } from './body.ts';
+import { dropPrefix, takeFirst } from './body.ts';
 import { partsCountOf, planRange, planWhole, probeLayout, type ObjectLayout } from './object-layout.ts';
 import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
 
@@ -149,7 +150,9 @@ export async function getObject(ctx: RequestContext): Promise<void> {
   }
   const { chunkSize, dataKey } = opened;
   const fetched = sizes(up);
-  const cipherTotal = fetched.total;
+  // A checksum that came as a trailer sits sealed after the last chunk: not part of the chunk layout.
+  const tailAlgorithm = checksumTailOf(up.headers);
+  const cipherTotal = fetched.total - (tailAlgorithm ? TAIL_SIZE : 0);
   const etag = typeof up.headers['etag'] === 'string' ? up.headers['etag'] : undefined;
   let layout: ObjectLayout;
   try {
@@ -167,8 +170,10 @@ export async function getObject(ctx: RequestContext): Promise<void> {
 
   if (range === undefined && partNumber === undefined && String(ctx.req.headers['x-amz-checksum-mode'] ?? '').toUpperCase() === 'ENABLED') {
     // Whole-object reads only, as S3: a checksum of the whole object on a part would fail the client's check.
-    const sealed = up.headers[CHECKSUM_META];
-    const checksum = openChecksum(dataKey, typeof sealed === 'string' ? sealed : undefined);
+    const checksum = await storedChecksum(ctx, up.headers, dataKey, etag, cipherTotal).catch(async (e: unknown) => {
+      await dump(up);
+      throw e;
+    });
     if (checksum) {
       headers[`x-amz-checksum-${checksum.algorithm}`] = checksum.value;
       headers['x-amz-checksum-type'] = 'FULL_OBJECT';
@@ -211,7 +216,7 @@ export async function getObject(ctx: RequestContext): Promise<void> {
     headers['content-length'] = String(plainSize);
     ctx.res.writeHead(200, headers);
     // Self-describing chunks: one read path for single PUTs and multipart objects of any layout.
-    await stream(ctx, up, 0, createDecryptStream({ dataKey, chunkSize, ...planWhole() }));
+    await stream(ctx, up, 0, createDecryptStream({ dataKey, chunkSize, ...planWhole() }), cipherTotal);
     return;
   }
 
@@ -252,14 +257,44 @@ async function layoutOf(
   return layout;
 }
 
+/**
+ * The client's checksum of the whole plaintext, if one was stored: sealed in the metadata (given as a header),
+ * or in the record after the last chunk (given as a trailer; one small read of the same version).
+ */
+export async function storedChecksum(
+  ctx: RequestContext,
+  headers: UpstreamResponse['headers'],
+  dataKey: Buffer,
+  etag: string | undefined,
+  cipherSize: number,
+): Promise<{ algorithm: ChecksumName; value: string } | undefined> {
+  const algorithm = checksumTailOf(headers);
+  if (!algorithm) {
+    const sealed = headers[CHECKSUM_META];
+    return openChecksum(dataKey, typeof sealed === 'string' ? sealed : undefined);
+  }
+  const range = `bytes=${cipherSize}-${cipherSize + TAIL_SIZE - 1}`;
+  const up = await fetchObject(ctx, 'GET', readHeaders(ctx, { range, ...(etag ? { 'if-match': etag } : {}) }));
+  if (!isOk(up)) {
+    await dump(up);
+    throw new S3Error('ServiceUnavailable', 'The object changed while it was read. Please retry.', { status: 503 });
+  }
+  const record = Buffer.concat(await up.body.toArray());
+  const value = openChecksumTail(dataKey, algorithm, record);
+  return value === undefined ? undefined : { algorithm, value };
+}
+
 /** Ciphertext → plaintext to the client. After headers are sent an error can only cut the connection. */
 async function stream(
   ctx: RequestContext,
   up: UpstreamResponse,
   skipCipher: number,
   decrypt: NodeJS.ReadWriteStream,
+  /** Ciphertext bytes that belong to the chunks (the rest, a checksum tail, is not decrypted). */
+  cipherLength?: number,
 ): Promise<void> {
   const stages: NodeJS.ReadWriteStream[] = skipCipher > 0 ? [dropPrefix(skipCipher), decrypt] : [decrypt];
+  if (cipherLength !== undefined) stages.unshift(takeFirst(cipherLength));
   up.body.on('data', (c: Buffer) => (ctx.stats.upstreamBytesIn += c.length));
   try {
     await pipeline(up.body, ...(stages as [NodeJS.ReadWriteStream]), countOut(ctx), ctx.res);

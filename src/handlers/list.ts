@@ -15,6 +15,7 @@ import { dump, readText } from '../upstream.ts';
 import type { ObjectInfo } from '../object-info.ts';
 import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
 import { probeLayout } from './object-layout.ts';
+import { tailSizeOf } from '../sse-c/sealed-checksum.ts';
 
 const HEAD_CONCURRENCY = 8;
 const MAX_LISTING_BYTES = 64 * 1024 * 1024;
@@ -115,7 +116,7 @@ async function headInfo(ctx: RequestContext, o: Listed): Promise<ObjectInfo | un
     try {
       const fromParts = up.headers[LAYOUT_META] !== undefined;
       const ref = { bucket: ctx.s3.bucket!, key: o.key, versionId: o.versionId, etag: o.etag, fromParts };
-      const layout = await probeLayout(ctx, ref, o.size, parseEnvelopeHeader(envelope).chunkSize);
+      const layout = await probeLayout(ctx, ref, o.size - tailSizeOf(up.headers), parseEnvelopeHeader(envelope).chunkSize);
       info = { encrypted: true, size: layout.plainSize, ...(layout.parts ? { parts: layout.parts } : {}) };
     } catch {
       return undefined;

@@ -4,13 +4,13 @@
  * completes a partial object and the previous version stays.
  */
 import { pipeline } from 'node:stream';
-import type { Readable, Transform } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { encryptedSize } from '../format/layout.ts';
 import { createEncryptStream } from '../format/stream.ts';
 import { ENVELOPE_META, forwardableRequestHeaders, PLAINTEXT_DESCRIBING } from '../s3/headers.ts';
 import { objectPath, upstreamQuery } from '../s3/operation.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
-import { CHECKSUM_META, sealChecksum } from '../sse-c/sealed-checksum.ts';
+import { CHECKSUM_META, sealChecksum, sealChecksumTail, TAIL_SIZE, tailMeta } from '../sse-c/sealed-checksum.ts';
 import { checksumOfHeader } from '../sigv4/checksums.ts';
 import { ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { dump } from '../upstream.ts';
@@ -35,6 +35,20 @@ export function encryptedWriteHeaders(ctx: RequestContext): Record<string, strin
   return headers;
 }
 
+/** Passes bytes through and adds `last()` when the stream ends (after every earlier stage ended cleanly). */
+function appendAtEnd(last: () => Buffer): Transform {
+  return new Transform({
+    transform: (chunk: Buffer, _enc, cb: TransformCallback) => cb(null, chunk),
+    flush(cb: TransformCallback) {
+      try {
+        cb(null, last());
+      } catch (e) {
+        cb(e as Error);
+      }
+    },
+  });
+}
+
 export async function putObject(ctx: RequestContext, customerKey: CustomerKey): Promise<void> {
   const envelope = sealEnvelope({
     customerKey: customerKey.key,
@@ -46,9 +60,18 @@ export async function putObject(ctx: RequestContext, customerKey: CustomerKey): 
   headers[ENVELOPE_META] = envelope.value;
   // A checksum given as a header (verified over the body on its way) is kept sealed for GET/HEAD to return.
   const given = Object.keys(ctx.req.headers).map((h) => [h, checksumOfHeader(h)] as const).filter(([, a]) => a !== undefined);
+  let tail: EncryptedUpload['tail'];
   if (given.length === 1) {
     const [header, algorithm] = given[0]!;
     headers[CHECKSUM_META] = sealChecksum(envelope.dataKey, algorithm!, String(ctx.req.headers[header]));
+  } else if (given.length === 0) {
+    // A checksum trailer is known only after the body: it goes sealed after the last chunk.
+    const trailer = String(ctx.req.headers['x-amz-trailer'] ?? '').split(',')[0]!.trim().toLowerCase();
+    const algorithm = checksumOfHeader(trailer);
+    if (algorithm) {
+      headers[CHECKSUM_META] = tailMeta(algorithm);
+      tail = (checksums) => sealChecksumTail(envelope.dataKey, algorithm, checksums[trailer] ?? '');
+    }
   }
   try {
     await uploadEncrypted(ctx, customerKey, {
@@ -57,6 +80,7 @@ export async function putObject(ctx: RequestContext, customerKey: CustomerKey): 
       partNumber: 0,
       headers,
       query: upstreamQuery(ctx.s3.query),
+      ...(tail ? { tail } : {}),
     });
   } finally {
     envelope.dataKey.fill(0);
@@ -71,6 +95,8 @@ export interface EncryptedUpload {
   /** Upstream headers (content-length is added here). */
   headers: Record<string, string>;
   query: Array<[string, string]>;
+  /** The sealed checksum record to append after the last chunk, made from the verified trailer values. */
+  tail?: (checksums: Record<string, string>) => Buffer;
 }
 
 /** Streams the verified plaintext body through the encryptor to an upstream PUT, and answers as S3. */
@@ -80,7 +106,8 @@ export async function uploadEncrypted(ctx: RequestContext, customerKey: Customer
     headers: u.headers,
     query: u.query,
     encrypt,
-    size: (n) => encryptedSize(n, u.chunkSize),
+    ...(u.tail ? { tail: u.tail } : {}),
+    size: (n) => encryptedSize(n, u.chunkSize) + (u.tail ? TAIL_SIZE : 0),
     echo: ssecEchoHeaders(customerKey),
     object: u.partNumber === 0 ? 'encrypted' : undefined,
   });
@@ -109,6 +136,8 @@ async function upload(
     query: Array<[string, string]>;
     /** The last stage: the encryptor, or a hold-back; either keeps the final bytes until all checks passed. */
     encrypt: Transform;
+    /** Bytes to send after the last chunk, once every check of the body has passed. */
+    tail?: (checksums: Record<string, string>) => Buffer;
     size: (plain: number) => number;
     echo: Record<string, string>;
     /** Whole objects (not parts) are remembered for listings. */
@@ -121,7 +150,7 @@ async function upload(
 
   acceptBody(req, res);
   let bodyError: unknown;
-  const stages = [...body.stages, u.encrypt];
+  const stages = [...body.stages, u.encrypt, ...(u.tail ? [appendAtEnd(() => u.tail!(body.checksums()))] : [])];
   const source = (pipeline as (...s: unknown[]) => Readable)(req, ...stages, (err: unknown) => {
     if (err) bodyError = err;
   });

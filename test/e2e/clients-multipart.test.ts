@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CreateBucketCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import {
+  directClient,
   rgwUpstream,
   sse,
   type SseKey,
@@ -216,3 +217,41 @@ print(len(body), body == open(src, 'rb').read() and rotated == body and old_key_
     }
   });
 });
+
+describe('checksums with current botocore (aws-chunked CRC32 trailers)', () => {
+  test('boto3 1.43 put_object then get/head with ChecksumMode: the trailer CRC32 comes back and botocore validates the body', async () => {
+    const script = `
+import sys, boto3, os, json
+from botocore.config import Config
+endpoint, bucket, keyfile = sys.argv[1:4]
+key = open(keyfile, 'rb').read()
+s3 = boto3.client('s3', endpoint_url=endpoint, config=Config(s3={'addressing_style': 'path'}))
+extra = {'SSECustomerAlgorithm': 'AES256', 'SSECustomerKey': key}
+data = os.urandom(300000)
+put = s3.put_object(Bucket=bucket, Key='ck/trailer', Body=data, **extra)
+got = s3.get_object(Bucket=bucket, Key='ck/trailer', ChecksumMode='ENABLED', **extra)
+body = got['Body'].read()
+head = s3.head_object(Bucket=bucket, Key='ck/trailer', ChecksumMode='ENABLED', **extra)
+print(json.dumps({'put': put.get('ChecksumCRC32'), 'get': got.get('ChecksumCRC32'), 'head': head.get('ChecksumCRC32'), 'same': body == data}))
+`;
+    writeFileSync(join(dir, 'trailer.py'), script);
+    const out = await run(PY_NEW, [join(dir, 'trailer.py'), t.endpoint, bucket, keyFile]);
+    const r = JSON.parse(out.trim().split('\n').pop()!) as { put?: string; get?: string; head?: string; same: boolean };
+    assert.ok(r.put, 'botocore sent a CRC32 and the proxy answered with it');
+    assert.equal(r.get, r.put);
+    assert.equal(r.head, r.put);
+    assert.equal(r.same, true);
+    const raw = await fetchRawHead(`ck/trailer`);
+    assert.equal(raw, 'crc32.tail', 'it came as a trailer, so it is stored after the chunks');
+  });
+});
+
+async function fetchRawHead(name: string): Promise<string | undefined> {
+  const direct = directClient(up);
+  try {
+    const head = await direct.send(new HeadObjectCommand({ Bucket: bucket, Key: name }));
+    return head.Metadata?.['s3-ssec-proxy-checksum'];
+  } finally {
+    direct.destroy();
+  }
+}

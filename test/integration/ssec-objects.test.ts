@@ -4,9 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import {
+  CopyObjectCommand,
   CreateBucketCommand,
+  GetObjectAttributesCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -443,6 +446,82 @@ describe('checksums the client gave are returned as S3 returns them', () => {
       await bytes(ranged.Body);
       const raw = await direct.send(new HeadObjectCommand({ Bucket: bucket, Key: name }));
       assert.ok(!JSON.stringify(raw.Metadata).includes(expected!), 'checksum stored sealed');
+    }
+  });
+});
+
+describe('checksums that arrive as aws-chunked trailers', () => {
+  test('are verified, sealed after the last chunk and returned on whole GET, HEAD and GetObjectAttributes', async () => {
+    const key = newKey();
+    const rotated = newKey();
+    const data = randomBytes(200_000);
+    const fresh = await startTestProxy(up);
+    try {
+      for (const [name, algorithm, field] of [
+        ['tail-crc32', 'CRC32', 'ChecksumCRC32'],
+        ['tail-sha256', 'SHA256', 'ChecksumSHA256'],
+      ] as const) {
+        // A stream body makes the SDK send aws-chunked with the checksum as a trailer.
+        const body = Readable.from([data.subarray(0, 70_000), data.subarray(70_000)]);
+        const put = await s3.send(
+          new PutObjectCommand({ Bucket: bucket, Key: name, Body: body, ContentLength: data.length, ChecksumAlgorithm: algorithm, ...sse(key) }),
+        );
+        const expected = put[field];
+        assert.ok(expected, 'the proxy answers with the verified trailer checksum');
+        const raw = await direct.send(new HeadObjectCommand({ Bucket: bucket, Key: name }));
+        assert.equal(raw.Metadata?.['s3-ssec-proxy-checksum'], `${algorithm.toLowerCase()}.tail`);
+        assert.equal(raw.ContentLength, encryptedSize(data.length, 65536) + 64, 'one 64-byte record after the chunks');
+
+        const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: name, ChecksumMode: 'ENABLED', ...sse(key) }));
+        assert.equal(got[field], expected);
+        assert.equal(got.ContentLength, data.length);
+        assert.ok((await bytes(got.Body)).equals(data));
+        const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: name, ChecksumMode: 'ENABLED', ...sse(key) }));
+        assert.equal(head[field], expected);
+        assert.equal(head.ContentLength, data.length);
+        const attrs = await s3.send(
+          new GetObjectAttributesCommand({ Bucket: bucket, Key: name, ObjectAttributes: ['Checksum', 'ObjectSize'], ...sse(key) }),
+        );
+        assert.equal(attrs.Checksum?.[field], expected);
+        assert.equal(attrs.ObjectSize, data.length);
+        const tail = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: name, Range: 'bytes=-10', ...sse(key) }));
+        assert.ok((await bytes(tail.Body)).equals(data.subarray(-10)));
+        const mid = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: name, Range: 'bytes=65530-140000', ...sse(key) }));
+        assert.ok((await bytes(mid.Body)).equals(data.subarray(65530, 140001)));
+        // A replica that never saw the object lists its plaintext size.
+        const listed = await fresh.client().send(new ListObjectsV2Command({ Bucket: bucket, Prefix: name }));
+        assert.equal(listed.Contents?.[0]?.Size, data.length);
+
+        // Rotation by copy-to-self keeps the record; a copy to a plain object decrypts the chunks only.
+        await s3.send(
+          new CopyObjectCommand({
+            Bucket: bucket,
+            Key: name,
+            CopySource: `${bucket}/${name}`,
+            ...sse(rotated),
+            CopySourceSSECustomerAlgorithm: 'AES256',
+            CopySourceSSECustomerKey: key.b64,
+            CopySourceSSECustomerKeyMD5: key.md5,
+          }),
+        );
+        const after = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: name, ChecksumMode: 'ENABLED', ...sse(rotated) }));
+        assert.equal(after[field], expected);
+        assert.ok((await bytes(after.Body)).equals(data));
+        await s3.send(
+          new CopyObjectCommand({
+            Bucket: bucket,
+            Key: `${name}-plain`,
+            CopySource: `${bucket}/${name}`,
+            CopySourceSSECustomerAlgorithm: 'AES256',
+            CopySourceSSECustomerKey: rotated.b64,
+            CopySourceSSECustomerKeyMD5: rotated.md5,
+          }),
+        );
+        const plain = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: `${name}-plain` }));
+        assert.ok((await bytes(plain.Body)).equals(data));
+      }
+    } finally {
+      await fresh.close();
     }
   });
 });
