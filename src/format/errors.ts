@@ -25,7 +25,11 @@ export type FormatErrorCode =
   /** Bytes after the final chunk, after the expected number of chunks, or after the last segment. */
   | 'TrailingData'
   /** A size that no plaintext maps to. */
-  | 'InvalidCiphertextSize';
+  | 'InvalidCiphertextSize'
+  /** No well-formed tail record where the layout needs one (§5.6). */
+  | 'TailInvalid'
+  /** A tail record's GCM tag did not verify (edited size or checksum, or another object's record). */
+  | 'TailAuthFailed';
 
 export const FORMAT_ERROR_CODES: readonly FormatErrorCode[] = Object.freeze([
   'EnvelopeMalformed',
@@ -37,6 +41,8 @@ export const FORMAT_ERROR_CODES: readonly FormatErrorCode[] = Object.freeze([
   'Truncated',
   'TrailingData',
   'InvalidCiphertextSize',
+  'TailInvalid',
+  'TailAuthFailed',
 ]);
 
 export interface FormatErrorOptions {

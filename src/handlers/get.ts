@@ -13,7 +13,8 @@ import { clientResponseHeaders, ENVELOPE_META, LAYOUT_META } from '../s3/headers
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { contentRange, parseRange, resolveRange, type RangeSpec } from '../s3/range.ts';
 import { openEnvelope } from '../sse-c/envelope.ts';
-import { CHECKSUM_META, checksumTailOf, openChecksum, openChecksumTail, TAIL_SIZE } from '../sse-c/sealed-checksum.ts';
+import { openTail, TAIL_SIZE } from '../format/tail.ts';
+import { CHECKSUM_META, checksumTailOf, openChecksum } from '../sse-c/sealed-checksum.ts';
 import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import type { ChecksumName } from '../sigv4/checksums.ts';
 import { dump, type UpstreamResponse } from '../upstream.ts';
@@ -280,8 +281,14 @@ export async function storedChecksum(
     throw new S3Error('ServiceUnavailable', 'The object changed while it was read. Please retry.', { status: 503 });
   }
   const record = Buffer.concat(await up.body.toArray());
-  const value = openChecksumTail(dataKey, algorithm, record);
-  return value === undefined ? undefined : { algorithm, value };
+  let opened;
+  try {
+    opened = openTail(dataKey, record);
+  } catch (e) {
+    throw new S3Error('InternalError', 'The stored object failed its integrity check.', { cause: e });
+  }
+  if (opened.algorithm !== algorithm || !opened.digest) return undefined;
+  return { algorithm, value: opened.digest.toString('base64') };
 }
 
 /** Ciphertext → plaintext to the client. After headers are sent an error can only cut the connection. */

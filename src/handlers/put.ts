@@ -10,7 +10,8 @@ import { createEncryptStream } from '../format/stream.ts';
 import { ENVELOPE_META, forwardableRequestHeaders, PLAINTEXT_DESCRIBING } from '../s3/headers.ts';
 import { objectPath, upstreamQuery } from '../s3/operation.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
-import { CHECKSUM_META, sealChecksum, sealChecksumTail, TAIL_SIZE, tailMeta } from '../sse-c/sealed-checksum.ts';
+import { sealTail, TAIL_SIZE } from '../format/tail.ts';
+import { CHECKSUM_META, sealChecksum, tailMeta } from '../sse-c/sealed-checksum.ts';
 import { checksumOfHeader } from '../sigv4/checksums.ts';
 import { ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { dump } from '../upstream.ts';
@@ -70,7 +71,7 @@ export async function putObject(ctx: RequestContext, customerKey: CustomerKey): 
     const algorithm = checksumOfHeader(trailer);
     if (algorithm) {
       headers[CHECKSUM_META] = tailMeta(algorithm);
-      tail = (checksums) => sealChecksumTail(envelope.dataKey, algorithm, checksums[trailer] ?? '');
+      tail = tailWriter(envelope.dataKey, 0);
     }
   }
   try {
@@ -95,8 +96,17 @@ export interface EncryptedUpload {
   /** Upstream headers (content-length is added here). */
   headers: Record<string, string>;
   query: Array<[string, string]>;
-  /** The sealed checksum record to append after the last chunk, made from the verified trailer values. */
-  tail?: (checksums: Record<string, string>) => Buffer;
+  /** The tail record to append after the last chunk, made once the body is verified (see tailWriter). */
+  tail?: (checksums: Record<string, string>, plainSize: number) => Buffer;
+}
+
+/** The tail record of a stream: its part number, plaintext size and the client's (verified) checksum if any. */
+export function tailWriter(dataKey: Buffer, partNumber: number): NonNullable<EncryptedUpload['tail']> {
+  return (checksums, plainSize) => {
+    const [name, value] = Object.entries(checksums)[0] ?? [];
+    const algorithm = name ? checksumOfHeader(name) : undefined;
+    return sealTail(dataKey, { partNumber, plainSize, algorithm, digest: algorithm && value ? Buffer.from(value, 'base64') : undefined });
+  };
 }
 
 /** Streams the verified plaintext body through the encryptor to an upstream PUT, and answers as S3. */
@@ -137,7 +147,7 @@ async function upload(
     /** The last stage: the encryptor, or a hold-back; either keeps the final bytes until all checks passed. */
     encrypt: Transform;
     /** Bytes to send after the last chunk, once every check of the body has passed. */
-    tail?: (checksums: Record<string, string>) => Buffer;
+    tail?: (checksums: Record<string, string>, plainSize: number) => Buffer;
     size: (plain: number) => number;
     echo: Record<string, string>;
     /** Whole objects (not parts) are remembered for listings. */
@@ -150,7 +160,7 @@ async function upload(
 
   acceptBody(req, res);
   let bodyError: unknown;
-  const stages = [...body.stages, u.encrypt, ...(u.tail ? [appendAtEnd(() => u.tail!(body.checksums()))] : [])];
+  const stages = [...body.stages, u.encrypt, ...(u.tail ? [appendAtEnd(() => u.tail!(body.checksums(), body.length))] : [])];
   const source = (pipeline as (...s: unknown[]) => Readable)(req, ...stages, (err: unknown) => {
     if (err) bodyError = err;
   });

@@ -8,6 +8,7 @@
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { hkdfSha256 } from '../format/chunk.ts';
+import { TAIL_SIZE } from '../format/tail.ts';
 import { CHECKSUM_NAMES, type ChecksumName } from '../sigv4/checksums.ts';
 
 export const CHECKSUM_META = 'x-amz-meta-s3-ssec-proxy-checksum';
@@ -46,15 +47,9 @@ export function openChecksum(dataKey: Buffer, sealed: string | undefined): { alg
 
 /**
  * A checksum that arrives as an aws-chunked trailer is known only after the body, when the metadata has long
- * been sent. It is then stored as a fixed-size sealed record right after the object's last chunk, and the
- * metadata entry says so: `<algorithm>.tail`. Readers subtract TAIL_SIZE from the stored size (docs/FORMAT.md §5.7).
- *
- * Record: GCM(checksum key, nonce 0…01, aad "tail." ‖ algorithm, utf8(base64 value) zero-padded to 48 bytes) ‖ tag.
+ * been sent: it goes into the tail record after the last chunk (src/format/tail.ts), and the metadata entry
+ * says so: `<algorithm>.tail`. Readers subtract TAIL_SIZE from the stored size (docs/FORMAT.md §5.6).
  */
-export const TAIL_SIZE = 64;
-const TAIL_VALUE_SIZE = TAIL_SIZE - 16;
-const TAIL_NONCE = Buffer.from('000000000000000000000001', 'hex');
-
 export function tailMeta(algorithm: ChecksumName): string {
   return `${algorithm}.tail`;
 }
@@ -67,31 +62,7 @@ export function checksumTailOf(headers: Record<string, string | string[] | undef
   return CHECKSUM_NAMES.includes(algorithm) ? algorithm : undefined;
 }
 
-/** Bytes after the last chunk: TAIL_SIZE when the metadata announces a tail record, else 0. */
+/** Bytes after the last chunk of a single PUT: TAIL_SIZE when the metadata announces a tail record, else 0. */
 export function tailSizeOf(headers: Record<string, string | string[] | undefined>): number {
   return checksumTailOf(headers) ? TAIL_SIZE : 0;
-}
-
-export function sealChecksumTail(dataKey: Buffer, algorithm: ChecksumName, valueBase64: string): Buffer {
-  const value = Buffer.alloc(TAIL_VALUE_SIZE);
-  if (Buffer.byteLength(valueBase64) > TAIL_VALUE_SIZE) throw new RangeError('checksum value too long for the tail record');
-  value.write(valueBase64, 'utf8');
-  const cipher = createCipheriv('aes-256-gcm', keyFor(dataKey), TAIL_NONCE);
-  cipher.setAAD(Buffer.from(`tail.${algorithm}`));
-  return Buffer.concat([cipher.update(value), cipher.final(), cipher.getAuthTag()]);
-}
-
-/** The base64 value, or undefined when the record does not open (wrong key, tampered, not a record). */
-export function openChecksumTail(dataKey: Buffer, algorithm: ChecksumName, record: Buffer): string | undefined {
-  if (record.length !== TAIL_SIZE) return undefined;
-  try {
-    const decipher = createDecipheriv('aes-256-gcm', keyFor(dataKey), TAIL_NONCE);
-    decipher.setAAD(Buffer.from(`tail.${algorithm}`));
-    decipher.setAuthTag(record.subarray(TAIL_VALUE_SIZE));
-    const value = Buffer.concat([decipher.update(record.subarray(0, TAIL_VALUE_SIZE)), decipher.final()]);
-    const end = value.indexOf(0);
-    return value.subarray(0, end < 0 ? value.length : end).toString('utf8');
-  } catch {
-    return undefined;
-  }
 }

@@ -470,7 +470,7 @@ describe('checksums that arrive as aws-chunked trailers', () => {
         assert.ok(expected, 'the proxy answers with the verified trailer checksum');
         const raw = await direct.send(new HeadObjectCommand({ Bucket: bucket, Key: name }));
         assert.equal(raw.Metadata?.['s3-ssec-proxy-checksum'], `${algorithm.toLowerCase()}.tail`);
-        assert.equal(raw.ContentLength, encryptedSize(data.length, 65536) + 64, 'one 64-byte record after the chunks');
+        assert.equal(raw.ContentLength, encryptedSize(data.length, 65536) + 80, 'one 80-byte tail record after the chunks');
 
         const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: name, ChecksumMode: 'ENABLED', ...sse(key) }));
         assert.equal(got[field], expected);

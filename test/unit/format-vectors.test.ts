@@ -124,9 +124,9 @@ describe('golden vectors', () => {
 });
 
 describe('tamper vectors', () => {
-  it('name every error code at least once', () => {
+  it('name every envelope and chunk error code at least once (tail records: test/unit/format-tail.test.ts)', () => {
     const seen = new Set(tamper.vectors.map((v) => v.expect.error));
-    for (const code of FORMAT_ERROR_CODES) assert.ok(seen.has(code), code);
+    for (const code of FORMAT_ERROR_CODES.filter((c) => !c.startsWith('Tail'))) assert.ok(seen.has(code), code);
   });
 
   for (const v of tamper.vectors) {
