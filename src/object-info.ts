@@ -4,18 +4,35 @@
  * this replica has not seen costs one HEAD, once. An ETag names one exact content, so entries never go stale;
  * the cache is bounded and only an optimisation (any replica can rebuild it from the upstream).
  */
-import type { PartExtent } from './handlers/object-layout.ts';
+import type { ObjectLayout, PartExtent } from './handlers/object-layout.ts';
 
 export interface ObjectInfo {
   readonly encrypted: boolean;
   /** Plaintext size (for unencrypted objects, the stored size). */
   readonly size: number;
-  /** The part table of an encrypted object whose parts are not chunk-aligned. */
+  /** The part table of an encrypted object whose parts are not chunk-aligned or end with tail records. */
   readonly parts?: readonly PartExtent[];
+  /** The part table was read from tail records opened with the key (reads may rely on it). */
+  readonly verified?: boolean;
+  /** The parts end with tail records. */
+  readonly tails?: boolean;
+}
+
+/** What to remember of a probed layout. */
+export function infoOf(layout: ObjectLayout): ObjectInfo {
+  return {
+    encrypted: true,
+    size: layout.plainSize,
+    ...(layout.parts ? { parts: layout.parts } : {}),
+    ...(layout.verified ? { verified: true } : {}),
+    ...(layout.tails ? { tails: true } : {}),
+  };
 }
 
 export class ObjectInfoCache {
   private readonly entries = new Map<string, ObjectInfo>();
+  /** bucket/key → the ETag most recently learned for it. */
+  private readonly newest = new Map<string, string>();
   constructor(private readonly maxEntries = 200_000) {}
 
   private static id(bucket: string, key: string, etag: string): string {
@@ -38,10 +55,28 @@ export class ObjectInfoCache {
     const id = ObjectInfoCache.id(bucket, key, etag);
     this.entries.delete(id);
     this.entries.set(id, info);
+    const name = `${bucket}\u0000${key}`;
+    this.newest.delete(name);
+    this.newest.set(name, etag.replace(/"/g, ''));
     if (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next().value;
       if (oldest !== undefined) this.entries.delete(oldest);
     }
+    if (this.newest.size > this.maxEntries) {
+      const oldest = this.newest.keys().next().value;
+      if (oldest !== undefined) this.newest.delete(oldest);
+    }
+  }
+
+  /**
+   * The version of bucket/key this replica learned of last, if it still knows it. Only a hint: reads pinned
+   * to it with If-Match fall back when the object has changed since.
+   */
+  latest(bucket: string, key: string): { etag: string; info: ObjectInfo } | undefined {
+    const etag = this.newest.get(`${bucket}\u0000${key}`);
+    if (etag === undefined) return undefined;
+    const info = this.entries.get(ObjectInfoCache.id(bucket, key, etag));
+    return info ? { etag: `"${etag}"`, info } : undefined;
   }
 
   get size(): number {

@@ -52,33 +52,40 @@ export async function getObjectAttributes(ctx: RequestContext): Promise<void> {
   const { chunkSize, dataKey } = opened;
   const etag = String(head.headers['etag'] ?? '');
   const cipherSize = Number(head.headers['content-length'] ?? 0) - tailSizeOf(head.headers);
+  const meta = head.headers[LAYOUT_META];
+  const fromParts = meta !== undefined;
+  const multipart = partsCountOf(etag) > 1 || fromParts;
+  const needParts = wanted.includes('ObjectParts') && multipart;
+  let layout;
   let checksum;
   try {
-    checksum = wanted.includes('Checksum') ? await storedChecksum(ctx, head.headers, dataKey, etag, cipherSize) : undefined;
+    const ref = { bucket, key, versionId, etag, fromParts, tails: meta === 'tails' };
+    layout = await probeLayout(ctx, ref, cipherSize, chunkSize, { parts: needParts, dataKey });
+    checksum = wanted.includes('Checksum') ? await storedChecksum(ctx, head.headers, dataKey, etag, cipherSize, layout) : undefined;
   } finally {
     dataKey.fill(0);
   }
-  const fromParts = head.headers[LAYOUT_META] !== undefined;
-  const multipart = partsCountOf(etag) > 1 || fromParts;
-  const needParts = wanted.includes('ObjectParts') && multipart;
-  const layout = await probeLayout(ctx, { bucket, key, versionId, etag, fromParts }, cipherSize, chunkSize, { parts: needParts });
 
   let xml = '<?xml version="1.0" encoding="UTF-8"?>\n<GetObjectAttributesResponse xmlns="http://s3.amazonaws.com/doc/2006-03-01/">';
   if (wanted.includes('ETag')) xml += `<ETag>${xmlEscape(etag.replace(/"/g, ''))}</ETag>`;
   if (checksum) {
     const name = `Checksum${checksum.algorithm.toUpperCase()}`;
-    xml += `<Checksum><${name}>${xmlEscape(checksum.value)}</${name}><ChecksumType>FULL_OBJECT</ChecksumType></Checksum>`;
+    xml += `<Checksum><${name}>${xmlEscape(checksum.value)}</${name}><ChecksumType>${checksum.type}</ChecksumType></Checksum>`;
   }
   if (wanted.includes('ObjectParts') && layout.parts) {
     const max = Math.min(1000, Number(ctx.req.headers['x-amz-max-parts'] ?? 1000) || 1000);
     const marker = Number(ctx.req.headers['x-amz-part-number-marker'] ?? 0) || 0;
-    const listed = layout.parts.map((p, i) => ({ n: i + 1, size: p.plainSize })).filter((p) => p.n > marker);
+    const composite = checksum?.type === 'COMPOSITE';
+    const listed = layout.parts.map((p, i) => ({ n: i + 1, size: p.plainSize, sum: composite ? p.checksum : undefined })).filter((p) => p.n > marker);
     const page = listed.slice(0, max);
     const truncated = listed.length > page.length;
     xml += `<ObjectParts><PartsCount>${layout.parts.length}</PartsCount><PartNumberMarker>${marker}</PartNumberMarker>`;
     xml += `<NextPartNumberMarker>${page.length ? page[page.length - 1]!.n : marker}</NextPartNumberMarker><MaxParts>${max}</MaxParts>`;
     xml += `<IsTruncated>${truncated}</IsTruncated>`;
-    for (const p of page) xml += `<Part><PartNumber>${p.n}</PartNumber><Size>${p.size}</Size></Part>`;
+    for (const p of page) {
+      const sum = p.sum ? `<Checksum${p.sum.algorithm.toUpperCase()}>${p.sum.digest.toString('base64')}</Checksum${p.sum.algorithm.toUpperCase()}>` : '';
+      xml += `<Part><PartNumber>${p.n}</PartNumber><Size>${p.size}</Size>${sum}</Part>`;
+    }
     xml += '</ObjectParts>';
   }
   if (wanted.includes('StorageClass')) xml += `<StorageClass>${xmlEscape(String(head.headers['x-amz-storage-class'] ?? 'STANDARD'))}</StorageClass>`;

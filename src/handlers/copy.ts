@@ -9,7 +9,9 @@
  */
 import { pipeline, Readable, Transform } from 'node:stream';
 import { encryptedSize } from '../format/layout.ts';
-import { createDecryptStream, createEncryptStream } from '../format/stream.ts';
+import { createEncryptStream } from '../format/stream.ts';
+import { TAIL_SIZE } from '../format/tail.ts';
+import { createChecksumCompute } from '../sigv4/checksums.ts';
 import { S3Error, SSEC_MESSAGES, type S3ErrorCode } from '../s3/errors.ts';
 import { ENVELOPE_META, LAYOUT_META, RESERVED_META_PREFIX } from '../s3/headers.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
@@ -27,8 +29,9 @@ import { CHECKSUM_META, tailSizeOf } from '../sse-c/sealed-checksum.ts';
 import { multipartDataKey, parseUploadId, tagMatches } from '../sse-c/upload-id.ts';
 import { dump, readText, type UpstreamResponse } from '../upstream.ts';
 import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
+import { appendAtEnd, tailWriter } from './put.ts';
 import { multipartEtag } from './multipart.ts';
-import { planRange, planWhole, probeLayout, type ObjectLayout } from './object-layout.ts';
+import { decryptStages, planRange, planWhole, probeLayout, type ObjectLayout } from './object-layout.ts';
 
 /** `x-amz-copy-source`: `[/]bucket/key[?versionId=v]`, percent-encoded. */
 export function parseCopySource(value: string): { bucket: string; key: string; versionId?: string } {
@@ -264,7 +267,8 @@ export async function copyObject(ctx: RequestContext): Promise<void> {
     const sealed = resealEnvelope(src.envelope!, keys.srcKey.key, src.bucket, src.key, keys.dstKey.key, bucket, key);
     sealed.dataKey.fill(0);
     headers[ENVELOPE_META] = sealed.value;
-    if (src.head[LAYOUT_META] !== undefined) headers[LAYOUT_META] = 'parts';
+    const layoutMeta = src.head[LAYOUT_META];
+    if (typeof layoutMeta === 'string') headers[LAYOUT_META] = layoutMeta;
     // Same data key, same plaintext: the sealed checksum stays valid.
     const checksum = src.head[CHECKSUM_META];
     if (typeof checksum === 'string') headers[CHECKSUM_META] = checksum;
@@ -330,7 +334,8 @@ async function multipartServerCopy(
   echo: Record<string, string>,
 ): Promise<void> {
   const path = objectPath(ctx.s3.bucket!, ctx.s3.key!);
-  const createHeaders: Record<string, string> = { ...headers, [LAYOUT_META]: 'parts' };
+  // The copy is byte for byte: tail records stay where they are; otherwise the parts are found by walking.
+  const createHeaders: Record<string, string> = { ...headers, [LAYOUT_META]: src.head[LAYOUT_META] === 'tails' ? 'tails' : 'parts' };
   delete createHeaders['x-amz-metadata-directive'];
   await copyTags(ctx, src, createHeaders);
   const created = await upstreamRequest(ctx, { method: 'POST', path, query: [['uploads', '']], headers: createHeaders });
@@ -408,11 +413,14 @@ async function multipartServerCopy(
 
 async function sourceLayout(ctx: RequestContext, src: Source, key: CustomerKey): Promise<ObjectLayout & { dataKey: Buffer; chunkSize: number }> {
   const opened = openSource(src, key);
-  const ref = { bucket: src.bucket, key: src.key, versionId: src.versionId, etag: src.etag, fromParts: src.head[LAYOUT_META] !== undefined };
+  const meta = src.head[LAYOUT_META];
+  const tails = meta === 'tails';
+  const ref = { bucket: src.bucket, key: src.key, versionId: src.versionId, etag: src.etag, fromParts: meta !== undefined, tails };
   const cached = ctx.objects.get(src.bucket, src.key, src.etag);
-  const layout: ObjectLayout = cached?.encrypted
-    ? { plainSize: cached.size, ...(cached.parts ? { parts: cached.parts } : {}) }
-    : await probeLayout(ctx, ref, src.chunksSize, opened.chunkSize);
+  const layout: ObjectLayout =
+    cached?.encrypted && (!tails || cached.verified)
+      ? { plainSize: cached.size, ...(cached.parts ? { parts: cached.parts } : {}), ...(tails ? { tails, verified: true } : {}) }
+      : await probeLayout(ctx, ref, src.chunksSize, opened.chunkSize, { dataKey: opened.dataKey });
   return { ...layout, dataKey: opened.dataKey, chunkSize: opened.chunkSize };
 }
 
@@ -425,15 +433,15 @@ async function readSource(
   range: { start: number; end: number } | undefined,
 ): Promise<Readable> {
   const headers: Record<string, string> = { 'if-match': src.etag };
-  let decrypt: Transform | undefined;
+  let decrypt: Transform[] | undefined;
   if (layout && key) {
     if (range) {
       const plan = planRange(layout, range.start, range.end, layout.chunkSize);
       headers.range = `bytes=${plan.cipherStart}-${plan.cipherEndInclusive}`;
-      decrypt = createDecryptStream({ dataKey: layout.dataKey, chunkSize: layout.chunkSize, ...plan.decrypt });
+      decrypt = decryptStages(plan, layout.dataKey, layout.chunkSize);
     } else {
       if (src.chunksSize !== src.size) headers.range = `bytes=0-${src.chunksSize - 1}`;
-      decrypt = createDecryptStream({ dataKey: layout.dataKey, chunkSize: layout.chunkSize, ...planWhole() });
+      decrypt = decryptStages(planWhole(layout), layout.dataKey, layout.chunkSize);
     }
   } else if (range) {
     headers.range = `bytes=${range.start}-${range.end}`;
@@ -454,7 +462,7 @@ async function readSource(
       cb(null, c);
     },
   });
-  const stages = decrypt ? [count, decrypt] : [count];
+  const stages = [count, ...(decrypt ?? [])];
   return (pipeline as (...s: unknown[]) => Readable)(up.body, ...stages, () => {});
 }
 
@@ -463,11 +471,12 @@ async function writeStream(
   ctx: RequestContext,
   target: { path: string; query: Array<[string, string]>; headers: Record<string, string>; length: number },
   body: Readable,
-  encrypt: Transform | undefined,
+  encrypt: Transform | Transform[] | undefined,
 ): Promise<UpstreamResponse> {
   let failure: unknown;
-  const source = encrypt
-    ? (pipeline as (...s: unknown[]) => Readable)(body, encrypt, (e: unknown) => {
+  const stages = encrypt === undefined ? [] : Array.isArray(encrypt) ? encrypt : [encrypt];
+  const source = stages.length
+    ? (pipeline as (...s: unknown[]) => Readable)(body, ...stages, (e: unknown) => {
         if (e) failure = e;
       })
     : body;
@@ -535,7 +544,7 @@ export async function uploadPartCopy(ctx: RequestContext): Promise<void> {
     ['partNumber', String(partNumber)],
     ['uploadId', parsed.upstreamId],
   ];
-  let encrypt: Transform | undefined;
+  let encrypt: Transform[] | undefined;
   let cipherLength = length;
   let echo: Record<string, string> = {};
   if (keys.dstKey) {
@@ -545,9 +554,24 @@ export async function uploadPartCopy(ctx: RequestContext): Promise<void> {
       throw new S3Error('InvalidRequest', SSEC_MESSAGES.mismatch);
     }
     const chunkSize = 2 ** parsed.chunkSizeLog2!;
-    encrypt = createEncryptStream({ dataKey, chunkSize, partNumber });
-    dataKey.fill(0);
+    encrypt = [createEncryptStream({ dataKey, chunkSize, partNumber })];
     cipherLength = encryptedSize(length, chunkSize);
+    if (parsed.tails) {
+      // The part ends with its tail record, with the upload's checksum computed over the copied plaintext.
+      const computed: Record<string, string> = {};
+      const alg = parsed.checksum?.algorithm;
+      const tailKey = Buffer.from(dataKey);
+      if (alg) encrypt.unshift(createChecksumCompute(alg, () => ({}), (v) => (computed[`x-amz-checksum-${alg}`] = v)));
+      encrypt.push(
+        appendAtEnd(() => {
+          const record = tailWriter(tailKey, partNumber)(computed, length);
+          tailKey.fill(0);
+          return record;
+        }),
+      );
+      cipherLength += TAIL_SIZE;
+    }
+    dataKey.fill(0);
     echo = ssecEchoHeaders(keys.dstKey);
   }
   let body: Readable;

@@ -7,20 +7,20 @@ import { PassThrough, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CHUNK_OVERHEAD } from '../format/constants.ts';
 import { FormatError } from '../format/errors.ts';
-import { createDecryptStream } from '../format/stream.ts';
 import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
 import { clientResponseHeaders, ENVELOPE_META, LAYOUT_META } from '../s3/headers.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { contentRange, parseRange, resolveRange, type RangeSpec } from '../s3/range.ts';
 import { openEnvelope } from '../sse-c/envelope.ts';
 import { openTail, TAIL_SIZE } from '../format/tail.ts';
-import { CHECKSUM_META, checksumTailOf, openChecksum } from '../sse-c/sealed-checksum.ts';
+import { CHECKSUM_META, checksumTailOf, multipartChecksumOf, openChecksum } from '../sse-c/sealed-checksum.ts';
 import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
-import type { ChecksumName } from '../sigv4/checksums.ts';
+import { combineCrcs, compositeChecksum, type ChecksumName } from '../sigv4/checksums.ts';
 import { dump, type UpstreamResponse } from '../upstream.ts';
 import { dropPrefix, takeFirst } from './body.ts';
-import { partsCountOf, planRange, planWhole, probeLayout, type ObjectLayout } from './object-layout.ts';
+import { decryptStages, partsCountOf, planRange, planWhole, probeLayout, type ObjectLayout } from './object-layout.ts';
 import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
+import { infoOf } from '../object-info.ts';
 
 /** Request headers a read forwards: conditionals and a few S3 request options. */
 const READ_HEADERS = [
@@ -65,6 +65,10 @@ function partNumberOf(ctx: RequestContext): number | undefined {
     });
   }
   return n;
+}
+
+function checksumMode(ctx: RequestContext): boolean {
+  return String(ctx.req.headers['x-amz-checksum-mode'] ?? '').toUpperCase() === 'ENABLED';
 }
 
 function invalidPartNumber(): S3Error {
@@ -123,10 +127,19 @@ export async function getObject(ctx: RequestContext): Promise<void> {
   // S3 ignores Range when partNumber is given... and refuses both together; the part decides here.
   const range = partNumber === undefined ? parseRange(ctx.req.headers.range) : undefined;
 
-  const guessed = range && !isHead ? guessCipherRange(range, 2 ** ctx.config.chunkSizeLog2) : undefined;
+  // A range of an object this replica knows is asked for exactly, pinned to the version it knows; otherwise
+  // the chunk range is guessed from the default chunk size and the uniform grid.
+  const warm = range && !isHead ? warmRange(ctx, range) : undefined;
+  const guessed = warm?.range ?? (range && !isHead ? guessCipherRange(range, 2 ** ctx.config.chunkSizeLog2) : undefined);
   // A part read needs the part table first, so it starts with a HEAD.
   const firstMethod = isHead || partNumber !== undefined ? 'HEAD' : 'GET';
-  let up = await fetchObject(ctx, firstMethod, readHeaders(ctx, guessed ? { range: guessed } : {}));
+  const pin: Record<string, string> = warm && ctx.req.headers['if-match'] === undefined ? { 'if-match': warm.etag } : {};
+  let up = await fetchObject(ctx, firstMethod, readHeaders(ctx, guessed ? { range: guessed, ...pin } : {}));
+  if (up.statusCode === 412 && 'if-match' in pin) {
+    // The object changed since this replica saw it: start over without the pin.
+    await dump(up);
+    up = await fetchObject(ctx, firstMethod, readHeaders(ctx, { range: guessCipherRange(range!, 2 ** ctx.config.chunkSizeLog2) }));
+  }
   ctx.stats.upstreamStatus = up.statusCode;
   /** True while `up` is a HEAD answer (no body to decrypt). */
   let fromHead = firstMethod === 'HEAD';
@@ -157,7 +170,8 @@ export async function getObject(ctx: RequestContext): Promise<void> {
   const etag = typeof up.headers['etag'] === 'string' ? up.headers['etag'] : undefined;
   let layout: ObjectLayout;
   try {
-    layout = await layoutOf(ctx, etag, cipherTotal, chunkSize, partNumber !== undefined, up.headers[LAYOUT_META] !== undefined);
+    const meta = up.headers[LAYOUT_META];
+    layout = await layoutOf(ctx, etag, cipherTotal, chunkSize, dataKey, { needParts: partNumber !== undefined, fromParts: meta !== undefined, tails: meta === 'tails' });
   } catch (e) {
     await dump(up);
     throw e;
@@ -169,15 +183,15 @@ export async function getObject(ctx: RequestContext): Promise<void> {
     'x-amz-request-id': ctx.requestId,
   });
 
-  if (range === undefined && partNumber === undefined && String(ctx.req.headers['x-amz-checksum-mode'] ?? '').toUpperCase() === 'ENABLED') {
+  if (range === undefined && partNumber === undefined && checksumMode(ctx)) {
     // Whole-object reads only, as S3: a checksum of the whole object on a part would fail the client's check.
-    const checksum = await storedChecksum(ctx, up.headers, dataKey, etag, cipherTotal).catch(async (e: unknown) => {
+    const checksum = await storedChecksum(ctx, up.headers, dataKey, etag, cipherTotal, layout).catch(async (e: unknown) => {
       await dump(up);
       throw e;
     });
     if (checksum) {
       headers[`x-amz-checksum-${checksum.algorithm}`] = checksum.value;
-      headers['x-amz-checksum-type'] = 'FULL_OBJECT';
+      headers['x-amz-checksum-type'] = checksum.type;
     }
   }
   let resolved;
@@ -189,6 +203,12 @@ export async function getObject(ctx: RequestContext): Promise<void> {
       const part = parts[partNumber - 1];
       if (!part) throw invalidPartNumber();
       if (layout.parts) headers['x-amz-mp-parts-count'] = String(parts.length);
+      const sum = 'checksum' in part ? part.checksum : undefined;
+      if (sum && checksumMode(ctx) && multipartChecksumOf(up.headers)?.type === 'COMPOSITE') {
+        // A part read returns that part's checksum, as S3 does for composite uploads.
+        headers[`x-amz-checksum-${sum.algorithm}`] = sum.digest.toString('base64');
+        headers['x-amz-checksum-type'] = 'COMPOSITE';
+      }
       resolved = { start: part.plainStart, end: part.plainStart + part.plainSize - 1 };
       if (part.plainSize === 0) throw invalidPartNumber();
     }
@@ -217,7 +237,7 @@ export async function getObject(ctx: RequestContext): Promise<void> {
     headers['content-length'] = String(plainSize);
     ctx.res.writeHead(200, headers);
     // Self-describing chunks: one read path for single PUTs and multipart objects of any layout.
-    await stream(ctx, up, 0, createDecryptStream({ dataKey, chunkSize, ...planWhole() }), cipherTotal);
+    await stream(ctx, up, 0, decryptStages(planWhole(layout), dataKey, chunkSize), cipherTotal);
     return;
   }
 
@@ -234,33 +254,59 @@ export async function getObject(ctx: RequestContext): Promise<void> {
   headers['content-range'] = contentRange(resolved, plainSize);
   headers['content-length'] = String(resolved.end - resolved.start + 1);
   ctx.res.writeHead(206, headers);
-  await stream(ctx, up, skipCipher, createDecryptStream({ dataKey, chunkSize, ...plan.decrypt }));
+  await stream(ctx, up, skipCipher, decryptStages(plan, dataKey, chunkSize));
 }
 
-/** The object's layout: from this replica's cache by ETag, else probed from its chunk headers. */
+/**
+ * The exact ciphertext range for `spec` of the latest version of this object that this replica knows (and
+ * its ETag, to pin the read to it), when no conditional of the client's could disagree.
+ */
+function warmRange(ctx: RequestContext, spec: RangeSpec): { range: string; etag: string } | undefined {
+  const h = ctx.req.headers;
+  if (queryGet(ctx.s3.query, 'versionId') !== undefined) return undefined;
+  if (h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined || h['if-unmodified-since'] !== undefined) return undefined;
+  const known = ctx.objects.latest(ctx.s3.bucket!, ctx.s3.key!);
+  if (!known?.info.encrypted || (h['if-match'] !== undefined && String(h['if-match']).replace(/"/g, '') !== known.etag.replace(/"/g, ''))) return undefined;
+  const { info } = known;
+  if (info.parts && info.parts.length > 0 && info.tails && !info.verified) return undefined;
+  let resolved;
+  try {
+    resolved = resolveRange(spec, info.size);
+  } catch {
+    return undefined; // unsatisfiable: the usual path answers S3's 416
+  }
+  const layout: ObjectLayout = { plainSize: info.size, ...(info.parts ? { parts: info.parts } : {}), ...(info.tails ? { tails: true } : {}) };
+  const plan = planRange(layout, resolved.start, resolved.end, 2 ** ctx.config.chunkSizeLog2);
+  return { range: `bytes=${plan.cipherStart}-${plan.cipherEndInclusive}`, etag: known.etag };
+}
+
+/** The object's layout: from this replica's cache by ETag, else probed from its chunk headers or tail records. */
 async function layoutOf(
   ctx: RequestContext,
   etag: string | undefined,
   cipherTotal: number,
   chunkSize: number,
-  needParts: boolean,
-  fromParts: boolean,
+  dataKey: Buffer,
+  how: { needParts: boolean; fromParts: boolean; tails: boolean },
 ): Promise<ObjectLayout> {
   const { bucket, key } = { bucket: ctx.s3.bucket!, key: ctx.s3.key! };
-  const multipart = partsCountOf(etag) > 1 || fromParts || ctx.config.probeAllLayouts;
+  const multipart = partsCountOf(etag) > 1 || how.fromParts || ctx.config.probeAllLayouts;
   const cached = etag ? ctx.objects.get(bucket, key, etag) : undefined;
-  if (cached?.encrypted && (cached.parts || !needParts || !multipart)) {
-    return { plainSize: cached.size, ...(cached.parts ? { parts: cached.parts } : {}) };
+  // A part table a listing read without the key is not trusted for reads: it is read again, authenticated.
+  const usable = cached?.encrypted && (how.tails ? cached.parts && cached.verified : cached.parts || !how.needParts || !multipart);
+  if (cached && usable) {
+    return { plainSize: cached.size, ...(cached.parts ? { parts: cached.parts } : {}), ...(how.tails ? { tails: true, verified: true } : {}) };
   }
-  const ref = { bucket, key, versionId: queryGet(ctx.s3.query, 'versionId'), etag: etag ?? '*', fromParts };
-  const layout = await probeLayout(ctx, ref, cipherTotal, chunkSize, { parts: needParts });
-  ctx.objects.set(bucket, key, etag, { encrypted: true, size: layout.plainSize, ...(layout.parts ? { parts: layout.parts } : {}) });
+  const ref = { bucket, key, versionId: queryGet(ctx.s3.query, 'versionId'), etag: etag ?? '*', fromParts: how.fromParts, tails: how.tails };
+  const layout = await probeLayout(ctx, ref, cipherTotal, chunkSize, { parts: how.needParts, dataKey });
+  ctx.objects.set(bucket, key, etag, infoOf(layout));
   return layout;
 }
 
 /**
- * The client's checksum of the whole plaintext, if one was stored: sealed in the metadata (given as a header),
- * or in the record after the last chunk (given as a trailer; one small read of the same version).
+ * The client's checksum of the whole plaintext, if one was stored: a single PUT's sealed in the metadata (given
+ * as a header) or in its tail record (given as a trailer; one small read of the same version); a multipart
+ * object's from its parts' tail records (in `layout`), COMPOSITE or FULL_OBJECT as the upload declared.
  */
 export async function storedChecksum(
   ctx: RequestContext,
@@ -268,11 +314,23 @@ export async function storedChecksum(
   dataKey: Buffer,
   etag: string | undefined,
   cipherSize: number,
-): Promise<{ algorithm: ChecksumName; value: string } | undefined> {
+  layout?: ObjectLayout,
+): Promise<{ algorithm: ChecksumName; value: string; type: 'COMPOSITE' | 'FULL_OBJECT' } | undefined> {
+  const declared = multipartChecksumOf(headers);
+  if (declared) {
+    const parts = layout?.parts;
+    if (!parts?.length || parts.some((p) => p.checksum?.algorithm !== declared.algorithm)) return undefined;
+    const value =
+      declared.type === 'COMPOSITE'
+        ? await compositeChecksum(declared.algorithm, parts.map((p) => p.checksum!.digest))
+        : combineCrcs(declared.algorithm, parts.map((p) => ({ digest: p.checksum!.digest, length: p.plainSize })));
+    return { ...declared, value };
+  }
   const algorithm = checksumTailOf(headers);
   if (!algorithm) {
     const sealed = headers[CHECKSUM_META];
-    return openChecksum(dataKey, typeof sealed === 'string' ? sealed : undefined);
+    const opened = openChecksum(dataKey, typeof sealed === 'string' ? sealed : undefined);
+    return opened && { ...opened, type: 'FULL_OBJECT' };
   }
   const range = `bytes=${cipherSize}-${cipherSize + TAIL_SIZE - 1}`;
   const up = await fetchObject(ctx, 'GET', readHeaders(ctx, { range, ...(etag ? { 'if-match': etag } : {}) }));
@@ -288,7 +346,7 @@ export async function storedChecksum(
     throw new S3Error('InternalError', 'The stored object failed its integrity check.', { cause: e });
   }
   if (opened.algorithm !== algorithm || !opened.digest) return undefined;
-  return { algorithm, value: opened.digest.toString('base64') };
+  return { algorithm, value: opened.digest.toString('base64'), type: 'FULL_OBJECT' };
 }
 
 /** Ciphertext → plaintext to the client. After headers are sent an error can only cut the connection. */
@@ -296,11 +354,11 @@ async function stream(
   ctx: RequestContext,
   up: UpstreamResponse,
   skipCipher: number,
-  decrypt: NodeJS.ReadWriteStream,
-  /** Ciphertext bytes that belong to the chunks (the rest, a checksum tail, is not decrypted). */
+  decrypt: NodeJS.ReadWriteStream[],
+  /** Ciphertext bytes to decrypt (the rest, a single PUT's tail record, is not). */
   cipherLength?: number,
 ): Promise<void> {
-  const stages: NodeJS.ReadWriteStream[] = skipCipher > 0 ? [dropPrefix(skipCipher), decrypt] : [decrypt];
+  const stages: NodeJS.ReadWriteStream[] = skipCipher > 0 ? [dropPrefix(skipCipher), ...decrypt] : [...decrypt];
   if (cipherLength !== undefined) stages.unshift(takeFirst(cipherLength));
   up.body.on('data', (c: Buffer) => (ctx.stats.upstreamBytesIn += c.length));
   try {
@@ -341,5 +399,5 @@ async function readUnencrypted(ctx: RequestContext, isHead: boolean): Promise<vo
     ctx.res.end();
     return;
   }
-  await stream(ctx, up, 0, new PassThrough());
+  await stream(ctx, up, 0, [new PassThrough()]);
 }

@@ -114,8 +114,10 @@ async function headInfo(ctx: RequestContext, o: Listed): Promise<ObjectInfo | un
   let info: ObjectInfo;
   if (typeof envelope === 'string') {
     try {
-      const fromParts = up.headers[LAYOUT_META] !== undefined;
-      const ref = { bucket: ctx.s3.bucket!, key: o.key, versionId: o.versionId, etag: o.etag, fromParts };
+      const meta = up.headers[LAYOUT_META];
+      const fromParts = meta !== undefined;
+      // Without the key, tail records give their clear sizes only: fine for a listing, not trusted for reads.
+      const ref = { bucket: ctx.s3.bucket!, key: o.key, versionId: o.versionId, etag: o.etag, fromParts, tails: meta === 'tails' };
       const layout = await probeLayout(ctx, ref, o.size - tailSizeOf(up.headers), parseEnvelopeHeader(envelope).chunkSize);
       info = { encrypted: true, size: layout.plainSize, ...(layout.parts ? { parts: layout.parts } : {}) };
     } catch {

@@ -10,11 +10,15 @@ import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { elementText, mapBlocks, removeElements, replaceElements } from '../s3/xml.ts';
 import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
-import { clientUploadId, multipartDataKey, parseUploadId, tagMatches, type ParsedUploadId } from '../sse-c/upload-id.ts';
-import { readText } from '../upstream.ts';
+import { clientUploadId, multipartDataKey, parseUploadId, tagMatches, type ParsedUploadId, type UploadChecksum } from '../sse-c/upload-id.ts';
+import { CHECKSUM_META, multipartChecksumMeta } from '../sse-c/sealed-checksum.ts';
+import { CHECKSUM_NAMES, combineCrcs, compositeChecksum, type ChecksumName } from '../sigv4/checksums.ts';
+import { probeLayout } from './object-layout.ts';
+import { TAIL_SIZE } from '../format/tail.ts';
+import { dump, readText } from '../upstream.ts';
 import { acceptBody } from './body.ts';
 import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
-import { encryptedWriteHeaders, uploadDecoded, uploadEncrypted } from './put.ts';
+import { encryptedWriteHeaders, tailWriter, uploadDecoded, uploadEncrypted } from './put.ts';
 
 const MAX_COMPLETE_BODY = 2 * 1024 * 1024;
 
@@ -39,13 +43,36 @@ async function sendXml(ctx: RequestContext, status: number, xml: string, extra: 
   ctx.res.end(xml);
 }
 
+/** CreateMultipartUpload's x-amz-checksum-algorithm / -type, validated as S3 does. */
+function declaredChecksum(ctx: RequestContext): UploadChecksum | undefined {
+  const alg = ctx.req.headers['x-amz-checksum-algorithm'];
+  const type = ctx.req.headers['x-amz-checksum-type'];
+  if (typeof alg !== 'string') {
+    if (typeof type === 'string') throw new S3Error('InvalidRequest', 'The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.');
+    return undefined;
+  }
+  const algorithm = alg.toLowerCase() as ChecksumName;
+  if (!CHECKSUM_NAMES.includes(algorithm)) {
+    throw new S3Error('InvalidRequest', 'Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]');
+  }
+  const t = typeof type === 'string' ? type.toUpperCase() : algorithm === 'crc64nvme' ? 'FULL_OBJECT' : 'COMPOSITE';
+  const crc = algorithm.startsWith('crc');
+  if ((t !== 'COMPOSITE' && t !== 'FULL_OBJECT') || (t === 'FULL_OBJECT' && !crc) || (t === 'COMPOSITE' && algorithm === 'crc64nvme')) {
+    throw new S3Error('InvalidRequest', `The ${t} checksum type cannot be used with the ${algorithm} checksum algorithm.`);
+  }
+  return { algorithm, type: t };
+}
+
 export async function createMultipartUpload(ctx: RequestContext, customerKey: CustomerKey): Promise<void> {
   const { bucket, key } = { bucket: ctx.s3.bucket!, key: ctx.s3.key! };
+  const checksum = declaredChecksum(ctx);
   const dataKey = multipartDataKey(customerKey.key, bucket, key);
   const envelope = sealEnvelope({ customerKey: customerKey.key, bucket, key, dataKey, chunkSizeLog2: ctx.config.chunkSizeLog2 });
   const headers = encryptedWriteHeaders(ctx);
   headers[ENVELOPE_META] = envelope.value;
-  headers[LAYOUT_META] = 'parts';
+  // Every part ends with a tail record (docs/FORMAT.md §5.6): the part table is read from the end.
+  headers[LAYOUT_META] = 'tails';
+  if (checksum) headers[CHECKSUM_META] = multipartChecksumMeta(checksum);
   ctx.stats.upstreamRequests++;
   let up;
   try {
@@ -70,9 +97,11 @@ export async function createMultipartUpload(ctx: RequestContext, customerKey: Cu
     dataKey.fill(0);
     throw new S3Error('InternalError', 'The upstream store did not return an upload id.');
   }
-  const out = replaceElements(xml, 'UploadId', () => clientUploadId(upstreamId, dataKey, ctx.config.chunkSizeLog2));
+  const out = replaceElements(xml, 'UploadId', () => clientUploadId(upstreamId, dataKey, ctx.config.chunkSizeLog2, checksum));
   dataKey.fill(0);
-  return sendXml(ctx, 200, out, ssecEchoHeaders(customerKey));
+  const extra = ssecEchoHeaders(customerKey);
+  if (checksum) Object.assign(extra, { 'x-amz-checksum-algorithm': checksum.algorithm.toUpperCase(), 'x-amz-checksum-type': checksum.type });
+  return sendXml(ctx, 200, out, extra);
 }
 
 export async function uploadPart(ctx: RequestContext): Promise<void> {
@@ -109,6 +138,7 @@ export async function uploadPart(ctx: RequestContext): Promise<void> {
       partNumber,
       headers,
       query: upstreamQueryFor(ctx, parsed),
+      ...(parsed.tails ? { tail: tailWriter(dataKey, partNumber), compute: parsed.checksum?.algorithm } : {}),
     });
   } finally {
     dataKey.fill(0);
@@ -126,6 +156,7 @@ export async function completeMultipartUpload(ctx: RequestContext): Promise<void
   }
   acceptBody(ctx.req, ctx.res);
   const body = await readBody(ctx);
+  const partSums = parsed.checksum ? partChecksums(body, parsed.checksum) : undefined;
   // Part checksums were verified by the proxy over the plaintext (the upstream never saw them, and holds
   // ciphertext for SSE-C parts): they are not the upstream's to check.
   const upstreamBody = removeElements(body, /^Checksum/);
@@ -157,7 +188,55 @@ export async function completeMultipartUpload(ctx: RequestContext): Promise<void
         : xml.replace('</Key>', `</Key><ETag>${real.replace(/"/g, '&quot;')}</ETag>`);
     }
   }
+  if (parsed.checksum && partSums) {
+    const value = await objectChecksum(ctx, parsed.checksum, partSums);
+    if (value) {
+      const name = `Checksum${parsed.checksum.algorithm.toUpperCase()}`;
+      const sum = `<${name}>${value}</${name}><ChecksumType>${parsed.checksum.type}</ChecksumType>`;
+      xml = xml.includes('</ETag>') ? xml.replace('</ETag>', `</ETag>${sum}`) : xml.replace('</Key>', `</Key>${sum}`);
+    }
+  }
   return sendXml(ctx, 200, xml, headers);
+}
+
+/**
+ * The parts' checksums as the Complete body lists them. A composite upload needs every one (S3 refuses the
+ * Complete otherwise, before anything is stored); a full-object upload may omit them.
+ */
+function partChecksums(body: string, declared: UploadChecksum): Buffer[] | undefined {
+  const name = `Checksum${declared.algorithm.toUpperCase()}`;
+  const sums: Buffer[] = [];
+  let missing: string | undefined;
+  mapBlocks(body, 'Part', (block) => {
+    const v = elementText(block, name);
+    if (v === undefined) missing ??= elementText(block, 'PartNumber') ?? '?';
+    else sums.push(Buffer.from(v.trim(), 'base64'));
+    return block;
+  });
+  if (missing === undefined) return sums;
+  if (declared.type === 'FULL_OBJECT') return undefined;
+  throw new S3Error(
+    'InvalidRequest',
+    `The upload was created using a ${declared.algorithm} checksum. The complete request must include the checksum for each part. It was missing for part ${missing} in the request.`,
+  );
+}
+
+/** The completed object's checksum for the Complete answer: composite from the listed parts, or combined CRCs. */
+async function objectChecksum(ctx: RequestContext, declared: UploadChecksum, sums: Buffer[]): Promise<string | undefined> {
+  if (declared.type === 'COMPOSITE') return compositeChecksum(declared.algorithm, sums);
+  // FULL_OBJECT: the CRCs combine over the parts' plaintext sizes, which the tail records give (no key needed).
+  const head = await upstreamRequest(ctx, { method: 'HEAD', path: objectPath(ctx.s3.bucket!, ctx.s3.key!) });
+  await dump(head);
+  if (head.statusCode !== 200) return undefined;
+  const ref = { bucket: ctx.s3.bucket!, key: ctx.s3.key!, etag: String(head.headers['etag'] ?? '*'), tails: true };
+  try {
+    const chunkSize = 2 ** uploadIdOf(ctx).chunkSizeLog2!;
+    const layout = await probeLayout(ctx, ref, Number(head.headers['content-length'] ?? 0), chunkSize);
+    if (!layout.parts || layout.parts.length !== sums.length) return undefined;
+    return combineCrcs(declared.algorithm, layout.parts.map((p, i) => ({ digest: sums[i]!, length: p.plainSize })));
+  } catch {
+    return undefined;
+  }
 }
 
 /** `"<md5 of the concatenated part MD5s>-N"` from a CompleteMultipartUpload body, if every ETag is an MD5. */
@@ -207,8 +286,9 @@ export async function listParts(ctx: RequestContext): Promise<void> {
   xml = replaceElements(xml, 'UploadId', () => queryGet(ctx.s3.query, 'uploadId')!);
   if (encrypted) {
     const chunkSize = 2 ** parsed.chunkSizeLog2!;
+    const tail = parsed.tails ? TAIL_SIZE : 0;
     xml = mapBlocks(xml, 'Part', (block) =>
-      replaceElements(removeElements(block, /^Checksum/), 'Size', (v) => String(plaintextSize(Number(v), chunkSize))),
+      replaceElements(removeElements(block, /^Checksum/), 'Size', (v) => String(plaintextSize(Number(v) - tail, chunkSize))),
     );
   }
   return sendXml(ctx, 200, xml);

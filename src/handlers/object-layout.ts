@@ -10,7 +10,9 @@
 import { CHUNK_HEADER_SIZE, CHUNK_OVERHEAD } from '../format/constants.ts';
 import { decodeChunkHeader, type ChunkHeader } from '../format/chunk.ts';
 import { cipherRangeFor, encryptedSize, isValidEncryptedSize, plaintextSize } from '../format/layout.ts';
-import { objectRangeRead, wholeObjectRead, type DecryptOptions, type DecryptSegment } from '../format/stream.ts';
+import type { Transform } from 'node:stream';
+import { createDecryptStream, objectRangeRead, wholeObjectRead, type DecryptOptions, type DecryptSegment } from '../format/stream.ts';
+import { createTailStripper, openTail, readTail, TAIL_SIZE, type TailAlgorithm } from '../format/tail.ts';
 import { S3Error } from '../s3/errors.ts';
 import { objectPath } from '../s3/operation.ts';
 import { dump } from '../upstream.ts';
@@ -21,13 +23,20 @@ export interface PartExtent {
   readonly plainStart: number;
   readonly plainSize: number;
   readonly cipherStart: number;
+  /** The part's chunks (its tail record, if any, follows them). */
   readonly cipherSize: number;
+  /** From the part's tail record, when it was opened with the key and the client sent a checksum. */
+  readonly checksum?: { readonly algorithm: TailAlgorithm; readonly digest: Buffer };
 }
 
 export interface ObjectLayout {
   readonly plainSize: number;
-  /** Present only when the grid is not uniform (unaligned parts): one entry per part, in order. */
+  /** Present when the grid is not uniform (unaligned parts, or tail records): one entry per part, in order. */
   readonly parts?: readonly PartExtent[];
+  /** Every part ends with a tail record (docs/FORMAT.md §5.6). */
+  readonly tails?: boolean;
+  /** Tail records were opened with the data key (a listing reads their clear fields only). */
+  readonly verified?: boolean;
 }
 
 export interface ObjectRef {
@@ -37,6 +46,8 @@ export interface ObjectRef {
   readonly etag: string;
   /** The object's metadata says it was completed from parts (LAYOUT_META). */
   readonly fromParts?: boolean;
+  /** The object's metadata says its parts end with tail records (LAYOUT_META `tails`). */
+  readonly tails?: boolean;
 }
 
 /** Number of parts from a multipart ETag (`"…-N"`), or 1. */
@@ -105,10 +116,52 @@ export async function probeLayout(
   ref: ObjectRef,
   cipherSize: number,
   chunkSize: number,
-  opts: { parts?: boolean } = {},
+  opts: { parts?: boolean; dataKey?: Buffer } = {},
 ): Promise<ObjectLayout> {
+  if (ref.tails) return tailLayoutFromReads(upstreamReader(ctx, ref), cipherSize, chunkSize, opts.dataKey);
   const multipart = partsCountOf(ref.etag) > 1 || ref.fromParts === true || ctx.config.probeAllLayouts;
   return layoutFromReads(upstreamReader(ctx, ref), cipherSize, chunkSize, multipart, opts);
+}
+
+/**
+ * The part table of an object whose parts end with tail records, read from the end: one 80-byte read per part.
+ * With `dataKey` every record is opened (authenticated sizes, and the parts' checksums); without it (listings)
+ * only the clear fields are read.
+ */
+export async function tailLayoutFromReads(read: ReadBytes, cipherSize: number, chunkSize: number, dataKey?: Buffer): Promise<ObjectLayout> {
+  const corrupt = (cause?: unknown) => new S3Error('InternalError', 'The stored object failed its integrity check.', { cause });
+  const found: Array<Omit<PartExtent, 'plainStart'>> = [];
+  let end = cipherSize;
+  while (end > 0) {
+    if (end < TAIL_SIZE + CHUNK_OVERHEAD) throw corrupt();
+    const record = await read(end - TAIL_SIZE, TAIL_SIZE);
+    let t;
+    try {
+      t = dataKey ? openTail(dataKey, record) : { ...readTail(record), digest: undefined };
+    } catch (e) {
+      throw corrupt(e);
+    }
+    const size = encryptedSize(t.plainSize, chunkSize);
+    const start = end - TAIL_SIZE - size;
+    const later = found[0];
+    if (start < 0 || t.partNumber < 1 || (later && t.partNumber >= later.partNumber)) throw corrupt();
+    found.unshift({
+      partNumber: t.partNumber,
+      plainSize: t.plainSize,
+      cipherStart: start,
+      cipherSize: size,
+      ...(t.algorithm && t.digest ? { checksum: { algorithm: t.algorithm, digest: t.digest } } : {}),
+    });
+    end = start;
+  }
+  if (found.length === 0) throw corrupt();
+  let plain = 0;
+  const parts = found.map((p) => {
+    const e = { ...p, plainStart: plain };
+    plain += p.plainSize;
+    return e;
+  });
+  return { plainSize: plain, parts, tails: true, verified: dataKey !== undefined };
 }
 
 /** The layout from reads of the object's bytes (independent of transport; tested on in-memory objects). */
@@ -237,6 +290,14 @@ export interface RangePlan {
   readonly cipherEndInclusive: number;
   /** What createDecryptStream needs besides the key and chunk size. */
   readonly decrypt: Pick<DecryptOptions, 'segments' | 'selfDescribing' | 'skip' | 'length'>;
+  /** The ciphertext holds tail records to strip before decrypting. */
+  readonly stripTails?: boolean;
+}
+
+/** The stages that turn the planned ciphertext into plaintext. */
+export function decryptStages(plan: Pick<RangePlan, 'decrypt' | 'stripTails'>, dataKey: Buffer, chunkSize: number): Transform[] {
+  const decrypt = createDecryptStream({ dataKey, chunkSize, ...plan.decrypt });
+  return plan.stripTails ? [createTailStripper(chunkSize), decrypt] : [decrypt];
 }
 
 /** The one ciphertext range holding plaintext [a, b], and how to decrypt it. */
@@ -261,7 +322,8 @@ export function planRange(layout: ObjectLayout, a: number, b: number, chunkSize:
       cipherStart = p.cipherStart + r.cipherStart;
       skip = r.skip;
     }
-    cipherEnd = p.cipherStart + r.cipherEndInclusive;
+    // A read that ends on a part's final chunk takes its tail record too (the stripper expects one there).
+    cipherEnd = p.cipherStart + r.cipherEndInclusive + (layout.tails && r.endsWithFinal ? TAIL_SIZE : 0);
     segments.push({
       partNumber: p.partNumber,
       firstChunk: r.firstChunk,
@@ -270,10 +332,10 @@ export function planRange(layout: ObjectLayout, a: number, b: number, chunkSize:
       byteLength: r.cipherEndInclusive - r.cipherStart + 1,
     });
   });
-  return { cipherStart, cipherEndInclusive: cipherEnd, decrypt: { segments, skip, length } };
+  return { cipherStart, cipherEndInclusive: cipherEnd, decrypt: { segments, skip, length }, ...(layout.tails ? { stripTails: true } : {}) };
 }
 
 /** A whole-object read: self-describing for any layout (part boundaries are the FINAL chunks). */
-export function planWhole(): RangePlan['decrypt'] {
-  return { selfDescribing: wholeObjectRead() };
+export function planWhole(layout?: ObjectLayout): Pick<RangePlan, 'decrypt' | 'stripTails'> {
+  return { decrypt: { selfDescribing: wholeObjectRead() }, ...(layout?.tails ? { stripTails: true } : {}) };
 }

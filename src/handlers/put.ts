@@ -12,7 +12,7 @@ import { objectPath, upstreamQuery } from '../s3/operation.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
 import { sealTail, TAIL_SIZE } from '../format/tail.ts';
 import { CHECKSUM_META, sealChecksum, tailMeta } from '../sse-c/sealed-checksum.ts';
-import { checksumOfHeader } from '../sigv4/checksums.ts';
+import { checksumOfHeader, createChecksumCompute, type ChecksumName } from '../sigv4/checksums.ts';
 import { ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { dump } from '../upstream.ts';
 import { acceptBody, holdBack, plainBody } from './body.ts';
@@ -37,7 +37,7 @@ export function encryptedWriteHeaders(ctx: RequestContext): Record<string, strin
 }
 
 /** Passes bytes through and adds `last()` when the stream ends (after every earlier stage ended cleanly). */
-function appendAtEnd(last: () => Buffer): Transform {
+export function appendAtEnd(last: () => Buffer): Transform {
   return new Transform({
     transform: (chunk: Buffer, _enc, cb: TransformCallback) => cb(null, chunk),
     flush(cb: TransformCallback) {
@@ -98,6 +98,8 @@ export interface EncryptedUpload {
   query: Array<[string, string]>;
   /** The tail record to append after the last chunk, made once the body is verified (see tailWriter). */
   tail?: (checksums: Record<string, string>, plainSize: number) => Buffer;
+  /** The upload's declared checksum algorithm: computed when the client does not send it. */
+  compute?: ChecksumName | undefined;
 }
 
 /** The tail record of a stream: its part number, plaintext size and the client's (verified) checksum if any. */
@@ -117,6 +119,7 @@ export async function uploadEncrypted(ctx: RequestContext, customerKey: Customer
     query: u.query,
     encrypt,
     ...(u.tail ? { tail: u.tail } : {}),
+    ...(u.compute ? { compute: u.compute } : {}),
     size: (n) => encryptedSize(n, u.chunkSize) + (u.tail ? TAIL_SIZE : 0),
     echo: ssecEchoHeaders(customerKey),
     object: u.partNumber === 0 ? 'encrypted' : undefined,
@@ -148,6 +151,7 @@ async function upload(
     encrypt: Transform;
     /** Bytes to send after the last chunk, once every check of the body has passed. */
     tail?: (checksums: Record<string, string>, plainSize: number) => Buffer;
+    compute?: ChecksumName;
     size: (plain: number) => number;
     echo: Record<string, string>;
     /** Whole objects (not parts) are remembered for listings. */
@@ -160,7 +164,15 @@ async function upload(
 
   acceptBody(req, res);
   let bodyError: unknown;
-  const stages = [...body.stages, u.encrypt, ...(u.tail ? [appendAtEnd(() => u.tail!(body.checksums(), body.length))] : [])];
+  const computed: Record<string, string> = {};
+  const compute = u.compute;
+  const checksums = () => ({ ...computed, ...body.checksums() });
+  const stages = [
+    ...body.stages,
+    ...(compute ? [createChecksumCompute(compute, body.checksums, (v) => (computed[`x-amz-checksum-${compute}`] = v))] : []),
+    u.encrypt,
+    ...(u.tail ? [appendAtEnd(() => u.tail!(checksums(), body.length))] : []),
+  ];
   const source = (pipeline as (...s: unknown[]) => Readable)(req, ...stages, (err: unknown) => {
     if (err) bodyError = err;
   });
@@ -194,7 +206,7 @@ async function upload(
   }
   await dump(up);
   // S3 answers an upload with the checksums it verified.
-  const out: Record<string, string> = { ...u.echo, ...body.checksums(), 'x-amz-request-id': ctx.requestId };
+  const out: Record<string, string> = { ...u.echo, ...checksums(), 'x-amz-request-id': ctx.requestId };
   const etag = up.headers['etag'];
   if (typeof etag === 'string') out['etag'] = etag;
   if (u.object && typeof etag === 'string') {

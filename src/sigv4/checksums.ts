@@ -84,3 +84,88 @@ export function createChecksumCheck(name: ChecksumName, expected: () => string |
     },
   });
 }
+
+/**
+ * Passes bytes through and computes `name` over them (a multipart upload's declared algorithm, for parts that
+ * did not send it). At the end, a checksum the client gave of another algorithm is S3's type mismatch.
+ */
+export function createChecksumCompute(name: ChecksumName, given: () => Record<string, string>, sink: (base64: string) => void): Transform {
+  const sum = createChecksum(name);
+  return new Transform({
+    transform(chunk: Buffer, _e, cb: TransformCallback) {
+      sum.update(chunk);
+      cb(null, chunk);
+    },
+    flush(cb: TransformCallback) {
+      const other = Object.keys(given())
+        .map((h) => checksumOfHeader(h))
+        .find((a) => a !== undefined && a !== name);
+      if (other) {
+        return cb(new S3Error('InvalidRequest', `Checksum Type mismatch occurred, expected checksum Type: ${name}, actual checksum Type: ${other}`));
+      }
+      sum.digest().then((v) => {
+        sink(v);
+        cb();
+      }, cb);
+    },
+  });
+}
+
+/** S3's COMPOSITE checksum of a multipart object: the algorithm over the parts' raw digests, then `-N`. */
+export async function compositeChecksum(name: ChecksumName, digests: readonly Buffer[]): Promise<string> {
+  const sum = createChecksum(name);
+  sum.update(Buffer.concat(digests));
+  return `${await sum.digest()}-${digests.length}`;
+}
+
+/** Reflected polynomials and widths of the CRCs S3 offers as FULL_OBJECT checksums. */
+const CRC_PARAMS: Partial<Record<ChecksumName, { poly: bigint; width: number }>> = {
+  crc32: { poly: 0xedb88320n, width: 32 },
+  crc32c: { poly: 0x82f63b78n, width: 32 },
+  crc64nvme: { poly: 0x9a6c9329ac4bc9b5n, width: 64 },
+};
+
+function gf2Times(mat: bigint[], vec: bigint): bigint {
+  let sum = 0n;
+  for (let i = 0; vec !== 0n; i++, vec >>= 1n) if (vec & 1n) sum ^= mat[i]!;
+  return sum;
+}
+
+function gf2Square(mat: bigint[]): bigint[] {
+  return mat.map((row) => gf2Times(mat, row));
+}
+
+/**
+ * S3's FULL_OBJECT checksum of a multipart object: the CRC of the whole plaintext, from the parts' CRCs and
+ * sizes (zlib's crc32_combine, in GF(2), for any reflected CRC with all-ones init and xor-out).
+ */
+export function combineCrcs(name: ChecksumName, parts: ReadonlyArray<{ digest: Buffer; length: number }>): string {
+  const p = CRC_PARAMS[name];
+  if (!p) throw new RangeError(`${name} is not a CRC`);
+  const bytes = p.width / 8;
+  let crc: bigint | undefined;
+  for (const part of parts) {
+    const next = BigInt(`0x${part.digest.toString('hex')}`);
+    if (crc === undefined) {
+      crc = next;
+      continue;
+    }
+    let len = BigInt(part.length);
+    if (len === 0n) continue;
+    // Operator for one zero bit, then squared: the operator for 2^k zero bits; applied per set bit of len*8.
+    let op: bigint[] = [p.poly];
+    for (let n = 1, row = 1n; n < p.width; n++, row <<= 1n) op.push(row);
+    op = gf2Square(gf2Square(op)); // 4 zero bits
+    let acc = crc;
+    do {
+      op = gf2Square(op); // 8, 16, ... zero bits: one byte, two bytes, ...
+      if (len & 1n) acc = gf2Times(op, acc);
+      len >>= 1n;
+    } while (len !== 0n);
+    crc = acc ^ next;
+  }
+  const out = Buffer.alloc(bytes);
+  let v = crc ?? 0n;
+  for (let i = bytes - 1; i >= 0; i--, v >>= 8n) out[i] = Number(v & 0xffn);
+  return out.toString('base64');
+}

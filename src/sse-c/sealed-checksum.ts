@@ -66,3 +66,16 @@ export function checksumTailOf(headers: Record<string, string | string[] | undef
 export function tailSizeOf(headers: Record<string, string | string[] | undefined>): number {
   return checksumTailOf(headers) ? TAIL_SIZE : 0;
 }
+
+/** A multipart object's checksum: algorithm and type in the metadata, each part's digest in its tail record. */
+export function multipartChecksumMeta(c: { algorithm: ChecksumName; type: 'COMPOSITE' | 'FULL_OBJECT' }): string {
+  return `${c.algorithm}.${c.type === 'FULL_OBJECT' ? 'full' : 'composite'}`;
+}
+
+export function multipartChecksumOf(
+  headers: Record<string, string | string[] | undefined>,
+): { algorithm: ChecksumName; type: 'COMPOSITE' | 'FULL_OBJECT' } | undefined {
+  const m = /^([a-z0-9]+)\.(composite|full)$/.exec(String(headers[CHECKSUM_META] ?? ''));
+  if (!m || !CHECKSUM_NAMES.includes(m[1] as ChecksumName)) return undefined;
+  return { algorithm: m[1] as ChecksumName, type: m[2] === 'full' ? 'FULL_OBJECT' : 'COMPOSITE' };
+}

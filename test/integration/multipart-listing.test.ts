@@ -3,7 +3,7 @@
  * sizes, over Ceph RGW.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -24,6 +24,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { createChecksum } from '../../src/sigv4/checksums.ts';
 import {
   directClient,
   errorCode,
@@ -138,7 +139,7 @@ describe('UploadPart rules', () => {
     const none = await rawRequest(t, up, { method: 'PUT', path: `/${bucket}/rules`, query, body: 'x' });
     assert.equal(none.status, 400);
     // The upstream's bare id (as ListMultipartUploads shows it) cannot take SSE-C parts: the key is unknowable.
-    const bare = { partNumber: '1', uploadId: id.split('.ssec1.')[0]! };
+    const bare = { partNumber: '1', uploadId: id.split('.ssec2.')[0]! };
     const viaBare = await rawRequest(t, up, { method: 'PUT', path: `/${bucket}/rules`, query: bare, headers: ssecHeaders(k), body: 'x' });
     assert.equal(viaBare.status, 400);
     await s3.send(new UploadPartCommand({ Bucket: bucket, Key: 'rules', UploadId: id, PartNumber: 1, Body: randomBytes(123_456), ...sse(k) }));
@@ -367,5 +368,104 @@ describe('GetObjectAttributes on SSE-C objects', () => {
       s3.send(new GetObjectAttributesCommand({ Bucket: bucket, Key: 'attrs', ObjectAttributes: ['ObjectSize'], ...sse(newKey()) })),
       (e: Error) => e.name === 'AccessDenied',
     );
+  });
+});
+
+describe('multipart checksums (the parts\' digests live in their tail records)', () => {
+  async function partCrc(name: 'crc32' | 'crc64nvme', data: Buffer): Promise<string> {
+    const c = createChecksum(name);
+    c.update(data);
+    return c.digest();
+  }
+
+  test('COMPOSITE CRC32: Complete, GET/HEAD with checksum mode, a part read, GetObjectAttributes, another replica', async () => {
+    const k = newKey();
+    const parts = [randomBytes(5 * MiB), randomBytes(5 * MiB + 1), randomBytes(1000)];
+    const created = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'ck-composite', ChecksumAlgorithm: 'CRC32', ...sse(k) }));
+    assert.equal(created.ChecksumAlgorithm, 'CRC32');
+    assert.equal(created.ChecksumType, 'COMPOSITE');
+    const id = created.UploadId!;
+    // A part of another algorithm than the upload's is S3's type mismatch.
+    const wrong = await rawRequest(t, up, {
+      method: 'PUT',
+      path: `/${bucket}/ck-composite`,
+      query: { partNumber: '1', uploadId: id },
+      headers: { ...ssecHeaders(k), 'x-amz-checksum-sha256': createHash('sha256').update(parts[0]!).digest('base64') },
+      body: parts[0]!,
+    });
+    assert.equal(wrong.status, 400);
+    assert.equal(errorCode(wrong.body), 'InvalidRequest');
+    const done = [];
+    for (const [i, body] of parts.entries()) {
+      if (i === 2) {
+        // No checksum from the client: the proxy computes the upload's algorithm itself.
+        const r = await rawRequest(t, up, { method: 'PUT', path: `/${bucket}/ck-composite`, query: { partNumber: '3', uploadId: id }, headers: ssecHeaders(k), body });
+        assert.equal(r.status, 200);
+        assert.equal(r.headers['x-amz-checksum-crc32'], await partCrc('crc32', body));
+        done.push({ PartNumber: 3, ETag: String(r.headers['etag']), ChecksumCRC32: String(r.headers['x-amz-checksum-crc32']) });
+        continue;
+      }
+      const r = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: 'ck-composite', UploadId: id, PartNumber: i + 1, Body: body, ChecksumAlgorithm: 'CRC32', ...sse(k) }));
+      assert.equal(r.ChecksumCRC32, await partCrc('crc32', body));
+      done.push({ PartNumber: i + 1, ETag: r.ETag!, ChecksumCRC32: r.ChecksumCRC32! });
+    }
+    const expected = `${await partCrc('crc32', Buffer.concat(done.map((p) => Buffer.from(p.ChecksumCRC32, 'base64'))))}-3`;
+    // Without the part checksums a composite upload cannot complete (and nothing is stored).
+    await assert.rejects(
+      s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'ck-composite', UploadId: id, MultipartUpload: { Parts: done.map(({ PartNumber, ETag }) => ({ PartNumber, ETag })) }, ...sse(k) })),
+      (e: Error) => e.name === 'InvalidRequest',
+    );
+    const completed = await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'ck-composite', UploadId: id, MultipartUpload: { Parts: done }, ...sse(k) }));
+    assert.equal(completed.ChecksumCRC32, expected);
+    assert.equal(completed.ChecksumType, 'COMPOSITE');
+
+    const whole = Buffer.concat(parts);
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'ck-composite', ChecksumMode: 'ENABLED', ...sse(k) }));
+    assert.equal(got.ChecksumCRC32, expected);
+    assert.equal(got.ChecksumType, 'COMPOSITE');
+    assert.ok((await bytes(got.Body)).equals(whole));
+    const part2 = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'ck-composite', PartNumber: 2, ChecksumMode: 'ENABLED', ...sse(k) }));
+    assert.equal(part2.ChecksumCRC32, done[1]!.ChecksumCRC32);
+    assert.ok((await bytes(part2.Body)).equals(parts[1]!));
+    const ranged = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'ck-composite', Range: 'bytes=5242870-5242900', ChecksumMode: 'ENABLED', ...sse(k) }));
+    assert.equal(ranged.ChecksumCRC32, undefined, 'no whole-object checksum on a range');
+    assert.ok((await bytes(ranged.Body)).equals(whole.subarray(5242870, 5242901)));
+    const attrs = await s3.send(
+      new GetObjectAttributesCommand({ Bucket: bucket, Key: 'ck-composite', ObjectAttributes: ['Checksum', 'ObjectParts', 'ObjectSize'], ...sse(k) }),
+    );
+    assert.equal(attrs.Checksum?.ChecksumCRC32, expected);
+    assert.equal(attrs.Checksum?.ChecksumType, 'COMPOSITE');
+    assert.deepEqual(attrs.ObjectParts?.Parts?.map((p) => [p.Size, p.ChecksumCRC32]), done.map((p, i) => [parts[i]!.length, p.ChecksumCRC32]));
+
+    const other = await startTestProxy(up);
+    try {
+      const head = await other.client().send(new HeadObjectCommand({ Bucket: bucket, Key: 'ck-composite', ChecksumMode: 'ENABLED', ...sse(k) }));
+      assert.equal(head.ChecksumCRC32, expected);
+      assert.equal(head.ContentLength, whole.length);
+      const listed = await other.client().send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'ck-composite' }));
+      assert.equal(listed.Contents?.[0]?.Size, whole.length);
+    } finally {
+      await other.close();
+    }
+  });
+
+  test('FULL_OBJECT CRC64NVME: the CRCs combine into the whole object\'s, which the SDK validates on GET', async () => {
+    const k = newKey();
+    const parts = [randomBytes(5 * MiB + 7), randomBytes(12_345)];
+    const created = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'ck-full', ChecksumAlgorithm: 'CRC64NVME', ...sse(k) }));
+    assert.equal(created.ChecksumType, 'FULL_OBJECT');
+    const done = [];
+    for (const [i, body] of parts.entries()) {
+      const r = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: 'ck-full', UploadId: created.UploadId!, PartNumber: i + 1, Body: body, ChecksumAlgorithm: 'CRC64NVME', ...sse(k) }));
+      done.push({ PartNumber: i + 1, ETag: r.ETag!, ChecksumCRC64NVME: r.ChecksumCRC64NVME! });
+    }
+    const expected = await partCrc('crc64nvme', Buffer.concat(parts));
+    const completed = await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'ck-full', UploadId: created.UploadId!, MultipartUpload: { Parts: done }, ...sse(k) }));
+    assert.equal(completed.ChecksumCRC64NVME, expected);
+    assert.equal(completed.ChecksumType, 'FULL_OBJECT');
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'ck-full', ChecksumMode: 'ENABLED', ...sse(k) }));
+    assert.equal(got.ChecksumCRC64NVME, expected);
+    assert.equal(got.ChecksumType, 'FULL_OBJECT');
+    assert.ok((await bytes(got.Body)).equals(Buffer.concat(parts)));
   });
 });

@@ -9,7 +9,10 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { isAlignedLayout } from '../../src/format/layout.ts';
 import { decryptBuffer, encryptBuffer } from '../../src/format/stream.ts';
-import { layoutFromReads, planRange, planWhole } from '../../src/handlers/object-layout.ts';
+import { Readable, type Transform } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
+import { sealTail } from '../../src/format/tail.ts';
+import { decryptStages, layoutFromReads, planRange, planWhole, tailLayoutFromReads } from '../../src/handlers/object-layout.ts';
 
 const C = 4096;
 
@@ -50,7 +53,7 @@ test('the probe finds the plaintext size and a part table exactly when the parts
       assert.equal(layout.parts === undefined, isAlignedLayout(sizes, C));
       if (layout.parts) assert.deepEqual(layout.parts.map((p) => p.plainSize), sizes);
       if (isAlignedLayout(sizes, C)) assert.ok(o.reads() <= sizes.length + 1, `aligned probe used ${o.reads()} reads`);
-      const whole = decryptBuffer(o.cipher, { dataKey: o.dataKey, chunkSize: C, ...planWhole() });
+      const whole = decryptBuffer(o.cipher, { dataKey: o.dataKey, chunkSize: C, ...planWhole().decrypt });
       assert.ok(whole.equals(o.plain));
     }),
     { numRuns: 200 },
@@ -81,7 +84,7 @@ test('headers spliced from another object break the walk (integrity error), they
   const b = build([C + 1, 7], 1);
   const mixed = Buffer.concat([a.cipher.subarray(0, 10), b.cipher.subarray(10)]);
   await assert.rejects(layoutFromReads(async (o, l) => mixed.subarray(o, o + l), mixed.length, C, true), /integrity/);
-  assert.throws(() => decryptBuffer(mixed, { dataKey: a.dataKey, chunkSize: C, ...planWhole() }));
+  assert.throws(() => decryptBuffer(mixed, { dataKey: a.dataKey, chunkSize: C, ...planWhole().decrypt }));
 });
 
 test('regression: grid shifts that add up to a whole chunk before an aligned part are not taken for aligned', async () => {
@@ -91,4 +94,62 @@ test('regression: grid shifts that add up to a whole chunk before an aligned par
   const layout = await layoutFromReads(o.read, o.cipher.length, C, true);
   assert.equal(layout.plainSize, o.plain.length);
   assert.deepEqual(layout.parts?.map((p) => p.plainSize), sizes);
+});
+
+/** The same layouts as stored by uploads with tail records (docs/FORMAT.md §5.6). */
+function buildTailed(sizes: number[], firstPart: number) {
+  const dataKey = randomBytes(32);
+  const plains = sizes.map((n) => randomBytes(n));
+  const stored = plains.flatMap((p, i) => {
+    const partNumber = firstPart + i * 2;
+    return [encryptBuffer(p, { dataKey, chunkSize: C, partNumber }), sealTail(dataKey, { partNumber, plainSize: p.length, algorithm: 'crc32', digest: Buffer.alloc(4, i) })];
+  });
+  const cipher = Buffer.concat(stored);
+  let reads = 0;
+  const read = async (offset: number, length: number) => {
+    reads++;
+    return cipher.subarray(offset, offset + length);
+  };
+  return { dataKey, plain: Buffer.concat(plains), cipher, read, reads: () => reads };
+}
+
+async function decryptPlanned(slice: Buffer, plan: Parameters<typeof decryptStages>[0], dataKey: Buffer): Promise<Buffer> {
+  const stages = decryptStages(plan, dataKey, C);
+  return buffer((stages as Transform[]).reduce<NodeJS.ReadableStream>((s, t) => s.pipe(t), Readable.from([slice])));
+}
+
+test('tail records: the part table in one read per part, authenticated with the key; any range and the whole object decrypt', async () => {
+  await fc.assert(
+    fc.asyncProperty(layouts, fc.integer({ min: 0, max: 1_000_000 }), fc.integer({ min: 1, max: 3 * C }), async ({ sizes, firstPart }, at, len) => {
+      const o = buildTailed(sizes, firstPart);
+      const layout = await tailLayoutFromReads(o.read, o.cipher.length, C, o.dataKey);
+      assert.equal(o.reads(), sizes.length, 'one read per part');
+      assert.equal(layout.plainSize, o.plain.length);
+      assert.deepEqual(layout.parts?.map((p) => p.plainSize), sizes);
+      assert.deepEqual(layout.parts?.map((p) => p.checksum?.digest[0]), sizes.map((_, i) => i));
+      const keyless = await tailLayoutFromReads(o.read, o.cipher.length, C);
+      assert.equal(keyless.plainSize, o.plain.length);
+      assert.equal(keyless.verified, false);
+      assert.ok((await decryptPlanned(o.cipher, planWhole(layout), o.dataKey)).equals(o.plain));
+      fc.pre(o.plain.length > 0);
+      const a = at % o.plain.length;
+      const b = Math.min(o.plain.length - 1, a + len - 1);
+      const plan = planRange(layout, a, b, C);
+      const got = await decryptPlanned(o.cipher.subarray(plan.cipherStart, plan.cipherEndInclusive + 1), plan, o.dataKey);
+      assert.ok(got.equals(o.plain.subarray(a, b + 1)), `range ${a}-${b} of ${JSON.stringify(sizes)}`);
+    }),
+    { numRuns: 200 },
+  );
+});
+
+test('tail records: an edited size fails authentication with the key; garbage where a record belongs is an integrity error', async () => {
+  const o = buildTailed([C, C + 5, 100], 1);
+  const edited = Buffer.from(o.cipher);
+  const lastTail = edited.length - 80;
+  edited.writeBigUInt64BE(99n, lastTail + 4); // claim 99 bytes instead of 100
+  const read = async (off: number, l: number) => edited.subarray(off, off + l);
+  await assert.rejects(tailLayoutFromReads(read, edited.length, C, o.dataKey), /integrity/);
+  const garbage = Buffer.from(o.cipher);
+  garbage.fill(0, lastTail, lastTail + 80);
+  await assert.rejects(tailLayoutFromReads(async (off, l) => garbage.subarray(off, off + l), garbage.length, C), /integrity/);
 });
