@@ -16,13 +16,16 @@ export interface ObjectInfo {
   readonly verified?: boolean;
   /** The parts end with tail records. */
   readonly tails?: boolean;
+  /** The envelope's chunk size, when known (needed to plan a read without the envelope). */
+  readonly chunkSize?: number;
 }
 
 /** What to remember of a probed layout. */
-export function infoOf(layout: ObjectLayout): ObjectInfo {
+export function infoOf(layout: ObjectLayout, chunkSize: number): ObjectInfo {
   return {
     encrypted: true,
     size: layout.plainSize,
+    chunkSize,
     ...(layout.parts ? { parts: layout.parts } : {}),
     ...(layout.verified ? { verified: true } : {}),
     ...(layout.tails ? { tails: true } : {}),
@@ -50,11 +53,13 @@ export class ObjectInfoCache {
     return v;
   }
 
-  set(bucket: string, key: string, etag: string | undefined, info: ObjectInfo): void {
+  /** `current`: learned from the object's current version (not a `versionId` read or a version listing). */
+  set(bucket: string, key: string, etag: string | undefined, info: ObjectInfo, current = true): void {
     if (!etag) return;
     const id = ObjectInfoCache.id(bucket, key, etag);
     this.entries.delete(id);
     this.entries.set(id, info);
+    if (!current) return;
     const name = `${bucket}\u0000${key}`;
     this.newest.delete(name);
     this.newest.set(name, etag.replace(/"/g, ''));

@@ -217,12 +217,17 @@ function refuseNoopSelfCopy(ctx: RequestContext, src: Source, keys: { srcKey?: C
   }
 }
 
-function copyResult(etag: string, lastModified: string, part = false): string {
+function copyResult(etag: string, lastModified: string, part = false, checksums: Record<string, string> = {}): string {
   const el = part ? 'CopyPartResult' : 'CopyObjectResult';
+  let sums = '';
+  for (const [header, value] of Object.entries(checksums)) {
+    const name = `Checksum${header.slice('x-amz-checksum-'.length).toUpperCase()}`;
+    sums += `<${name}>${xmlEscape(value)}</${name}>`;
+  }
   return (
     '<?xml version="1.0" encoding="UTF-8"?>\n' +
     `<${el} xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LastModified>${xmlEscape(lastModified)}</LastModified>` +
-    `<ETag>${xmlEscape(etag)}</ETag></${el}>`
+    `<ETag>${xmlEscape(etag)}</ETag>${sums}</${el}>`
   );
 }
 
@@ -547,6 +552,8 @@ export async function uploadPartCopy(ctx: RequestContext): Promise<void> {
   let encrypt: Transform[] | undefined;
   let cipherLength = length;
   let echo: Record<string, string> = {};
+  // The upload's checksum of the copied plaintext, for the answer and the Complete that lists it.
+  const computed: Record<string, string> = {};
   if (keys.dstKey) {
     const dataKey = multipartDataKey(keys.dstKey.key, ctx.s3.bucket!, ctx.s3.key!);
     if (!tagMatches(parsed, dataKey)) {
@@ -558,7 +565,6 @@ export async function uploadPartCopy(ctx: RequestContext): Promise<void> {
     cipherLength = encryptedSize(length, chunkSize);
     if (parsed.tails) {
       // The part ends with its tail record, with the upload's checksum computed over the copied plaintext.
-      const computed: Record<string, string> = {};
       const alg = parsed.checksum?.algorithm;
       const tailKey = Buffer.from(dataKey);
       if (alg) encrypt.unshift(createChecksumCompute(alg, () => ({}), (v) => (computed[`x-amz-checksum-${alg}`] = v)));
@@ -581,7 +587,8 @@ export async function uploadPartCopy(ctx: RequestContext): Promise<void> {
     layout?.dataKey.fill(0); // the decryptor keeps its own copy
   }
   const up = await writeStream(ctx, { path: objectPath(ctx.s3.bucket!, ctx.s3.key!), query, headers: {}, length: cipherLength }, body, encrypt);
-  return sendXml(ctx, copyResult(String(up.headers['etag'] ?? ''), isoDate(up.headers['date']), true), { ...echo, ...sourceVersion(src) });
+  const xml = copyResult(String(up.headers['etag'] ?? ''), isoDate(up.headers['date']), true, computed);
+  return sendXml(ctx, xml, { ...echo, ...sourceVersion(src) });
 }
 
 /** A zero-byte part: no read of the source at all. */

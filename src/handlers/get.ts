@@ -268,7 +268,7 @@ function warmRange(ctx: RequestContext, spec: RangeSpec): { range: string; etag:
   const known = ctx.objects.latest(ctx.s3.bucket!, ctx.s3.key!);
   if (!known?.info.encrypted || (h['if-match'] !== undefined && String(h['if-match']).replace(/"/g, '') !== known.etag.replace(/"/g, ''))) return undefined;
   const { info } = known;
-  if (info.parts && info.parts.length > 0 && info.tails && !info.verified) return undefined;
+  if (info.chunkSize === undefined || (info.tails && !info.verified)) return undefined;
   let resolved;
   try {
     resolved = resolveRange(spec, info.size);
@@ -276,7 +276,7 @@ function warmRange(ctx: RequestContext, spec: RangeSpec): { range: string; etag:
     return undefined; // unsatisfiable: the usual path answers S3's 416
   }
   const layout: ObjectLayout = { plainSize: info.size, ...(info.parts ? { parts: info.parts } : {}), ...(info.tails ? { tails: true } : {}) };
-  const plan = planRange(layout, resolved.start, resolved.end, 2 ** ctx.config.chunkSizeLog2);
+  const plan = planRange(layout, resolved.start, resolved.end, info.chunkSize);
   return { range: `bytes=${plan.cipherStart}-${plan.cipherEndInclusive}`, etag: known.etag };
 }
 
@@ -299,7 +299,7 @@ async function layoutOf(
   }
   const ref = { bucket, key, versionId: queryGet(ctx.s3.query, 'versionId'), etag: etag ?? '*', fromParts: how.fromParts, tails: how.tails };
   const layout = await probeLayout(ctx, ref, cipherTotal, chunkSize, { parts: how.needParts, dataKey });
-  ctx.objects.set(bucket, key, etag, infoOf(layout));
+  ctx.objects.set(bucket, key, etag, infoOf(layout, chunkSize), ref.versionId === undefined);
   return layout;
 }
 
@@ -333,7 +333,14 @@ export async function storedChecksum(
     return opened && { ...opened, type: 'FULL_OBJECT' };
   }
   const range = `bytes=${cipherSize}-${cipherSize + TAIL_SIZE - 1}`;
-  const up = await fetchObject(ctx, 'GET', readHeaders(ctx, { range, ...(etag ? { 'if-match': etag } : {}) }));
+  // Only the version: the client's query may name another operation (GetObjectAttributes' `attributes`).
+  const versionId = queryGet(ctx.s3.query, 'versionId');
+  const up = await upstreamRequest(ctx, {
+    method: 'GET',
+    path: objectPath(ctx.s3.bucket!, ctx.s3.key!),
+    query: versionId ? [['versionId', versionId]] : [],
+    headers: { range, ...(etag ? { 'if-match': etag } : {}) },
+  });
   if (!isOk(up)) {
     await dump(up);
     throw new S3Error('ServiceUnavailable', 'The object changed while it was read. Please retry.', { status: 503 });

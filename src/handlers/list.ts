@@ -11,7 +11,7 @@ import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { elementText, mapBlocks, replaceElements } from '../s3/xml.ts';
 import { parseEnvelopeHeader } from '../sse-c/envelope.ts';
 import { dump, readText } from '../upstream.ts';
-import type { ObjectInfo } from '../object-info.ts';
+import { infoOf, type ObjectInfo } from '../object-info.ts';
 import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
 import { probeLayout } from './object-layout.ts';
 import { tailSizeOf } from '../sse-c/sealed-checksum.ts';
@@ -117,12 +117,13 @@ async function headInfo(ctx: RequestContext, o: Listed): Promise<ObjectInfo | un
       const fromParts = meta !== undefined;
       // Without the key, tail records give their clear sizes only: fine for a listing, not trusted for reads.
       const ref = { bucket: ctx.s3.bucket!, key: o.key, versionId: o.versionId, etag: o.etag, fromParts, tails: meta === 'tails' };
-      const layout = await probeLayout(ctx, ref, o.size - tailSizeOf(up.headers), parseEnvelopeHeader(envelope).chunkSize);
-      info = { encrypted: true, size: layout.plainSize, ...(layout.parts ? { parts: layout.parts } : {}) };
+      const chunkSize = parseEnvelopeHeader(envelope).chunkSize;
+      const layout = await probeLayout(ctx, ref, o.size - tailSizeOf(up.headers), chunkSize);
+      info = infoOf(layout, chunkSize);
     } catch {
       return undefined;
     }
   } else info = { encrypted: false, size: o.size };
-  ctx.objects.set(ctx.s3.bucket!, o.key, o.etag, info);
+  ctx.objects.set(ctx.s3.bucket!, o.key, o.etag, info, ctx.s3.op !== 'ListObjectVersions');
   return info;
 }

@@ -14,6 +14,7 @@ import { clientUploadId, multipartDataKey, parseUploadId, tagMatches, type Parse
 import { CHECKSUM_META, multipartChecksumMeta } from '../sse-c/sealed-checksum.ts';
 import { CHECKSUM_NAMES, combineCrcs, compositeChecksum, type ChecksumName } from '../sigv4/checksums.ts';
 import { probeLayout } from './object-layout.ts';
+import { infoOf } from '../object-info.ts';
 import { TAIL_SIZE } from '../format/tail.ts';
 import { dump, readText } from '../upstream.ts';
 import { acceptBody } from './body.ts';
@@ -188,8 +189,8 @@ export async function completeMultipartUpload(ctx: RequestContext): Promise<void
         : xml.replace('</Key>', `</Key><ETag>${real.replace(/"/g, '&quot;')}</ETag>`);
     }
   }
-  if (parsed.checksum && partSums) {
-    const value = await objectChecksum(ctx, parsed.checksum, partSums);
+  if (parsed.checksum) {
+    const value = await objectChecksum(ctx, parsed, customerKey, partSums);
     if (value) {
       const name = `Checksum${parsed.checksum.algorithm.toUpperCase()}`;
       const sum = `<${name}>${value}</${name}><ChecksumType>${parsed.checksum.type}</ChecksumType>`;
@@ -221,21 +222,41 @@ function partChecksums(body: string, declared: UploadChecksum): Buffer[] | undef
   );
 }
 
-/** The completed object's checksum for the Complete answer: composite from the listed parts, or combined CRCs. */
-async function objectChecksum(ctx: RequestContext, declared: UploadChecksum, sums: Buffer[]): Promise<string | undefined> {
-  if (declared.type === 'COMPOSITE') return compositeChecksum(declared.algorithm, sums);
-  // FULL_OBJECT: the CRCs combine over the parts' plaintext sizes, which the tail records give (no key needed).
-  const head = await upstreamRequest(ctx, { method: 'HEAD', path: objectPath(ctx.s3.bucket!, ctx.s3.key!) });
+/**
+ * The completed object's checksum for the Complete answer. With the key, from the parts' tail records (what
+ * GET will return; this also leaves the verified part table in this replica's cache). Without it, from the
+ * part checksums the client listed (sizes from the records' clear fields for FULL_OBJECT).
+ */
+async function objectChecksum(
+  ctx: RequestContext,
+  parsed: ParsedUploadId,
+  customerKey: CustomerKey | undefined,
+  listed: Buffer[] | undefined,
+): Promise<string | undefined> {
+  const declared = parsed.checksum!;
+  if (!customerKey && declared.type === 'COMPOSITE') return listed && compositeChecksum(declared.algorithm, listed);
+  if (!customerKey && !listed) return undefined;
+  const { bucket, key } = { bucket: ctx.s3.bucket!, key: ctx.s3.key! };
+  const head = await upstreamRequest(ctx, { method: 'HEAD', path: objectPath(bucket, key) });
   await dump(head);
-  if (head.statusCode !== 200) return undefined;
-  const ref = { bucket: ctx.s3.bucket!, key: ctx.s3.key!, etag: String(head.headers['etag'] ?? '*'), tails: true };
+  const etag = head.headers['etag'];
+  if (head.statusCode !== 200 || typeof etag !== 'string' || head.headers[LAYOUT_META] !== 'tails') return undefined;
+  const chunkSize = 2 ** parsed.chunkSizeLog2!;
+  const dataKey = customerKey ? multipartDataKey(customerKey.key, bucket, key) : undefined;
   try {
-    const chunkSize = 2 ** uploadIdOf(ctx).chunkSizeLog2!;
-    const layout = await probeLayout(ctx, ref, Number(head.headers['content-length'] ?? 0), chunkSize);
-    if (!layout.parts || layout.parts.length !== sums.length) return undefined;
-    return combineCrcs(declared.algorithm, layout.parts.map((p, i) => ({ digest: sums[i]!, length: p.plainSize })));
+    const layout = await probeLayout(ctx, { bucket, key, etag, tails: true }, Number(head.headers['content-length'] ?? 0), chunkSize, dataKey ? { dataKey } : {});
+    const parts = layout.parts ?? [];
+    if (dataKey) {
+      ctx.objects.set(bucket, key, etag, infoOf(layout, chunkSize));
+      if (parts.some((p) => p.checksum?.algorithm !== declared.algorithm)) return undefined;
+    } else if (parts.length !== listed!.length) return undefined;
+    const digests = parts.map((p, i) => (dataKey ? p.checksum!.digest : listed![i]!));
+    if (declared.type === 'COMPOSITE') return compositeChecksum(declared.algorithm, digests);
+    return combineCrcs(declared.algorithm, parts.map((p, i) => ({ digest: digests[i]!, length: p.plainSize })));
   } catch {
-    return undefined;
+    return undefined; // the object was replaced meanwhile, or unreadable: answer without a checksum
+  } finally {
+    dataKey?.fill(0);
   }
 }
 

@@ -181,7 +181,7 @@ export async function postObject(ctx: RequestContext, lookup: CredentialLookup, 
   if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
   await dump(up);
   const etag = String(up.headers['etag'] ?? '');
-  if (customerKey) ctx.objects.set(bucket, key, etag, { encrypted: true, size: form.file.length });
+  if (customerKey) ctx.objects.set(bucket, key, etag, { encrypted: true, size: form.file.length, chunkSize: 2 ** ctx.config.chunkSizeLog2 });
   const out: Record<string, string> = { 'x-amz-request-id': ctx.requestId, etag, ...(customerKey ? ssecEchoHeaders(customerKey) : {}) };
   const location = `/${encodeURIComponent(bucket)}/${encodeURIComponent(key)}`;
   const redirect = form.fields.get('success_action_redirect') ?? form.fields.get('redirect');

@@ -123,6 +123,7 @@ export async function uploadEncrypted(ctx: RequestContext, customerKey: Customer
     size: (n) => encryptedSize(n, u.chunkSize) + (u.tail ? TAIL_SIZE : 0),
     echo: ssecEchoHeaders(customerKey),
     object: u.partNumber === 0 ? 'encrypted' : undefined,
+    chunkSize: u.chunkSize,
   });
 }
 
@@ -156,6 +157,7 @@ async function upload(
     echo: Record<string, string>;
     /** Whole objects (not parts) are remembered for listings. */
     object?: 'encrypted' | 'plain';
+    chunkSize?: number;
   },
 ): Promise<void> {
   const { req, res, s3 } = ctx;
@@ -210,7 +212,7 @@ async function upload(
   const etag = up.headers['etag'];
   if (typeof etag === 'string') out['etag'] = etag;
   if (u.object && typeof etag === 'string') {
-    ctx.objects.set(s3.bucket!, s3.key!, etag, { encrypted: u.object === 'encrypted', size: body.length });
+    ctx.objects.set(s3.bucket!, s3.key!, etag, { encrypted: u.object === 'encrypted', size: body.length, ...(u.chunkSize ? { chunkSize: u.chunkSize } : {}) });
   }
   const version = up.headers['x-amz-version-id'];
   if (typeof version === 'string') out['x-amz-version-id'] = version;

@@ -125,14 +125,30 @@ const CRC_PARAMS: Partial<Record<ChecksumName, { poly: bigint; width: number }>>
   crc64nvme: { poly: 0x9a6c9329ac4bc9b5n, width: 64 },
 };
 
-function gf2Times(mat: bigint[], vec: bigint): bigint {
+function gf2Times(mat: readonly bigint[], vec: bigint): bigint {
   let sum = 0n;
   for (let i = 0; vec !== 0n; i++, vec >>= 1n) if (vec & 1n) sum ^= mat[i]!;
   return sum;
 }
 
-function gf2Square(mat: bigint[]): bigint[] {
+function gf2Square(mat: readonly bigint[]): bigint[] {
   return mat.map((row) => gf2Times(mat, row));
+}
+
+/** Per CRC: the GF(2) operators that append 2^k zero bytes to a CRC, k = 0..52 (sizes below 2^53), built once. */
+const zeroByteOps = new Map<ChecksumName, bigint[][]>();
+
+function zeroOps(name: ChecksumName, p: { poly: bigint; width: number }): bigint[][] {
+  let ops = zeroByteOps.get(name);
+  if (!ops) {
+    let op: bigint[] = [p.poly]; // one zero bit
+    for (let n = 1, row = 1n; n < p.width; n++, row <<= 1n) op.push(row);
+    for (let i = 0; i < 3; i++) op = gf2Square(op); // one zero byte
+    ops = [op];
+    for (let k = 1; k <= 52; k++) ops.push(gf2Square(ops[k - 1]!));
+    zeroByteOps.set(name, ops);
+  }
+  return ops;
 }
 
 /**
@@ -142,6 +158,7 @@ function gf2Square(mat: bigint[]): bigint[] {
 export function combineCrcs(name: ChecksumName, parts: ReadonlyArray<{ digest: Buffer; length: number }>): string {
   const p = CRC_PARAMS[name];
   if (!p) throw new RangeError(`${name} is not a CRC`);
+  const ops = zeroOps(name, p);
   const bytes = p.width / 8;
   let crc: bigint | undefined;
   for (const part of parts) {
@@ -150,18 +167,9 @@ export function combineCrcs(name: ChecksumName, parts: ReadonlyArray<{ digest: B
       crc = next;
       continue;
     }
-    let len = BigInt(part.length);
-    if (len === 0n) continue;
-    // Operator for one zero bit, then squared: the operator for 2^k zero bits; applied per set bit of len*8.
-    let op: bigint[] = [p.poly];
-    for (let n = 1, row = 1n; n < p.width; n++, row <<= 1n) op.push(row);
-    op = gf2Square(gf2Square(op)); // 4 zero bits
+    // crc(A ‖ B) = crc(A) shifted through len(B) zero bytes, xor crc(B).
     let acc = crc;
-    do {
-      op = gf2Square(op); // 8, 16, ... zero bits: one byte, two bytes, ...
-      if (len & 1n) acc = gf2Times(op, acc);
-      len >>= 1n;
-    } while (len !== 0n);
+    for (let k = 0, len = part.length; len > 0; k++, len = Math.floor(len / 2)) if (len % 2 === 1) acc = gf2Times(ops[k]!, acc);
     crc = acc ^ next;
   }
   const out = Buffer.alloc(bytes);

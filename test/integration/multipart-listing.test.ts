@@ -21,6 +21,7 @@ import {
   PutBucketVersioningCommand,
   PutObjectCommand,
   UploadPartCommand,
+  UploadPartCopyCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
@@ -447,6 +448,25 @@ describe('multipart checksums (the parts\' digests live in their tail records)',
     } finally {
       await other.close();
     }
+  });
+
+  test('UploadPartCopy into a CRC32 upload answers the part\'s checksum, and Complete/GET agree', async () => {
+    const k = newKey();
+    const data = randomBytes(300_000);
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'ck-copy-src', Body: data }));
+    const created = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'ck-copy', ChecksumAlgorithm: 'CRC32', ...sse(k) }));
+    const copied = await s3.send(
+      new UploadPartCopyCommand({ Bucket: bucket, Key: 'ck-copy', UploadId: created.UploadId!, PartNumber: 1, CopySource: `${bucket}/ck-copy-src`, CopySourceRange: 'bytes=1000-200999', ...sse(k) }),
+    );
+    const crc = await partCrc('crc32', data.subarray(1000, 201_000));
+    assert.equal(copied.CopyPartResult?.ChecksumCRC32, crc);
+    const parts = [{ PartNumber: 1, ETag: copied.CopyPartResult!.ETag!, ChecksumCRC32: crc }];
+    const done = await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'ck-copy', UploadId: created.UploadId!, MultipartUpload: { Parts: parts }, ...sse(k) }));
+    const expected = `${await partCrc('crc32', Buffer.from(crc, 'base64'))}-1`;
+    assert.equal(done.ChecksumCRC32, expected);
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'ck-copy', ChecksumMode: 'ENABLED', ...sse(k) }));
+    assert.equal(got.ChecksumCRC32, expected);
+    assert.ok((await bytes(got.Body)).equals(data.subarray(1000, 201_000)));
   });
 
   test('FULL_OBJECT CRC64NVME: the CRCs combine into the whole object\'s, which the SDK validates on GET', async () => {
