@@ -131,28 +131,51 @@ export async function probeLayout(
 export async function tailLayoutFromReads(read: ReadBytes, cipherSize: number, chunkSize: number, dataKey?: Buffer): Promise<ObjectLayout> {
   const corrupt = (cause?: unknown) => new S3Error('InternalError', 'The stored object failed its integrity check.', { cause });
   const found: Array<Omit<PartExtent, 'plainStart'>> = [];
-  let end = cipherSize;
-  while (end > 0) {
-    if (end < TAIL_SIZE + CHUNK_OVERHEAD) throw corrupt();
-    const record = await read(end - TAIL_SIZE, TAIL_SIZE);
+  /** The part whose record ends at `end`, or undefined when the bytes there are not one (any reason). */
+  const partAt = (record: Buffer, end: number) => {
     let t;
     try {
       t = dataKey ? openTail(dataKey, record) : { ...readTail(record), digest: undefined };
-    } catch (e) {
-      throw corrupt(e);
+    } catch {
+      return undefined;
     }
     const size = encryptedSize(t.plainSize, chunkSize);
     const start = end - TAIL_SIZE - size;
     const later = found[0];
-    if (start < 0 || t.partNumber < 1 || (later && t.partNumber >= later.partNumber)) throw corrupt();
-    found.unshift({
+    if (start < 0 || t.partNumber < 1 || (later && t.partNumber >= later.partNumber)) return undefined;
+    return {
       partNumber: t.partNumber,
       plainSize: t.plainSize,
       cipherStart: start,
       cipherSize: size,
       ...(t.algorithm && t.digest ? { checksum: { algorithm: t.algorithm, digest: t.digest } } : {}),
-    });
-    end = start;
+    };
+  };
+  let end = cipherSize;
+  while (end > 0) {
+    // Clients upload equal parts: once two non-last parts have the same size, the records of the parts
+    // before them are where that size puts them. Those are read in parallel and each is checked (opened,
+    // size and part order); the first that does not fit ends the guess, and the walk goes on one by one.
+    const [a, b] = found;
+    if (a && b && found.length >= 3 && a.plainSize === b.plainSize) {
+      const stride = a.cipherSize + TAIL_SIZE;
+      const n = Math.min(SPECULATIVE_READS, Math.floor(end / stride));
+      const records = await Promise.all(Array.from({ length: n }, (_, k) => read(end - k * stride - TAIL_SIZE, TAIL_SIZE)));
+      let taken = 0;
+      for (const record of records) {
+        const part = partAt(record, end);
+        if (!part || part.plainSize !== a.plainSize) break;
+        found.unshift(part);
+        end = part.cipherStart;
+        taken++;
+      }
+      if (taken > 0) continue;
+    }
+    if (end < TAIL_SIZE + CHUNK_OVERHEAD) throw corrupt();
+    const part = partAt(await read(end - TAIL_SIZE, TAIL_SIZE), end);
+    if (!part) throw corrupt();
+    found.unshift(part);
+    end = part.cipherStart;
   }
   if (found.length === 0) throw corrupt();
   let plain = 0;
@@ -163,6 +186,9 @@ export async function tailLayoutFromReads(read: ReadBytes, cipherSize: number, c
   });
   return { plainSize: plain, parts, tails: true, verified: dataKey !== undefined };
 }
+
+/** Records read at once when parts look equal (a bounded waste if they are not). */
+export const SPECULATIVE_READS = 16;
 
 /** The layout from reads of the object's bytes (independent of transport; tested on in-memory objects). */
 export async function layoutFromReads(
