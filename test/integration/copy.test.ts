@@ -307,6 +307,35 @@ describe('copies above the single-copy limit, and re-encryption on key change', 
     }
   });
 
+  test('a multipart source with tail records and a composite checksum: the multipart copy keeps both', async () => {
+    const c = small.client();
+    const k1 = newKey();
+    const k2 = newKey();
+    const parts = [randomBytes(5 * MiB + 1), randomBytes(5 * MiB + 1), randomBytes(77_777)];
+    const created = await c.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'mp-src', ChecksumAlgorithm: 'CRC32', ...sse(k1) }));
+    const done = [];
+    for (const [i, body] of parts.entries()) {
+      const r = await c.send(new UploadPartCommand({ Bucket: bucket, Key: 'mp-src', UploadId: created.UploadId!, PartNumber: i + 1, Body: body, ChecksumAlgorithm: 'CRC32', ...sse(k1) }));
+      done.push({ PartNumber: i + 1, ETag: r.ETag!, ChecksumCRC32: r.ChecksumCRC32! });
+    }
+    const completed = await c.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'mp-src', UploadId: created.UploadId!, MultipartUpload: { Parts: done }, ...sse(k1) }));
+    await c.send(new CopyObjectCommand({ Bucket: bucket, Key: 'mp-copy', CopySource: `${bucket}/mp-src`, ...copySse(k1), ...sse(k2) }));
+    const data = Buffer.concat(parts);
+    const fresh = await startTestProxy(up);
+    try {
+      const f = fresh.client();
+      const whole = await f.send(new GetObjectCommand({ Bucket: bucket, Key: 'mp-copy', ChecksumMode: 'ENABLED', ...sse(k2) }));
+      assert.equal(whole.ChecksumCRC32, completed.ChecksumCRC32);
+      assert.ok(Buffer.from(await whole.Body!.transformToByteArray()).equals(data));
+      const ranged = await f.send(new GetObjectCommand({ Bucket: bucket, Key: 'mp-copy', Range: `bytes=${5 * MiB - 10}-${5 * MiB + 10}`, ...sse(k2) }));
+      assert.ok(Buffer.from(await ranged.Body!.transformToByteArray()).equals(data.subarray(5 * MiB - 10, 5 * MiB + 11)));
+      const part3 = await f.send(new GetObjectCommand({ Bucket: bucket, Key: 'mp-copy', PartNumber: 3, ...sse(k2) }));
+      assert.ok(Buffer.from(await part3.Body!.transformToByteArray()).equals(parts[2]!));
+    } finally {
+      await fresh.close();
+    }
+  });
+
   test('with SSEC_PROXY_REENCRYPT_ON_KEY_CHANGE a key change re-encrypts under a fresh data key', async () => {
     const re = await startTestProxy(up, { SSEC_PROXY_REENCRYPT_ON_KEY_CHANGE: 'true' });
     try {
