@@ -61,11 +61,8 @@ const DISPLAY: Record<ChecksumName, string> = {
   sha256: 'SHA256',
 };
 
-/**
- * Passes bytes through and, at the end, compares the checksum with `expected()` (a header value, or a trailer
- * known only once the body is complete). A mismatch fails the stream before a later stage can finish.
- */
-export function createChecksumCheck(name: ChecksumName, expected: () => string | undefined): Transform {
+/** Passes bytes through, computing `name`; at the end `onEnd(digest)` may fail the stream (before later stages end). */
+function digesting(name: ChecksumName, onEnd: (actual: string) => Error | undefined): Transform {
   const sum = createChecksum(name);
   return new Transform({
     transform(chunk: Buffer, _e, cb: TransformCallback) {
@@ -73,15 +70,20 @@ export function createChecksumCheck(name: ChecksumName, expected: () => string |
       cb(null, chunk);
     },
     flush(cb: TransformCallback) {
-      sum.digest().then((actual) => {
-        const want = expected();
-        if (want === undefined) return cb();
-        if (want !== actual) {
-          return cb(new S3Error('BadDigest', `The ${DISPLAY[name]} you specified did not match the calculated checksum.`));
-        }
-        cb();
-      }, cb);
+      sum.digest().then((actual) => cb(onEnd(actual)), cb);
     },
+  });
+}
+
+/**
+ * Passes bytes through and, at the end, compares the checksum with `expected()` (a header value, or a trailer
+ * known only once the body is complete). A mismatch fails the stream before a later stage can finish.
+ */
+export function createChecksumCheck(name: ChecksumName, expected: () => string | undefined): Transform {
+  return digesting(name, (actual) => {
+    const want = expected();
+    if (want === undefined || want === actual) return undefined;
+    return new S3Error('BadDigest', `The ${DISPLAY[name]} you specified did not match the calculated checksum.`);
   });
 }
 
@@ -90,24 +92,13 @@ export function createChecksumCheck(name: ChecksumName, expected: () => string |
  * did not send it). At the end, a checksum the client gave of another algorithm is S3's type mismatch.
  */
 export function createChecksumCompute(name: ChecksumName, given: () => Record<string, string>, sink: (base64: string) => void): Transform {
-  const sum = createChecksum(name);
-  return new Transform({
-    transform(chunk: Buffer, _e, cb: TransformCallback) {
-      sum.update(chunk);
-      cb(null, chunk);
-    },
-    flush(cb: TransformCallback) {
-      const other = Object.keys(given())
-        .map((h) => checksumOfHeader(h))
-        .find((a) => a !== undefined && a !== name);
-      if (other) {
-        return cb(new S3Error('InvalidRequest', `Checksum Type mismatch occurred, expected checksum Type: ${name}, actual checksum Type: ${other}`));
-      }
-      sum.digest().then((v) => {
-        sink(v);
-        cb();
-      }, cb);
-    },
+  return digesting(name, (actual) => {
+    const other = Object.keys(given())
+      .map((h) => checksumOfHeader(h))
+      .find((a) => a !== undefined && a !== name);
+    if (other) return new S3Error('InvalidRequest', `Checksum Type mismatch occurred, expected checksum Type: ${name}, actual checksum Type: ${other}`);
+    sink(actual);
+    return undefined;
   });
 }
 

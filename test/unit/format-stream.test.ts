@@ -21,6 +21,7 @@ import {
   type DecryptSegment,
   type SelfDescribingRead,
 } from '../../src/format/stream.ts';
+import { split } from '../support/bytes.ts';
 
 const KiB = 1024;
 
@@ -37,18 +38,6 @@ function bytes(length: number, seed: number): Buffer {
   return out;
 }
 
-/** Splits buf at the given cut points (any values; clamped, sorted, may produce empty pieces). */
-function split(buf: Buffer, cuts: number[]): Buffer[] {
-  const points = cuts.map((c) => Math.min(buf.length, c)).sort((a, b) => a - b);
-  const pieces: Buffer[] = [];
-  let prev = 0;
-  for (const p of points) {
-    pieces.push(buf.subarray(prev, p));
-    prev = p;
-  }
-  pieces.push(buf.subarray(prev));
-  return pieces;
-}
 
 /** Pipes pieces through a transform; returns everything it emitted and the error it ended with. */
 async function run(t: Transform, pieces: Buffer[]): Promise<{ out: Buffer; writes: number; error: unknown }> {

@@ -12,6 +12,7 @@ import { decryptBuffer, encryptBuffer } from '../../src/format/stream.ts';
 import { Readable, type Transform } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { sealTail } from '../../src/format/tail.ts';
+import { memoryReader } from '../support/bytes.ts';
 import { decryptStages, layoutFromReads, planRange, planWhole, SPECULATIVE_READS, tailLayoutFromReads } from '../../src/handlers/object-layout.ts';
 
 const C = 4096;
@@ -21,12 +22,7 @@ function build(sizes: number[], firstPart: number) {
   const plains = sizes.map((n) => randomBytes(n));
   const ciphers = plains.map((p, i) => encryptBuffer(p, { dataKey, chunkSize: C, partNumber: firstPart + i * 2 }));
   const cipher = Buffer.concat(ciphers);
-  let reads = 0;
-  const read = async (offset: number, length: number) => {
-    reads++;
-    return cipher.subarray(offset, offset + length);
-  };
-  return { dataKey, plain: Buffer.concat(plains), cipher, read, reads: () => reads };
+  return { dataKey, plain: Buffer.concat(plains), cipher, ...memoryReader(cipher) };
 }
 
 // Part sizes: non-last parts are either aligned (k·C) or not (k·C + r); the last part is anything.
@@ -105,12 +101,7 @@ function buildTailed(sizes: number[], firstPart: number) {
     return [encryptBuffer(p, { dataKey, chunkSize: C, partNumber }), sealTail(dataKey, { partNumber, plainSize: p.length, algorithm: 'crc32', digest: Buffer.alloc(4, i) })];
   });
   const cipher = Buffer.concat(stored);
-  let reads = 0;
-  const read = async (offset: number, length: number) => {
-    reads++;
-    return cipher.subarray(offset, offset + length);
-  };
-  return { dataKey, plain: Buffer.concat(plains), cipher, read, reads: () => reads };
+  return { dataKey, plain: Buffer.concat(plains), cipher, ...memoryReader(cipher) };
 }
 
 async function decryptPlanned(slice: Buffer, plan: Parameters<typeof decryptStages>[0], dataKey: Buffer): Promise<Buffer> {
