@@ -3,7 +3,7 @@
  * to whole chunks with the default chunk size and checked against the object's envelope), decrypted on the way
  * out with plaintext Content-Length/Content-Range. Unencrypted objects stream through untouched.
  */
-import { PassThrough, Transform } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CHUNK_OVERHEAD } from '../format/constants.ts';
 import { FormatError } from '../format/errors.ts';
@@ -237,7 +237,7 @@ export async function getObject(ctx: RequestContext): Promise<void> {
     headers['content-length'] = String(plainSize);
     ctx.res.writeHead(200, headers);
     // Self-describing chunks: one read path for single PUTs and multipart objects of any layout.
-    await stream(ctx, up, 0, decryptStages(planWhole(layout), dataKey, chunkSize), cipherTotal);
+    await stream(ctx, up, 0, decryptStages(planWhole(layout), dataKey, chunkSize), tailAlgorithm ? cipherTotal : undefined);
     return;
   }
 
@@ -368,21 +368,13 @@ async function stream(
   const stages: NodeJS.ReadWriteStream[] = skipCipher > 0 ? [dropPrefix(skipCipher), ...decrypt] : [...decrypt];
   if (cipherLength !== undefined) stages.unshift(takeFirst(cipherLength));
   up.body.on('data', (c: Buffer) => (ctx.stats.upstreamBytesIn += c.length));
+  stages[stages.length - 1]!.on('data', (c: Buffer) => (ctx.stats.bytesOut += c.length));
   try {
-    await pipeline(up.body, ...(stages as [NodeJS.ReadWriteStream]), countOut(ctx), ctx.res);
+    await pipeline(up.body, ...(stages as [NodeJS.ReadWriteStream]), ctx.res);
   } catch (e) {
     ctx.res.destroy();
     throw e;
   }
-}
-
-function countOut(ctx: RequestContext): Transform {
-  return new Transform({
-    transform(chunk: Buffer, _e, cb) {
-      ctx.stats.bytesOut += chunk.length;
-      cb(null, chunk);
-    },
-  });
 }
 
 /** No SSE-C headers: an unencrypted object streams through; an encrypted one is S3's 400. */
