@@ -98,6 +98,14 @@ describe('aws s3 cp of 100 MiB with --sse-c, up and down', () => {
       const out = `down-${label.replace(/\W+/g, '-')}.bin`;
       await run(aws, ['--endpoint-url', t.endpoint, 's3', 'cp', `s3://${bucket}/${name}`, out, ...sseArgs]);
       assert.equal(sha(join(dir, out)), sha(join(dir, 'big.bin')));
+      // s3api: head and a ranged get across the first part boundary (8 MiB parts).
+      const apiSse = ['--sse-customer-algorithm', 'AES256', '--sse-customer-key', `fileb://${keyFile}`];
+      const headOut = JSON.parse(await run(aws, ['--endpoint-url', t.endpoint, 's3api', 'head-object', '--bucket', bucket, '--key', name, ...apiSse])) as { ContentLength: number };
+      assert.equal(headOut.ContentLength, 100 * MiB);
+      const rangeFile = join(dir, `range-${label.replace(/\W+/g, '-')}.bin`);
+      const range = [8 * MiB - 100, 8 * MiB + 99];
+      await run(aws, ['--endpoint-url', t.endpoint, 's3api', 'get-object', '--bucket', bucket, '--key', name, '--range', `bytes=${range[0]}-${range[1]}`, ...apiSse, rangeFile]);
+      assert.ok(readFileSync(rangeFile).equals(readFileSync(join(dir, 'big.bin')).subarray(range[0]!, range[1]! + 1)));
     });
   }
 });
