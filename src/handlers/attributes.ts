@@ -70,13 +70,15 @@ export async function getObjectAttributes(ctx: RequestContext): Promise<void> {
   if (wanted.includes('ETag')) xml += `<ETag>${xmlEscape(etag.replace(/"/g, ''))}</ETag>`;
   if (checksum) {
     const name = `Checksum${checksum.algorithm.toUpperCase()}`;
-    xml += `<Checksum><${name}>${xmlEscape(checksum.value)}</${name}><ChecksumType>${checksum.type}</ChecksumType></Checksum>`;
+    // GetObjectAttributes gives a composite checksum without GET's `-N` part count (PartsCount says it).
+    const value = checksum.type === 'COMPOSITE' ? checksum.value.replace(/-\d+$/, '') : checksum.value;
+    xml += `<Checksum><${name}>${xmlEscape(value)}</${name}><ChecksumType>${checksum.type}</ChecksumType></Checksum>`;
   }
   if (wanted.includes('ObjectParts') && layout.parts) {
     const max = Math.min(1000, Number(ctx.req.headers['x-amz-max-parts'] ?? 1000) || 1000);
     const marker = Number(ctx.req.headers['x-amz-part-number-marker'] ?? 0) || 0;
-    const composite = checksum?.type === 'COMPOSITE';
-    const listed = layout.parts.map((p, i) => ({ n: i + 1, size: p.plainSize, sum: composite ? p.checksum : undefined })).filter((p) => p.n > marker);
+    // Each part's own checksum, when the upload declared an algorithm (composite or full-object alike).
+    const listed = layout.parts.map((p, i) => ({ n: i + 1, size: p.plainSize, sum: p.checksum })).filter((p) => p.n > marker);
     const page = listed.slice(0, max);
     const truncated = listed.length > page.length;
     xml += `<ObjectParts><PartsCount>${layout.parts.length}</PartsCount><PartNumberMarker>${marker}</PartNumberMarker>`;

@@ -12,7 +12,7 @@ import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/cu
 import { sealEnvelope } from '../sse-c/envelope.ts';
 import { clientUploadId, multipartDataKey, parseUploadId, tagMatches, type ParsedUploadId, type UploadChecksum } from '../sse-c/upload-id.ts';
 import { CHECKSUM_META, multipartChecksumMeta } from '../sse-c/sealed-checksum.ts';
-import { CHECKSUM_NAMES, combineCrcs, compositeChecksum, type ChecksumName } from '../sigv4/checksums.ts';
+import { CHECKSUM_NAMES, checksumOfHeader, combineCrcs, compositeChecksum, type ChecksumName } from '../sigv4/checksums.ts';
 import { probeLayout } from './object-layout.ts';
 import { infoOf } from '../object-info.ts';
 import { TAIL_SIZE } from '../format/tail.ts';
@@ -132,6 +132,10 @@ export async function uploadPart(ctx: RequestContext): Promise<void> {
     if (!tagMatches(parsed, dataKey)) {
       throw new S3Error('InvalidRequest', SSEC_MESSAGES.mismatch);
     }
+    if (parsed.checksum?.type === 'COMPOSITE' && !sendsChecksum(ctx)) {
+      // S3 needs every part's own checksum for a composite one (FULL_OBJECT parts it computes, and so do we).
+      throw new S3Error('InvalidRequest', `Checksum Type mismatch occurred, expected checksum Type: ${parsed.checksum.algorithm}, actual checksum Type: null`);
+    }
     const headers = encryptedWriteHeaders(ctx);
     await uploadEncrypted(ctx, customerKey, {
       dataKey,
@@ -144,6 +148,14 @@ export async function uploadPart(ctx: RequestContext): Promise<void> {
   } finally {
     dataKey.fill(0);
   }
+}
+
+/** Whether the request carries a flexible checksum: as a header, an announced trailer, or (presigned) in the query. */
+function sendsChecksum(ctx: RequestContext): boolean {
+  const h = ctx.req.headers;
+  if (Object.keys(h).some((k) => checksumOfHeader(k))) return true;
+  if (String(h['x-amz-trailer'] ?? '').split(',').some((t) => checksumOfHeader(t.trim()))) return true;
+  return ctx.s3.query.some(([k]) => checksumOfHeader(k) !== undefined);
 }
 
 export async function completeMultipartUpload(ctx: RequestContext): Promise<void> {
