@@ -47,20 +47,29 @@ export function createPassthrough(upstream: Upstream) {
   });
 
   const started = new WeakMap<http.IncomingMessage, bigint>();
+  const answered = new WeakMap<http.IncomingMessage, (status: number, headers: http.IncomingHttpHeaders) => void>();
   proxy.on('proxyReq', (_proxyReq, req) => started.set(req, process.hrtime.bigint()));
   proxy.on('proxyRes', (proxyRes, req, res) => {
     const t0 = started.get(req);
     if (t0 !== undefined) upstream.observer?.answered(proxyRes.statusCode ?? 0, Number(process.hrtime.bigint() - t0) / 1e9);
+    answered.get(req)?.(proxyRes.statusCode ?? 0, proxyRes.headers);
     const headers = clientResponseHeaders(proxyRes.headers, { encrypted: false });
     res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, headers);
     // An upstream failure mid-body can only be signalled by cutting the client's connection.
     pipeline(proxyRes, res).catch(() => res.destroy());
   });
 
-  /** `query` replaces the client's query (e.g. an upload id mapped back to the upstream's). */
+  /**
+   * `query` replaces the client's query (e.g. an upload id mapped back to the upstream's); `onAnswer` sees the
+   * upstream's status and headers (e.g. to remember a plain object written through the proxy).
+   */
   return async function passthrough(
     ctx: RequestContext,
-    opts: { query?: Array<[string, string]>; dropHeaders?: string[] } = {},
+    opts: {
+      query?: Array<[string, string]>;
+      dropHeaders?: string[];
+      onAnswer?: (status: number, headers: http.IncomingHttpHeaders) => void;
+    } = {},
   ): Promise<void> {
     const { req, res, s3 } = ctx;
     const all = forwardableRequestHeaders(req.headers);
@@ -85,6 +94,7 @@ export function createPassthrough(upstream: Upstream) {
     const te = req.headers['transfer-encoding'];
     if (te !== undefined && cl === undefined) headers['transfer-encoding'] = 'chunked';
     prepared.set(req, { path: signed.url.slice(upstream.url.origin.length), headers });
+    if (opts.onAnswer) answered.set(req, opts.onAnswer);
     acceptBody(req, res);
     // Node's client sends the headers at once when a request carries Expect, before 'proxyReq' could replace
     // them; the proxy has answered the 100 itself.

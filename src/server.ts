@@ -91,7 +91,16 @@ export function createRequestHandler(deps: ProxyDeps) {
       case 'PutObject': {
         const key = parseCustomerKey(req.headers, 'write');
         if (key) return putObject(ctx, key);
-        return ctx.payloadHash.startsWith('STREAMING-') ? uploadDecoded(ctx, upstreamQuery(s3.query)) : passthrough(ctx);
+        if (ctx.payloadHash.startsWith('STREAMING-')) return uploadDecoded(ctx, upstreamQuery(s3.query));
+        // A plain object written through this replica needs no HEAD when a listing shows it.
+        const size = Number(req.headers['content-length']);
+        return passthrough(ctx, {
+          onAnswer: (status, h) => {
+            if (status === 200 && typeof h.etag === 'string' && Number.isSafeInteger(size)) {
+              ctx.objects.set(s3.bucket!, s3.key!, h.etag, { encrypted: false, size });
+            }
+          },
+        });
       }
       case 'GetObject':
       case 'HeadObject':

@@ -13,7 +13,7 @@ import { sealEnvelope } from '../sse-c/envelope.ts';
 import { clientUploadId, multipartDataKey, parseUploadId, tagMatches, type ParsedUploadId, type UploadChecksum } from '../sse-c/upload-id.ts';
 import { CHECKSUM_META, multipartChecksumMeta } from '../sse-c/sealed-checksum.ts';
 import { CHECKSUM_NAMES, checksumOfHeader, combineCrcs, compositeChecksum, type ChecksumName } from '../sigv4/checksums.ts';
-import { probeLayout } from './object-layout.ts';
+import { probeLayout, type ObjectLayout } from './object-layout.ts';
 import { infoOf } from '../object-info.ts';
 import { TAIL_SIZE } from '../format/tail.ts';
 import { dump, readText } from '../upstream.ts';
@@ -201,8 +201,10 @@ export async function completeMultipartUpload(ctx: RequestContext): Promise<void
         : xml.replace('</Key>', `</Key><ETag>${real.replace(/"/g, '&quot;')}</ETag>`);
     }
   }
+  const completedEtag = elementText(xml, 'ETag');
+  const layout = parsed.tails && completedEtag ? await learnCompleted(ctx, parsed, customerKey, completedEtag) : undefined;
   if (parsed.checksum) {
-    const value = await objectChecksum(ctx, parsed, customerKey, partSums);
+    const value = await objectChecksum(parsed.checksum, layout, partSums);
     if (value) {
       const name = `Checksum${parsed.checksum.algorithm.toUpperCase()}`;
       const sum = `<${name}>${value}</${name}><ChecksumType>${parsed.checksum.type}</ChecksumType>`;
@@ -235,41 +237,51 @@ function partChecksums(body: string, declared: UploadChecksum): Buffer[] | undef
 }
 
 /**
- * The completed object's checksum for the Complete answer. With the key, from the parts' tail records (what
- * GET will return; this also leaves the verified part table in this replica's cache). Without it, from the
- * part checksums the client listed (sizes from the records' clear fields for FULL_OBJECT).
+ * The part table of the object just completed, read from its tail records (one HEAD, then one small read per
+ * part, batched) and remembered: listings and reads through this replica then need no further request. With
+ * the key the records are opened (the table is trusted for reads, and carries the parts' checksums).
  */
-async function objectChecksum(
+async function learnCompleted(
   ctx: RequestContext,
   parsed: ParsedUploadId,
   customerKey: CustomerKey | undefined,
-  listed: Buffer[] | undefined,
-): Promise<string | undefined> {
-  const declared = parsed.checksum!;
-  if (!customerKey && declared.type === 'COMPOSITE') return listed && compositeChecksum(declared.algorithm, listed);
-  if (!customerKey && !listed) return undefined;
+  etag: string,
+): Promise<ObjectLayout | undefined> {
   const { bucket, key } = { bucket: ctx.s3.bucket!, key: ctx.s3.key! };
-  const head = await upstreamRequest(ctx, { method: 'HEAD', path: objectPath(bucket, key) });
+  const head = await upstreamRequest(ctx, { method: 'HEAD', path: objectPath(bucket, key), headers: { 'if-match': etag } });
   await dump(head);
-  const etag = head.headers['etag'];
-  if (head.statusCode !== 200 || typeof etag !== 'string' || head.headers[LAYOUT_META] !== 'tails') return undefined;
+  // Replaced meanwhile, or not what this upload made: nothing to learn.
+  if (head.statusCode !== 200 || head.headers[LAYOUT_META] !== 'tails') return undefined;
   const chunkSize = 2 ** parsed.chunkSizeLog2!;
   const dataKey = customerKey ? multipartDataKey(customerKey.key, bucket, key) : undefined;
   try {
-    const layout = await probeLayout(ctx, { bucket, key, etag, tails: true }, Number(head.headers['content-length'] ?? 0), chunkSize, dataKey ? { dataKey } : {});
-    const parts = layout.parts ?? [];
-    if (dataKey) {
-      ctx.objects.set(bucket, key, etag, infoOf(layout, chunkSize));
-      if (parts.some((p) => p.checksum?.algorithm !== declared.algorithm)) return undefined;
-    } else if (parts.length !== listed!.length) return undefined;
-    const digests = parts.map((p, i) => (dataKey ? p.checksum!.digest : listed![i]!));
-    if (declared.type === 'COMPOSITE') return compositeChecksum(declared.algorithm, digests);
-    return combineCrcs(declared.algorithm, parts.map((p, i) => ({ digest: digests[i]!, length: p.plainSize })));
+    const ref = { bucket, key, etag, tails: true };
+    const layout = await probeLayout(ctx, ref, Number(head.headers['content-length'] ?? 0), chunkSize, dataKey ? { dataKey } : {});
+    ctx.objects.set(bucket, key, etag, infoOf(layout, chunkSize));
+    return layout;
   } catch {
-    return undefined; // the object was replaced meanwhile, or unreadable: answer without a checksum
+    return undefined; // unreadable: the first read will say so
   } finally {
     dataKey?.fill(0);
   }
+}
+
+/**
+ * The completed object's checksum for the Complete answer: from the parts' tail records when they were opened
+ * with the key (what GET will return), else from the part checksums the client listed (sizes from the records'
+ * clear fields for FULL_OBJECT).
+ */
+async function objectChecksum(declared: UploadChecksum, layout: ObjectLayout | undefined, listed: Buffer[] | undefined): Promise<string | undefined> {
+  const parts = layout?.parts;
+  let digests: Buffer[] | undefined;
+  if (layout?.verified && parts) {
+    if (parts.some((p) => p.checksum?.algorithm !== declared.algorithm)) return undefined;
+    digests = parts.map((p) => p.checksum!.digest);
+  } else digests = listed;
+  if (!digests) return undefined;
+  if (declared.type === 'COMPOSITE') return compositeChecksum(declared.algorithm, digests);
+  if (!parts || parts.length !== digests.length) return undefined;
+  return combineCrcs(declared.algorithm, parts.map((p, i) => ({ digest: digests[i]!, length: p.plainSize })));
 }
 
 /** `"<md5 of the concatenated part MD5s>-N"` from a CompleteMultipartUpload body, if every ETag is an MD5. */
