@@ -32,11 +32,21 @@ export function infoOf(layout: ObjectLayout, chunkSize: number): ObjectInfo {
   };
 }
 
+/** An entry weighs one, plus one per remembered part (a part entry is ~200 bytes). */
+function weightOf(info: ObjectInfo): number {
+  return 1 + (info.parts?.length ?? 0);
+}
+
+/**
+ * Least recently used entries go first once the total weight passes `maxWeight` (objects plus remembered
+ * parts; the default bounds the cache to some tens of MiB whatever the objects' part counts).
+ */
 export class ObjectInfoCache {
   private readonly entries = new Map<string, ObjectInfo>();
   /** bucket/key → the ETag most recently learned for it. */
   private readonly newest = new Map<string, string>();
-  constructor(private readonly maxEntries = 200_000) {}
+  private weight = 0;
+  constructor(private readonly maxWeight = 300_000) {}
 
   private static id(bucket: string, key: string, etag: string): string {
     return `${bucket}\u0000${key}\u0000${etag.replace(/"/g, '')}`;
@@ -57,17 +67,21 @@ export class ObjectInfoCache {
   set(bucket: string, key: string, etag: string | undefined, info: ObjectInfo, current = true): void {
     if (!etag) return;
     const id = ObjectInfoCache.id(bucket, key, etag);
+    const old = this.entries.get(id);
+    if (old) this.weight -= weightOf(old);
     this.entries.delete(id);
     this.entries.set(id, info);
+    this.weight += weightOf(info);
+    while (this.weight > this.maxWeight && this.entries.size > 1) {
+      const [oldest, dropped] = this.entries.entries().next().value as [string, ObjectInfo];
+      this.entries.delete(oldest);
+      this.weight -= weightOf(dropped);
+    }
     if (!current) return;
     const name = `${bucket}\u0000${key}`;
     this.newest.delete(name);
     this.newest.set(name, etag.replace(/"/g, ''));
-    if (this.entries.size > this.maxEntries) {
-      const oldest = this.entries.keys().next().value;
-      if (oldest !== undefined) this.entries.delete(oldest);
-    }
-    if (this.newest.size > this.maxEntries) {
+    if (this.newest.size > this.maxWeight) {
       const oldest = this.newest.keys().next().value;
       if (oldest !== undefined) this.newest.delete(oldest);
     }
