@@ -150,9 +150,8 @@ async function multipartPut(t: Target, bucket: string, key: string): Promise<num
   return SIZE / MiB / r.seconds;
 }
 
-async function main() {
-  const dir = mkdtempSync(join(tmpdir(), 'ssec-bench-'));
-  const cert = await ensureDevCertificate(dir);
+/** The real CLI as its own process, over the bench RGW; its JSON access log is collected. */
+async function startProxy(dir: string) {
   const port = await freePort();
   const nodeArgs = (process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const proxy = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, 'src/main.ts')], {
@@ -184,6 +183,13 @@ async function main() {
     });
     proxy.on('exit', (code) => reject(new Error(`proxy exited ${code}: ${err}`)));
   });
+  return { proxy, port, accessLog };
+}
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'ssec-bench-'));
+  const cert = await ensureDevCertificate(dir);
+  const { proxy, port, accessLog } = await startProxy(dir);
   const key = randomBytes(32);
   const ssec = {
     'x-amz-server-side-encryption-customer-algorithm': 'AES256',
@@ -237,18 +243,28 @@ async function main() {
     const mpDirect = await multipartPut(direct, bucket, 'mp-direct.bin');
     await (await send(direct, 'DELETE', `/${bucket}/mp-direct.bin`, {})).body.text();
     const mpProxy = await multipartPut(viaProxy, bucket, 'mp-proxy.bin');
-    // One byte from the middle of the multipart object: first read (layout unknown) and again (cached).
-    const oneByte = async () => {
-      const n = accessLog.length;
-      const res = await send(viaProxy, 'GET', `/${bucket}/mp-proxy.bin`, { range: `bytes=${SIZE / 2}-${SIZE / 2}` });
+    // One byte from the middle of the multipart object: on the replica that wrote it (it learned the part table
+    // at Complete), and on a second replica that has never seen it (first read, then again).
+    const oneByte = async (via: Target, log: typeof accessLog) => {
+      const n = log.length;
+      const res = await send(via, 'GET', `/${bucket}/mp-proxy.bin`, { range: `bytes=${SIZE / 2}-${SIZE / 2}` });
       const got = Buffer.from(await res.body.arrayBuffer());
       if (res.statusCode !== 206 || got.length !== 1) throw new Error(`1-byte GET: ${res.statusCode} ${got.length}`);
-      for (let i = 0; i < 100 && !accessLog.slice(n).some((l) => l.op === 'GetObject'); i++) await new Promise((r) => setTimeout(r, 10));
-      const line = accessLog.slice(n).find((l) => l.op === 'GetObject')!;
+      for (let i = 0; i < 100 && !log.slice(n).some((l) => l.op === 'GetObject'); i++) await new Promise((r) => setTimeout(r, 10));
+      const line = log.slice(n).find((l) => l.op === 'GetObject')!;
       return `${line.upstreamRequests} upstream requests, ${line.upstreamBytesIn} bytes read`;
     };
-    const cold = await oneByte();
-    const warm = await oneByte();
+    const writer = await oneByte(viaProxy, accessLog);
+    const second = await startProxy(dir);
+    const other: Target = { ...viaProxy, origin: `https://127.0.0.1:${second.port}`, agent: new Agent({ connect: { ca: cert.caPem } }) };
+    let cold: string;
+    let warm: string;
+    try {
+      cold = await oneByte(other, second.accessLog);
+      warm = await oneByte(other, second.accessLog);
+    } finally {
+      second.proxy.kill('SIGTERM');
+    }
     const rows = [
       ['object size', `${SIZE / MiB} MiB`],
       ['PUT direct', `${d.putMBs.toFixed(0)} MiB/s`],
@@ -263,8 +279,9 @@ async function main() {
       ['pass-through CPU per GiB, PUT / GET', `${pt.putCpuPerGiB.toFixed(2)} / ${pt.getCpuPerGiB.toFixed(2)} s`],
       ['multipart PUT (64 MiB parts x4) direct', `${mpDirect.toFixed(0)} MiB/s`],
       ['multipart PUT via proxy', `${mpProxy.toFixed(0)} MiB/s (${(mpProxy / mpDirect).toFixed(2)}x)`],
-      ['1-byte GET of the multipart object, cold', cold],
-      ['1-byte GET, warm', warm],
+      ['1-byte GET of the multipart object, writing replica', writer],
+      ['1-byte GET, another replica, cold', cold],
+      ['1-byte GET, another replica, warm', warm],
       ['key rotation (copy-to-self) of the object, via proxy', `${rotate.seconds.toFixed(2)} s, body bytes through the proxy: ${Number(rotate.value.bytesIn) + Number(rotate.value.upstreamBytesIn) + Number(rotate.value.bytesOut)}`],
       ['plain upstream CopyObject of the same size, direct', `${directCopy.seconds.toFixed(2)} s`],
       ['proxy peak RSS', `${after.peakRssMiB.toFixed(0)} MiB (before: ${before.peakRssMiB.toFixed(0)} MiB)`],

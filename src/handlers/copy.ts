@@ -30,6 +30,7 @@ import { multipartDataKey, parseUploadId, tagMatches } from '../sse-c/upload-id.
 import { dump, readText, type UpstreamResponse } from '../upstream.ts';
 import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
 import { appendAtEnd, tailWriter } from './put.ts';
+import { withChecksum } from './multipart.ts';
 import { multipartEtag } from './multipart.ts';
 import { decryptStages, planRange, planWhole, probeLayout, type ObjectLayout } from './object-layout.ts';
 
@@ -587,7 +588,9 @@ export async function uploadPartCopy(ctx: RequestContext): Promise<void> {
     layout?.dataKey.fill(0); // the decryptor keeps its own copy
   }
   const up = await writeStream(ctx, { path: objectPath(ctx.s3.bucket!, ctx.s3.key!), query, headers: {}, length: cipherLength }, body, encrypt);
-  const xml = copyResult(String(up.headers['etag'] ?? ''), isoDate(up.headers['date']), true, computed);
+  const upstreamEtag = String(up.headers['etag'] ?? '');
+  const etag = parsed.checksum ? withChecksum(parsed.checksum.algorithm)(upstreamEtag, computed) : upstreamEtag;
+  const xml = copyResult(etag, isoDate(up.headers['date']), true, computed);
   return sendXml(ctx, xml, { ...echo, ...sourceVersion(src) });
 }
 

@@ -12,6 +12,7 @@ import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/cu
 import { sealEnvelope } from '../sse-c/envelope.ts';
 import { clientUploadId, multipartDataKey, parseUploadId, tagMatches, type ParsedUploadId, type UploadChecksum } from '../sse-c/upload-id.ts';
 import { CHECKSUM_META, multipartChecksumMeta } from '../sse-c/sealed-checksum.ts';
+import { parsePartEtag, partEtag } from '../sse-c/part-etag.ts';
 import { CHECKSUM_NAMES, checksumOfHeader, combineCrcs, compositeChecksum, type ChecksumName } from '../sigv4/checksums.ts';
 import { probeLayout, type ObjectLayout } from './object-layout.ts';
 import { infoOf } from '../object-info.ts';
@@ -144,10 +145,19 @@ export async function uploadPart(ctx: RequestContext): Promise<void> {
       headers,
       query: upstreamQueryFor(ctx, parsed),
       ...(parsed.tails ? { tail: tailWriter(dataKey, partNumber), compute: parsed.checksum?.algorithm } : {}),
+      ...(parsed.checksum ? { etag: withChecksum(parsed.checksum.algorithm) } : {}),
     });
   } finally {
     dataKey.fill(0);
   }
+}
+
+/** The part ETag that carries the part's checksum (sse-c/part-etag.ts). */
+export function withChecksum(algorithm: ChecksumName) {
+  return (upstreamEtag: string, checksums: Record<string, string>): string => {
+    const value = checksums[`x-amz-checksum-${algorithm}`];
+    return value ? partEtag(upstreamEtag, algorithm, value) : upstreamEtag;
+  };
 }
 
 /** Whether the request carries a flexible checksum: as a header, an announced trailer, or (presigned) in the query. */
@@ -171,8 +181,24 @@ export async function completeMultipartUpload(ctx: RequestContext): Promise<void
   const body = await readBody(ctx);
   const partSums = parsed.checksum ? partChecksums(body, parsed.checksum) : undefined;
   // Part checksums were verified by the proxy over the plaintext (the upstream never saw them, and holds
-  // ciphertext for SSE-C parts): they are not the upstream's to check.
-  const upstreamBody = removeElements(body, /^Checksum/);
+  // ciphertext for SSE-C parts): they are not the upstream's to check. Listed ones must match what the proxy
+  // verified (carried by the part ETags), and the upstream gets its own part ETags back.
+  const upstreamBody = removeElements(
+    mapBlocks(body, 'Part', (block) => {
+      const etag = parsePartEtag(elementText(block, 'ETag') ?? '');
+      if (etag.algorithm) {
+        const listed = elementText(block, `Checksum${etag.algorithm.toUpperCase()}`);
+        if (listed !== undefined && listed.trim() !== etag.checksum) {
+          throw new S3Error(
+            'InvalidPart',
+            "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
+          );
+        }
+      }
+      return replaceElements(block, 'ETag', () => etag.upstream);
+    }),
+    /^Checksum/,
+  );
   const up = await upstreamRequest(ctx, {
     method: 'POST',
     path: objectPath(ctx.s3.bucket!, ctx.s3.key!),

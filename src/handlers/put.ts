@@ -100,6 +100,8 @@ export interface EncryptedUpload {
   tail?: (checksums: Record<string, string>, plainSize: number) => Buffer;
   /** The upload's declared checksum algorithm: computed when the client does not send it. */
   compute?: ChecksumName | undefined;
+  /** The ETag to answer with, from the upstream's and the verified checksums (see sse-c/part-etag.ts). */
+  etag?: (upstreamEtag: string, checksums: Record<string, string>) => string;
 }
 
 /** The tail record of a stream: its part number, plaintext size and the client's (verified) checksum if any. */
@@ -120,6 +122,7 @@ export async function uploadEncrypted(ctx: RequestContext, customerKey: Customer
     encrypt,
     ...(u.tail ? { tail: u.tail } : {}),
     ...(u.compute ? { compute: u.compute } : {}),
+    ...(u.etag ? { etag: u.etag } : {}),
     size: (n) => encryptedSize(n, u.chunkSize) + (u.tail ? TAIL_SIZE : 0),
     echo: ssecEchoHeaders(customerKey),
     object: u.partNumber === 0 ? 'encrypted' : undefined,
@@ -153,6 +156,7 @@ async function upload(
     /** Bytes to send after the last chunk, once every check of the body has passed. */
     tail?: (checksums: Record<string, string>, plainSize: number) => Buffer;
     compute?: ChecksumName;
+    etag?: (upstreamEtag: string, checksums: Record<string, string>) => string;
     size: (plain: number) => number;
     echo: Record<string, string>;
     /** Whole objects (not parts) are remembered for listings. */
@@ -210,7 +214,7 @@ async function upload(
   // S3 answers an upload with the checksums it verified.
   const out: Record<string, string> = { ...u.echo, ...checksums(), 'x-amz-request-id': ctx.requestId };
   const etag = up.headers['etag'];
-  if (typeof etag === 'string') out['etag'] = etag;
+  if (typeof etag === 'string') out['etag'] = u.etag ? u.etag(etag, checksums()) : etag;
   if (u.object && typeof etag === 'string') {
     ctx.objects.set(s3.bucket!, s3.key!, etag, { encrypted: u.object === 'encrypted', size: body.length, ...(u.chunkSize ? { chunkSize: u.chunkSize } : {}) });
   }

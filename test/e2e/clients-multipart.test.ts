@@ -38,6 +38,7 @@ let key: SseKey;
 const bucket = `cli-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 
 function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<string> {
+  const logsBefore = t.logs.length;
   return new Promise((resolve, reject) => {
     execFile(
       cmd,
@@ -59,7 +60,13 @@ function run(cmd: string, args: string[], env: Record<string, string> = {}): Pro
         maxBuffer: 20 * MiB,
         timeout: 300_000,
       },
-      (err, stdout, stderr) => (err ? reject(new Error(`${cmd} ${args.join(' ')}\n${stdout}\n${stderr}`)) : resolve(stdout + stderr)),
+      (err, stdout, stderr) => {
+        if (!err) return resolve(stdout + stderr);
+        // What the proxy answered meanwhile, for a failure that the client's own output does not explain.
+        const answers = t.logs.slice(logsBefore).map((l) => `${String(l.op)} ${String(l.status)} ${String(l.upstreamStatus ?? '')}`);
+        const tail = stdout.length > 2000 ? `…${stdout.slice(-2000)}` : stdout;
+        reject(new Error(`${cmd} ${args.join(' ')}\nexit ${String(err.code)} ${String(err.signal ?? '')}\n${tail}\n${stderr}\nproxy: ${answers.join(', ')}`));
+      },
     );
   });
 }

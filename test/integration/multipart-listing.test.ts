@@ -399,7 +399,7 @@ describe('multipart checksums (the parts\' digests live in their tail records)',
     });
     assert.equal(wrong.status, 400);
     assert.equal(errorCode(wrong.body), 'InvalidRequest');
-    const done = [];
+    const done: Array<{ PartNumber: number; ETag: string; ChecksumCRC32: string }> = [];
     for (const [i, body] of parts.entries()) {
       if (i === 2) {
         // A composite needs every part's own checksum: a part without one is refused, as S3 refuses it.
@@ -412,6 +412,13 @@ describe('multipart checksums (the parts\' digests live in their tail records)',
       done.push({ PartNumber: i + 1, ETag: r.ETag!, ChecksumCRC32: r.ChecksumCRC32! });
     }
     const expected = `${await partCrc('crc32', Buffer.concat(done.map((p) => Buffer.from(p.ChecksumCRC32, 'base64'))))}-3`;
+    // A listed checksum that is not the part's → S3's InvalidPart, before anything is stored.
+    const lying = done.map((p, i) => (i === 1 ? { ...p, ChecksumCRC32: done[0]!.ChecksumCRC32 } : p));
+    await assert.rejects(
+      s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'ck-composite', UploadId: id, MultipartUpload: { Parts: lying }, ...sse(k) })),
+      (e: Error) => e.name === 'InvalidPart',
+    );
+    await assert.rejects(s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'ck-composite', ...sse(k) })), 'nothing stored');
     // Without the part checksums a composite upload cannot complete (and nothing is stored).
     await assert.rejects(
       s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'ck-composite', UploadId: id, MultipartUpload: { Parts: done.map(({ PartNumber, ETag }) => ({ PartNumber, ETag })) }, ...sse(k) })),
