@@ -14,7 +14,7 @@ import { clientUploadId, multipartDataKey, parseUploadId, tagMatches, type Parse
 import { CHECKSUM_META, multipartChecksumMeta } from '../sse-c/sealed-checksum.ts';
 import { parsePartEtag, partEtag } from '../sse-c/part-etag.ts';
 import { CHECKSUM_NAMES, checksumOfHeader, combineCrcs, compositeChecksum, type ChecksumName } from '../sigv4/checksums.ts';
-import { probeLayout, type ObjectLayout } from './object-layout.ts';
+import { partsCountOf, probeLayout, type ObjectLayout } from './object-layout.ts';
 import { infoOf } from '../object-info.ts';
 import { TAIL_SIZE } from '../format/tail.ts';
 import { dump, readText } from '../upstream.ts';
@@ -156,7 +156,7 @@ export async function uploadPart(ctx: RequestContext): Promise<void> {
 export function withChecksum(algorithm: ChecksumName) {
   return (upstreamEtag: string, checksums: Record<string, string>): string => {
     const value = checksums[`x-amz-checksum-${algorithm}`];
-    return value ? partEtag(upstreamEtag, algorithm, value) : upstreamEtag;
+    return value && upstreamEtag.replace(/"/g, '') !== '' ? partEtag(upstreamEtag, algorithm, value) : upstreamEtag;
   };
 }
 
@@ -228,7 +228,7 @@ export async function completeMultipartUpload(ctx: RequestContext): Promise<void
     }
   }
   const completedEtag = elementText(xml, 'ETag');
-  const layout = parsed.tails && completedEtag ? await learnCompleted(ctx, parsed, customerKey, completedEtag) : undefined;
+  const layout = parsed.tails && completedEtag ? await learnSoon(ctx, parsed, customerKey, completedEtag) : undefined;
   if (parsed.checksum) {
     const value = await objectChecksum(parsed.checksum, layout, partSums);
     if (value) {
@@ -274,21 +274,50 @@ async function learnCompleted(
   etag: string,
 ): Promise<ObjectLayout | undefined> {
   const { bucket, key } = { bucket: ctx.s3.bucket!, key: ctx.s3.key! };
-  const head = await upstreamRequest(ctx, { method: 'HEAD', path: objectPath(bucket, key), headers: { 'if-match': etag } });
-  await dump(head);
-  // Replaced meanwhile, or not what this upload made: nothing to learn.
-  if (head.statusCode !== 200 || head.headers[LAYOUT_META] !== 'tails') return undefined;
   const chunkSize = 2 ** parsed.chunkSizeLog2!;
   const dataKey = customerKey ? multipartDataKey(customerKey.key, bucket, key) : undefined;
   try {
+    const head = await upstreamRequest(ctx, { method: 'HEAD', path: objectPath(bucket, key), headers: { 'if-match': etag } });
+    await dump(head);
+    // Replaced meanwhile, or not what this upload made: nothing to learn.
+    if (head.statusCode !== 200 || head.headers[LAYOUT_META] !== 'tails') return undefined;
     const ref = { bucket, key, etag, tails: true };
     const layout = await probeLayout(ctx, ref, Number(head.headers['content-length'] ?? 0), chunkSize, dataKey ? { dataKey } : {});
     ctx.objects.set(bucket, key, etag, infoOf(layout, chunkSize));
     return layout;
   } catch {
-    return undefined; // unreadable: the first read will say so
+    return undefined; // unreachable or unreadable: the upload is complete all the same; a read will tell
   } finally {
     dataKey?.fill(0);
+  }
+}
+
+/** Uploads up to this many parts are learned before Complete answers (a few dozen batched reads at most). */
+const LEARN_BEFORE_ANSWER_PARTS = 1000;
+const LEARN_BEFORE_ANSWER_MS = 15_000;
+
+/**
+ * learnCompleted, without letting it hold up the Complete answer: bounded in parts and time (what is not
+ * learned by then is learned in the background, for later listings and reads); the access log keeps the
+ * Complete's own upstream status.
+ */
+async function learnSoon(
+  ctx: RequestContext,
+  parsed: ParsedUploadId,
+  customerKey: CustomerKey | undefined,
+  etag: string,
+): Promise<ObjectLayout | undefined> {
+  const status = ctx.stats.upstreamStatus;
+  const learning = learnCompleted(ctx, parsed, customerKey, etag);
+  try {
+    if (partsCountOf(etag) > LEARN_BEFORE_ANSWER_PARTS) return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, LEARN_BEFORE_ANSWER_MS, undefined)));
+    const layout = await Promise.race([learning, late]);
+    clearTimeout(timer);
+    return layout;
+  } finally {
+    ctx.stats.upstreamStatus = status;
   }
 }
 
