@@ -505,3 +505,36 @@ describe('multipart checksums (the parts\' digests live in their tail records)',
     assert.ok((await bytes(got.Body)).equals(Buffer.concat(parts)));
   });
 });
+
+describe('tail records edited in the store', () => {
+  test('a part size edited behind the proxy\'s back is refused on reads with the key (never shifted plaintext)', async () => {
+    const k = newKey();
+    const parts = [randomBytes(5 * MiB), randomBytes(5 * MiB + 1), randomBytes(999)];
+    await multipart([s3], 'edited', k, parts.map((b, i) => [i + 1, b] as [number, Buffer]));
+    // Rewrite the stored object directly: same bytes and metadata, but the middle part's record claims one
+    // byte less (its clear size field), as a store or an attacker with write access could.
+    const direct = directClient(up);
+    try {
+      const raw = await direct.send(new GetObjectCommand({ Bucket: bucket, Key: 'edited' }));
+      const stored = Buffer.from(await raw.Body!.transformToByteArray());
+      const lastRecord = stored.length - 80;
+      const middleRecordEnd = lastRecord - (999 + 40); // the last part's stream: 999 bytes in one chunk
+      const size = stored.readBigUInt64BE(middleRecordEnd - 80 + 4);
+      assert.equal(size, BigInt(5 * MiB + 1), 'found the middle part\'s record');
+      stored.writeBigUInt64BE(size - 1n, middleRecordEnd - 80 + 4);
+      await direct.send(new PutObjectCommand({ Bucket: bucket, Key: 'edited', Body: stored, Metadata: raw.Metadata }));
+    } finally {
+      direct.destroy();
+    }
+    const fresh = await startTestProxy(up);
+    try {
+      const r = await rawRequest(fresh, up, { method: 'GET', path: `/${bucket}/edited`, headers: { ...ssecHeaders(k), range: 'bytes=11000000-11000100' } });
+      assert.equal(r.status, 500);
+      assert.equal(errorCode(r.body), 'InternalError');
+      const whole = await rawRequest(fresh, up, { method: 'GET', path: `/${bucket}/edited`, headers: ssecHeaders(k) });
+      assert.equal(whole.status, 500);
+    } finally {
+      await fresh.close();
+    }
+  });
+});
