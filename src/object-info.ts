@@ -41,6 +41,16 @@ function weightOf(info: ObjectInfo): number {
  * Least recently used entries go first once the total weight passes `maxWeight` (objects plus remembered
  * parts; the default bounds the cache to some tens of MiB whatever the objects' part counts).
  */
+/** The layout a cached entry stands for (the inverse of infoOf). */
+export function layoutOfInfo(info: ObjectInfo): ObjectLayout {
+  return {
+    plainSize: info.size,
+    ...(info.parts ? { parts: info.parts } : {}),
+    ...(info.tails ? { tails: true } : {}),
+    ...(info.verified ? { verified: true } : {}),
+  };
+}
+
 export class ObjectInfoCache {
   private readonly entries = new Map<string, ObjectInfo>();
   /** bucket/key → the ETag most recently learned for it. */

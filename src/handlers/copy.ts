@@ -30,6 +30,7 @@ import { multipartDataKey, parseUploadId, tagMatches } from '../sse-c/upload-id.
 import { dump, readText, type UpstreamResponse } from '../upstream.ts';
 import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
 import { appendAtEnd, tailWriter } from './put.ts';
+import { layoutOfInfo } from '../object-info.ts';
 import { withChecksum } from './multipart.ts';
 import { multipartEtag } from './multipart.ts';
 import { decryptStages, planRange, planWhole, probeLayout, type ObjectLayout } from './object-layout.ts';
@@ -425,7 +426,7 @@ async function sourceLayout(ctx: RequestContext, src: Source, key: CustomerKey):
   const cached = ctx.objects.get(src.bucket, src.key, src.etag);
   const layout: ObjectLayout =
     cached?.encrypted && (!tails || cached.verified)
-      ? { plainSize: cached.size, ...(cached.parts ? { parts: cached.parts } : {}), ...(tails ? { tails, verified: true } : {}) }
+      ? layoutOfInfo(cached)
       : await probeLayout(ctx, ref, src.chunksSize, opened.chunkSize, { dataKey: opened.dataKey });
   return { ...layout, dataKey: opened.dataKey, chunkSize: opened.chunkSize };
 }

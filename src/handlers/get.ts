@@ -20,7 +20,7 @@ import { dump, type UpstreamResponse } from '../upstream.ts';
 import { dropPrefix, takeFirst } from './body.ts';
 import { decryptStages, partsCountOf, planRange, planWhole, probeLayout, type ObjectLayout } from './object-layout.ts';
 import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
-import { infoOf } from '../object-info.ts';
+import { infoOf, layoutOfInfo } from '../object-info.ts';
 
 /** Request headers a read forwards: conditionals and a few S3 request options. */
 const READ_HEADERS = [
@@ -275,7 +275,7 @@ function warmRange(ctx: RequestContext, spec: RangeSpec): { range: string; etag:
   } catch {
     return undefined; // unsatisfiable: the usual path answers S3's 416
   }
-  const layout: ObjectLayout = { plainSize: info.size, ...(info.parts ? { parts: info.parts } : {}), ...(info.tails ? { tails: true } : {}) };
+  const layout = layoutOfInfo(info);
   const plan = planRange(layout, resolved.start, resolved.end, info.chunkSize);
   return { range: `bytes=${plan.cipherStart}-${plan.cipherEndInclusive}`, etag: known.etag };
 }
@@ -295,7 +295,7 @@ async function layoutOf(
   // A part table a listing read without the key is not trusted for reads: it is read again, authenticated.
   const usable = cached?.encrypted && (how.tails ? cached.parts && cached.verified : cached.parts || !how.needParts || !multipart);
   if (cached && usable) {
-    return { plainSize: cached.size, ...(cached.parts ? { parts: cached.parts } : {}), ...(how.tails ? { tails: true, verified: true } : {}) };
+    return layoutOfInfo(cached);
   }
   const ref = { bucket, key, versionId: queryGet(ctx.s3.query, 'versionId'), etag: etag ?? '*', fromParts: how.fromParts, tails: how.tails };
   const layout = await probeLayout(ctx, ref, cipherTotal, chunkSize, { parts: how.needParts, dataKey });
