@@ -13,7 +13,7 @@ import { sealEnvelope } from '../sse-c/envelope.ts';
 import { clientUploadId, multipartDataKey, parseUploadId, tagMatches, type ParsedUploadId, type UploadChecksum } from '../sse-c/upload-id.ts';
 import { CHECKSUM_META, multipartChecksumMeta } from '../sse-c/sealed-checksum.ts';
 import { parsePartEtag, partEtag } from '../sse-c/part-etag.ts';
-import { CHECKSUM_NAMES, checksumOfHeader, combineCrcs, compositeChecksum, type ChecksumName } from '../sigv4/checksums.ts';
+import { CHECKSUM_NAMES, combineCrcs, compositeChecksum, declaredChecksum, type ChecksumName } from '../sigv4/checksums.ts';
 import { partsCountOf, probeLayout, type ObjectLayout } from './object-layout.ts';
 import { infoOf } from '../object-info.ts';
 import { TAIL_SIZE } from '../format/tail.ts';
@@ -46,7 +46,7 @@ async function sendXml(ctx: RequestContext, status: number, xml: string, extra: 
 }
 
 /** CreateMultipartUpload's x-amz-checksum-algorithm / -type, validated as S3 does. */
-function declaredChecksum(ctx: RequestContext): UploadChecksum | undefined {
+function uploadChecksumOf(ctx: RequestContext): UploadChecksum | undefined {
   const alg = ctx.req.headers['x-amz-checksum-algorithm'];
   const type = ctx.req.headers['x-amz-checksum-type'];
   if (typeof alg !== 'string') {
@@ -67,7 +67,7 @@ function declaredChecksum(ctx: RequestContext): UploadChecksum | undefined {
 
 export async function createMultipartUpload(ctx: RequestContext, customerKey: CustomerKey): Promise<void> {
   const { bucket, key } = { bucket: ctx.s3.bucket!, key: ctx.s3.key! };
-  const checksum = declaredChecksum(ctx);
+  const checksum = uploadChecksumOf(ctx);
   const dataKey = multipartDataKey(customerKey.key, bucket, key);
   const envelope = sealEnvelope({ customerKey: customerKey.key, bucket, key, dataKey, chunkSizeLog2: ctx.config.chunkSizeLog2 });
   const headers = encryptedWriteHeaders(ctx);
@@ -133,7 +133,7 @@ export async function uploadPart(ctx: RequestContext): Promise<void> {
     if (!tagMatches(parsed, dataKey)) {
       throw new S3Error('InvalidRequest', SSEC_MESSAGES.mismatch);
     }
-    if (parsed.checksum?.type === 'COMPOSITE' && !sendsChecksum(ctx)) {
+    if (parsed.checksum?.type === 'COMPOSITE' && !declaredChecksum(ctx.req.headers, ctx.s3.query)) {
       // S3 needs every part's own checksum for a composite one (FULL_OBJECT parts it computes, and so do we).
       throw new S3Error('InvalidRequest', `Checksum Type mismatch occurred, expected checksum Type: ${parsed.checksum.algorithm}, actual checksum Type: null`);
     }
@@ -158,14 +158,6 @@ export function withChecksum(algorithm: ChecksumName) {
     const value = checksums[`x-amz-checksum-${algorithm}`];
     return value && upstreamEtag.replace(/"/g, '') !== '' ? partEtag(upstreamEtag, algorithm, value) : upstreamEtag;
   };
-}
-
-/** Whether the request carries a flexible checksum: as a header, an announced trailer, or (presigned) in the query. */
-function sendsChecksum(ctx: RequestContext): boolean {
-  const h = ctx.req.headers;
-  if (Object.keys(h).some((k) => checksumOfHeader(k))) return true;
-  if (String(h['x-amz-trailer'] ?? '').split(',').some((t) => checksumOfHeader(t.trim()))) return true;
-  return ctx.s3.query.some(([k]) => checksumOfHeader(k) !== undefined);
 }
 
 export async function completeMultipartUpload(ctx: RequestContext): Promise<void> {

@@ -12,7 +12,7 @@ import { objectPath, upstreamQuery } from '../s3/operation.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
 import { sealTail, TAIL_SIZE } from '../format/tail.ts';
 import { CHECKSUM_META, sealChecksum, tailMeta } from '../sse-c/sealed-checksum.ts';
-import { checksumOfHeader, createChecksumCompute, type ChecksumName } from '../sigv4/checksums.ts';
+import { checksumOfHeader, createChecksumCompute, declaredChecksum, type ChecksumName } from '../sigv4/checksums.ts';
 import { ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { dump } from '../upstream.ts';
 import { acceptBody, holdBack, plainBody } from './body.ts';
@@ -59,20 +59,14 @@ export async function putObject(ctx: RequestContext, customerKey: CustomerKey): 
   });
   const headers = encryptedWriteHeaders(ctx);
   headers[ENVELOPE_META] = envelope.value;
-  // A checksum given as a header (verified over the body on its way) is kept sealed for GET/HEAD to return.
-  const given = Object.keys(ctx.req.headers).map((h) => [h, checksumOfHeader(h)] as const).filter(([, a]) => a !== undefined);
+  // The client's checksum (verified over the body on its way) is kept sealed for GET/HEAD to return: in the
+  // metadata when known before the body, else (a trailer) in a tail record after the last chunk.
+  const declared = declaredChecksum(ctx.req.headers, ctx.s3.query);
   let tail: EncryptedUpload['tail'];
-  if (given.length === 1) {
-    const [header, algorithm] = given[0]!;
-    headers[CHECKSUM_META] = sealChecksum(envelope.dataKey, algorithm!, String(ctx.req.headers[header]));
-  } else if (given.length === 0) {
-    // A checksum trailer is known only after the body: it goes sealed after the last chunk.
-    const trailer = String(ctx.req.headers['x-amz-trailer'] ?? '').split(',')[0]!.trim().toLowerCase();
-    const algorithm = checksumOfHeader(trailer);
-    if (algorithm) {
-      headers[CHECKSUM_META] = tailMeta(algorithm);
-      tail = tailWriter(envelope.dataKey, 0);
-    }
+  if (declared?.value !== undefined) headers[CHECKSUM_META] = sealChecksum(envelope.dataKey, declared.algorithm, declared.value);
+  else if (declared) {
+    headers[CHECKSUM_META] = tailMeta(declared.algorithm);
+    tail = tailWriter(envelope.dataKey, 0);
   }
   try {
     await uploadEncrypted(ctx, customerKey, {

@@ -53,6 +53,29 @@ export function checksumOfHeader(header: string): ChecksumName | undefined {
   return m ? (m[1] as ChecksumName) : undefined;
 }
 
+/**
+ * The flexible checksum a request declares for its body: its value when known before the body (a header, or
+ * the query of a presigned URL), or only its name when it comes as an aws-chunked trailer.
+ */
+export function declaredChecksum(
+  headers: Record<string, string | string[] | undefined>,
+  query: ReadonlyArray<readonly [string, string]>,
+): { algorithm: ChecksumName; value?: string; trailer?: string } | undefined {
+  for (const [name, value] of Object.entries(headers)) {
+    const algorithm = checksumOfHeader(name);
+    if (algorithm && typeof value === 'string') return { algorithm, value };
+  }
+  for (const [name, value] of query) {
+    const algorithm = checksumOfHeader(name);
+    if (algorithm) return { algorithm, value };
+  }
+  const trailer = String(headers['x-amz-trailer'] ?? '')
+    .split(',')
+    .map((t) => t.trim().toLowerCase())
+    .find((t) => checksumOfHeader(t));
+  return trailer ? { algorithm: checksumOfHeader(trailer)!, trailer } : undefined;
+}
+
 const DISPLAY: Record<ChecksumName, string> = {
   crc32: 'CRC32',
   crc32c: 'CRC32C',
