@@ -9,6 +9,7 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
+import { crc32 } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import {
   CreateBucketCommand,
@@ -17,6 +18,7 @@ import {
   DeleteObjectsCommand,
   GetObjectCommand,
   GetObjectTaggingCommand,
+  HeadObjectCommand,
   ListBucketsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
@@ -172,6 +174,17 @@ describe('presigned PUT with SSE-C', () => {
     assert.equal(ok.status, 200, ok.text);
     const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'presigned-put', ...sse(key) }));
     assert.ok(Buffer.from(await got.Body!.transformToByteArray()).equals(body));
+    // A presigned URL that carries the body's real checksum: verified, kept, and returned with checksum mode.
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body) >>> 0);
+    const withSum = await getSignedUrl(noChecksum, new PutObjectCommand({ Bucket: bucket, Key: 'presigned-sum', ChecksumCRC32: crc.toString('base64'), ...sse(key) }), {
+      expiresIn: 300,
+    });
+    assert.match(withSum, /x-amz-checksum-crc32=/);
+    const stored = await put(withSum);
+    assert.equal(stored.status, 200, stored.text);
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'presigned-sum', ChecksumMode: 'ENABLED', ...sse(key) }));
+    assert.equal(head.ChecksumCRC32, crc.toString('base64'));
   });
 });
 
