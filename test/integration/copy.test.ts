@@ -19,6 +19,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import {
+  bodyBytes,
   directClient,
   errorCode,
   logLine,
@@ -45,7 +46,7 @@ function copySse(k: SseKey) {
 
 async function read(key: string, k?: SseKey): Promise<Buffer> {
   const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, ...(k ? sse(k) : {}) }));
-  return Buffer.from(await got.Body!.transformToByteArray());
+  return (await bodyBytes(got.Body));
 }
 
 async function status(key: string, k?: SseKey): Promise<number> {
@@ -136,7 +137,7 @@ describe('CopyObject', () => {
     assert.ok((await read('now-encrypted', k1)).equals(plain));
     assert.equal(await status('now-encrypted'), 400);
     const raw = await directClient(up).send(new GetObjectCommand({ Bucket: bucket, Key: 'now-encrypted' }));
-    assert.ok(!Buffer.from(await raw.Body!.transformToByteArray()).includes(plain.subarray(0, 32)));
+    assert.ok(!(await bodyBytes(raw.Body)).includes(plain.subarray(0, 32)));
     await s3.send(new CopyObjectCommand({ Bucket: bucket, Key: 'decrypted', CopySource: `${bucket}/now-encrypted`, ...copySse(k1) }));
     assert.ok((await read('decrypted')).equals(plain));
   });
@@ -297,9 +298,9 @@ describe('copies above the single-copy limit, and re-encryption on key change', 
     try {
       const f = fresh.client();
       const whole = await f.send(new GetObjectCommand({ Bucket: bucket, Key: 'huge-copy', ...sse(k2) }));
-      assert.ok(Buffer.from(await whole.Body!.transformToByteArray()).equals(data));
+      assert.ok((await bodyBytes(whole.Body)).equals(data));
       const ranged = await f.send(new GetObjectCommand({ Bucket: bucket, Key: 'huge-copy', Range: 'bytes=9000000-9000100', ...sse(k2) }));
-      assert.ok(Buffer.from(await ranged.Body!.transformToByteArray()).equals(data.subarray(9_000_000, 9_000_101)));
+      assert.ok((await bodyBytes(ranged.Body)).equals(data.subarray(9_000_000, 9_000_101)));
       const head = await f.send(new HeadObjectCommand({ Bucket: bucket, Key: 'huge-copy', ...sse(k2) }));
       assert.equal(head.ContentLength, data.length);
     } finally {
@@ -326,11 +327,11 @@ describe('copies above the single-copy limit, and re-encryption on key change', 
       const f = fresh.client();
       const whole = await f.send(new GetObjectCommand({ Bucket: bucket, Key: 'mp-copy', ChecksumMode: 'ENABLED', ...sse(k2) }));
       assert.equal(whole.ChecksumCRC32, completed.ChecksumCRC32);
-      assert.ok(Buffer.from(await whole.Body!.transformToByteArray()).equals(data));
+      assert.ok((await bodyBytes(whole.Body)).equals(data));
       const ranged = await f.send(new GetObjectCommand({ Bucket: bucket, Key: 'mp-copy', Range: `bytes=${5 * MiB - 10}-${5 * MiB + 10}`, ...sse(k2) }));
-      assert.ok(Buffer.from(await ranged.Body!.transformToByteArray()).equals(data.subarray(5 * MiB - 10, 5 * MiB + 11)));
+      assert.ok((await bodyBytes(ranged.Body)).equals(data.subarray(5 * MiB - 10, 5 * MiB + 11)));
       const part3 = await f.send(new GetObjectCommand({ Bucket: bucket, Key: 'mp-copy', PartNumber: 3, ...sse(k2) }));
-      assert.ok(Buffer.from(await part3.Body!.transformToByteArray()).equals(parts[2]!));
+      assert.ok((await bodyBytes(part3.Body)).equals(parts[2]!));
     } finally {
       await fresh.close();
     }
@@ -349,11 +350,11 @@ describe('copies above the single-copy limit, and re-encryption on key change', 
       const line = await logLine(re, n, 'CopyObject');
       assert.ok((line.upstreamBytesIn as number) > data.length, 'the body went through the proxy');
       const got = await c.send(new GetObjectCommand({ Bucket: bucket, Key: 're-dst', ...sse(k2) }));
-      assert.ok(Buffer.from(await got.Body!.transformToByteArray()).equals(data));
+      assert.ok((await bodyBytes(got.Body)).equals(data));
       // Fresh data key: the stored ciphertext shares nothing with the source's.
       const d = directClient(up);
-      const a = Buffer.from(await (await d.send(new GetObjectCommand({ Bucket: bucket, Key: 're-src' }))).Body!.transformToByteArray());
-      const b = Buffer.from(await (await d.send(new GetObjectCommand({ Bucket: bucket, Key: 're-dst' }))).Body!.transformToByteArray());
+      const a = await bodyBytes((await d.send(new GetObjectCommand({ Bucket: bucket, Key: 're-src' }))).Body);
+      const b = await bodyBytes((await d.send(new GetObjectCommand({ Bucket: bucket, Key: 're-dst' }))).Body);
       assert.ok(!a.subarray(100, 200).equals(b.subarray(100, 200)));
     } finally {
       await re.close();

@@ -27,6 +27,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { createChecksum } from '../../src/sigv4/checksums.ts';
 import {
+  bodyBytes as bytes,
   directClient,
   errorCode,
   logLine,
@@ -46,10 +47,6 @@ let up: UpstreamInfo;
 let t: TestProxy;
 let s3: S3Client;
 const bucket = `mpu-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
-
-async function bytes(body: unknown): Promise<Buffer> {
-  return Buffer.from(await (body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
-}
 
 before(async () => {
   up = await rgwUpstream();

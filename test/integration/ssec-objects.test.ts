@@ -19,6 +19,7 @@ import {
 import { encryptedSize } from '../../src/format/layout.ts';
 import { ENVELOPE_META } from '../../src/s3/headers.ts';
 import {
+  bodyBytes as bytes,
   directClient,
   errorCode,
   errorMessage,
@@ -41,11 +42,6 @@ let t: TestProxy;
 let s3: S3Client;
 let direct: S3Client;
 const bucket = `ssec-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
-
-async function bytes(body: unknown): Promise<Buffer> {
-  const b = body as { transformToByteArray(): Promise<Uint8Array> };
-  return Buffer.from(await b.transformToByteArray());
-}
 
 before(async () => {
   up = await rgwUpstream();

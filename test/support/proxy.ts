@@ -115,6 +115,11 @@ export interface SseKey {
   md5: string;
 }
 
+/** All bytes of an SDK response body. */
+export async function bodyBytes(body: unknown): Promise<Buffer> {
+  return Buffer.from(await (body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+}
+
 export function newKey(): SseKey {
   const raw = randomBytes(32);
   return { raw, b64: raw.toString('base64'), md5: createHash('md5').update(raw).digest('base64') };
