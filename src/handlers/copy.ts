@@ -10,8 +10,6 @@
 import { pipeline, Readable, Transform } from 'node:stream';
 import { encryptedSize } from '../format/layout.ts';
 import { createEncryptStream } from '../format/stream.ts';
-import { TAIL_SIZE } from '../format/tail.ts';
-import { createChecksumCompute } from '../sigv4/checksums.ts';
 import { S3Error, SSEC_MESSAGES, type S3ErrorCode } from '../s3/errors.ts';
 import { ENVELOPE_META, LAYOUT_META, RESERVED_META_PREFIX } from '../s3/headers.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
@@ -29,7 +27,7 @@ import { CHECKSUM_META, tailSizeOf } from '../sse-c/sealed-checksum.ts';
 import { multipartDataKey, parseUploadId, tagMatches } from '../sse-c/upload-id.ts';
 import { dump, readText, type UpstreamResponse } from '../upstream.ts';
 import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
-import { appendAtEnd, tailWriter } from './put.ts';
+import { sealingStages } from './put.ts';
 import { layoutOfInfo } from '../object-info.ts';
 import { withChecksum } from './multipart.ts';
 import { multipartEtag } from './multipart.ts';
@@ -555,7 +553,7 @@ export async function uploadPartCopy(ctx: RequestContext): Promise<void> {
   let cipherLength = length;
   let echo: Record<string, string> = {};
   // The upload's checksum of the copied plaintext, for the answer and the Complete that lists it.
-  const computed: Record<string, string> = {};
+  let checksums = (): Record<string, string> => ({});
   if (keys.dstKey) {
     const dataKey = multipartDataKey(keys.dstKey.key, ctx.s3.bucket!, ctx.s3.key!);
     if (!tagMatches(parsed, dataKey)) {
@@ -563,22 +561,20 @@ export async function uploadPartCopy(ctx: RequestContext): Promise<void> {
       throw new S3Error('InvalidRequest', SSEC_MESSAGES.mismatch);
     }
     const chunkSize = 2 ** parsed.chunkSizeLog2!;
-    encrypt = [createEncryptStream({ dataKey, chunkSize, partNumber })];
-    cipherLength = encryptedSize(length, chunkSize);
-    if (parsed.tails) {
-      // The part ends with its tail record, with the upload's checksum computed over the copied plaintext.
-      const alg = parsed.checksum?.algorithm;
-      const tailKey = Buffer.from(dataKey);
-      if (alg) encrypt.unshift(createChecksumCompute(alg, () => ({}), (v) => (computed[`x-amz-checksum-${alg}`] = v)));
-      encrypt.push(
-        appendAtEnd(() => {
-          const record = tailWriter(tailKey, partNumber)(computed, length);
-          tailKey.fill(0);
-          return record;
-        }),
-      );
-      cipherLength += TAIL_SIZE;
-    }
+    // A part of an upload with tail records ends with one, with the upload's checksum computed over the copied
+    // plaintext (nothing comes from the client here).
+    const sealed = sealingStages({
+      dataKey,
+      chunkSize,
+      partNumber,
+      plainSize: length,
+      tail: parsed.tails,
+      compute: parsed.checksum?.algorithm,
+      given: () => ({}),
+    });
+    encrypt = sealed.stages;
+    cipherLength = sealed.cipherSize;
+    checksums = sealed.checksums;
     dataKey.fill(0);
     echo = ssecEchoHeaders(keys.dstKey);
   }
@@ -590,8 +586,8 @@ export async function uploadPartCopy(ctx: RequestContext): Promise<void> {
   }
   const up = await writeStream(ctx, { path: objectPath(ctx.s3.bucket!, ctx.s3.key!), query, headers: {}, length: cipherLength }, body, encrypt);
   const upstreamEtag = String(up.headers['etag'] ?? '');
-  const etag = parsed.checksum ? withChecksum(parsed.checksum.algorithm)(upstreamEtag, computed) : upstreamEtag;
-  const xml = copyResult(etag, isoDate(up.headers['date']), true, computed);
+  const etag = parsed.checksum ? withChecksum(parsed.checksum.algorithm)(upstreamEtag, checksums()) : upstreamEtag;
+  const xml = copyResult(etag, isoDate(up.headers['date']), true, checksums());
   return sendXml(ctx, xml, { ...echo, ...sourceVersion(src) });
 }
 

@@ -20,7 +20,7 @@ import { TAIL_SIZE } from '../format/tail.ts';
 import { dump, readText } from '../upstream.ts';
 import { acceptBody } from './body.ts';
 import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
-import { encryptedWriteHeaders, tailWriter, uploadDecoded, uploadEncrypted } from './put.ts';
+import { encryptedWriteHeaders, uploadDecoded, uploadEncrypted } from './put.ts';
 
 const MAX_COMPLETE_BODY = 2 * 1024 * 1024;
 
@@ -144,7 +144,7 @@ export async function uploadPart(ctx: RequestContext): Promise<void> {
       partNumber,
       headers,
       query: upstreamQueryFor(ctx, parsed),
-      ...(parsed.tails ? { tail: tailWriter(dataKey, partNumber), compute: parsed.checksum?.algorithm } : {}),
+      ...(parsed.tails ? { tail: true, compute: parsed.checksum?.algorithm } : {}),
       ...(parsed.checksum ? { etag: withChecksum(parsed.checksum.algorithm) } : {}),
     });
   } finally {

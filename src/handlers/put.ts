@@ -37,7 +37,7 @@ export function encryptedWriteHeaders(ctx: RequestContext): Record<string, strin
 }
 
 /** Passes bytes through and adds `last()` when the stream ends (after every earlier stage ended cleanly). */
-export function appendAtEnd(last: () => Buffer): Transform {
+function appendAtEnd(last: () => Buffer): Transform {
   return new Transform({
     transform: (chunk: Buffer, _enc, cb: TransformCallback) => cb(null, chunk),
     flush(cb: TransformCallback) {
@@ -62,11 +62,11 @@ export async function putObject(ctx: RequestContext, customerKey: CustomerKey): 
   // The client's checksum (verified over the body on its way) is kept sealed for GET/HEAD to return: in the
   // metadata when known before the body, else (a trailer) in a tail record after the last chunk.
   const declared = declaredChecksum(ctx.req.headers, ctx.s3.query);
-  let tail: EncryptedUpload['tail'];
+  let tail = false;
   if (declared?.value !== undefined) headers[CHECKSUM_META] = sealChecksum(envelope.dataKey, declared.algorithm, declared.value);
   else if (declared) {
     headers[CHECKSUM_META] = tailMeta(declared.algorithm);
-    tail = tailWriter(envelope.dataKey, 0);
+    tail = true;
   }
   try {
     await uploadEncrypted(ctx, customerKey, {
@@ -75,7 +75,7 @@ export async function putObject(ctx: RequestContext, customerKey: CustomerKey): 
       partNumber: 0,
       headers,
       query: upstreamQuery(ctx.s3.query),
-      ...(tail ? { tail } : {}),
+      tail,
     });
   } finally {
     envelope.dataKey.fill(0);
@@ -90,34 +90,61 @@ export interface EncryptedUpload {
   /** Upstream headers (content-length is added here). */
   headers: Record<string, string>;
   query: Array<[string, string]>;
-  /** The tail record to append after the last chunk, made once the body is verified (see tailWriter). */
-  tail?: (checksums: Record<string, string>, plainSize: number) => Buffer;
+  /** End the stream with a tail record (FORMAT.md §5.6). */
+  tail?: boolean;
   /** The upload's declared checksum algorithm: computed when the client does not send it. */
   compute?: ChecksumName | undefined;
   /** The ETag to answer with, from the upstream's and the verified checksums (see sse-c/part-etag.ts). */
   etag?: (upstreamEtag: string, checksums: Record<string, string>) => string;
 }
 
-/** The tail record of a stream: its part number, plaintext size and the client's (verified) checksum if any. */
-export function tailWriter(dataKey: Buffer, partNumber: number): NonNullable<EncryptedUpload['tail']> {
-  return (checksums, plainSize) => {
-    const [name, value] = Object.entries(checksums)[0] ?? [];
-    const algorithm = name ? checksumOfHeader(name) : undefined;
-    return sealTail(dataKey, { partNumber, plainSize, algorithm, digest: algorithm && value ? Buffer.from(value, 'base64') : undefined });
-  };
+/**
+ * The stages that turn verified plaintext into what is stored for one stream: the upload's checksum computed
+ * (when it declared one), the encryptor, and the tail record with the stream's size and checksum (the one the
+ * client gave, verified, or the computed one). The record is made at the end, once every earlier check passed;
+ * it keeps its own copy of the data key, wiped once used.
+ */
+export function sealingStages(o: {
+  dataKey: Buffer;
+  chunkSize: number;
+  partNumber: number;
+  plainSize: number;
+  tail?: boolean | undefined;
+  compute?: ChecksumName | undefined;
+  /** The client's verified checksums (complete once the body has ended). */
+  given: () => Record<string, string>;
+}): { stages: Transform[]; checksums: () => Record<string, string>; cipherSize: number } {
+  const computed: Record<string, string> = {};
+  const checksums = () => ({ ...computed, ...o.given() });
+  const stages: Transform[] = [];
+  const alg = o.compute;
+  if (alg) stages.push(createChecksumCompute(alg, o.given, (v) => (computed[`x-amz-checksum-${alg}`] = v)));
+  stages.push(createEncryptStream({ dataKey: o.dataKey, chunkSize: o.chunkSize, partNumber: o.partNumber }));
+  if (o.tail) {
+    const key = Buffer.from(o.dataKey);
+    stages.push(
+      appendAtEnd(() => {
+        try {
+          const [name, value] = Object.entries(checksums())[0] ?? [];
+          const algorithm = name ? checksumOfHeader(name) : undefined;
+          const digest = algorithm && value ? Buffer.from(value, 'base64') : undefined;
+          return sealTail(key, { partNumber: o.partNumber, plainSize: o.plainSize, algorithm, digest });
+        } finally {
+          key.fill(0);
+        }
+      }),
+    );
+  }
+  return { stages, checksums, cipherSize: encryptedSize(o.plainSize, o.chunkSize) + (o.tail ? TAIL_SIZE : 0) };
 }
 
 /** Streams the verified plaintext body through the encryptor to an upstream PUT, and answers as S3. */
 export async function uploadEncrypted(ctx: RequestContext, customerKey: CustomerKey, u: EncryptedUpload): Promise<void> {
-  const encrypt = createEncryptStream({ dataKey: u.dataKey, chunkSize: u.chunkSize, partNumber: u.partNumber });
   return upload(ctx, {
     headers: u.headers,
     query: u.query,
-    encrypt,
-    ...(u.tail ? { tail: u.tail } : {}),
-    ...(u.compute ? { compute: u.compute } : {}),
+    seal: { dataKey: u.dataKey, chunkSize: u.chunkSize, partNumber: u.partNumber, tail: u.tail, compute: u.compute },
     ...(u.etag ? { etag: u.etag } : {}),
-    size: (n) => encryptedSize(n, u.chunkSize) + (u.tail ? TAIL_SIZE : 0),
     echo: ssecEchoHeaders(customerKey),
     object: u.partNumber === 0 ? 'encrypted' : undefined,
     chunkSize: u.chunkSize,
@@ -133,8 +160,6 @@ export async function uploadDecoded(ctx: RequestContext, query: Array<[string, s
   return upload(ctx, {
     headers: encryptedWriteHeaders(ctx),
     query,
-    encrypt: holdBack(),
-    size: (n) => n,
     echo: {},
     object: isPart ? undefined : 'plain',
   });
@@ -145,13 +170,9 @@ async function upload(
   u: {
     headers: Record<string, string>;
     query: Array<[string, string]>;
-    /** The last stage: the encryptor, or a hold-back; either keeps the final bytes until all checks passed. */
-    encrypt: Transform;
-    /** Bytes to send after the last chunk, once every check of the body has passed. */
-    tail?: (checksums: Record<string, string>, plainSize: number) => Buffer;
-    compute?: ChecksumName;
+    /** Encrypt (see sealingStages); without it the body is forwarded as it is, its last bytes held back. */
+    seal?: Omit<Parameters<typeof sealingStages>[0], 'plainSize' | 'given'>;
     etag?: (upstreamEtag: string, checksums: Record<string, string>) => string;
-    size: (plain: number) => number;
     echo: Record<string, string>;
     /** Whole objects (not parts) are remembered for listings. */
     object?: 'encrypted' | 'plain';
@@ -160,19 +181,14 @@ async function upload(
 ): Promise<void> {
   const { req, res, s3 } = ctx;
   const body = plainBody(req, ctx.auth);
-  const headers = { ...u.headers, 'content-length': String(u.size(body.length)) };
+  // Either way the last stage keeps the final bytes until every check of the body has passed.
+  const sealed = u.seal && sealingStages({ ...u.seal, plainSize: body.length, given: body.checksums });
+  const checksums = sealed ? sealed.checksums : body.checksums;
+  const headers = { ...u.headers, 'content-length': String(sealed ? sealed.cipherSize : body.length) };
 
   acceptBody(req, res);
   let bodyError: unknown;
-  const computed: Record<string, string> = {};
-  const compute = u.compute;
-  const checksums = () => ({ ...computed, ...body.checksums() });
-  const stages = [
-    ...body.stages,
-    ...(compute ? [createChecksumCompute(compute, body.checksums, (v) => (computed[`x-amz-checksum-${compute}`] = v))] : []),
-    u.encrypt,
-    ...(u.tail ? [appendAtEnd(() => u.tail!(checksums(), body.length))] : []),
-  ];
+  const stages = [...body.stages, ...(sealed ? sealed.stages : [holdBack()])];
   const source = (pipeline as (...s: unknown[]) => Readable)(req, ...stages, (err: unknown) => {
     if (err) bodyError = err;
   });
