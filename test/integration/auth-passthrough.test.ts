@@ -27,6 +27,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import {
+  clientSigner,
   errorCode,
   newKey,
   rawRequest,
@@ -286,15 +287,7 @@ describe('Expect: 100-continue', () => {
   function put(headers: Record<string, string>, secret = up.secretAccessKey) {
     return new Promise<{ continued: boolean; status: number; code: string | undefined }>(async (resolve, reject) => {
       const url = new URL(t.endpoint);
-      const { SignatureV4 } = await import('@smithy/signature-v4');
-      const { Hash } = await import('@smithy/hash-node');
-      const signer = new SignatureV4({
-        credentials: { accessKeyId: up.accessKeyId, secretAccessKey: secret },
-        region: up.region,
-        service: 's3',
-        sha256: Hash.bind(null, 'sha256'),
-        uriEscapePath: false,
-      });
+      const signer = clientSigner(up, { secret });
       const body = Buffer.alloc(100_000, 1);
       const signed = await signer.sign({
         method: 'PUT',

@@ -15,7 +15,7 @@ import { loadConfig } from '../../src/config.ts';
 import { startProxy } from '../../src/server.ts';
 import { ensureDevCertificate } from '../../src/tls/dev-cert.ts';
 import { Upstream } from '../../src/upstream.ts';
-import { errorCode, rawRequest, rgwUpstream, startTestProxy } from '../support/proxy.ts';
+import { clientSigner, errorCode, rawRequest, rgwUpstream, startTestProxy } from '../support/proxy.ts';
 
 test('secrets come from *_FILE paths (trailing newline dropped); a missing file is a listed problem', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ssec-files-'));
@@ -128,14 +128,12 @@ test('replaced certificate files are served to new connections; open connections
 });
 
 test('plain HTTP listener: SSE-C refused by default, accepted from loopback with the switch, or from a trusted TLS-terminating peer', async () => {
-  const { SignatureV4 } = await import('@smithy/signature-v4');
-  const { Hash } = await import('@smithy/hash-node');
   const { newKey, ssecHeaders } = await import('../support/proxy.ts');
   const up = await rgwUpstream();
   const key = newKey();
   const bucket = `plain-http-${randomBytes(3).toString('hex')}`;
   const put = async (port: number, extra: Record<string, string>) => {
-    const signer = new SignatureV4({ credentials: up, region: up.region, service: 's3', sha256: Hash.bind(null, 'sha256'), uriEscapePath: false });
+    const signer = clientSigner(up);
     const signed = await signer.sign({
       method: 'PUT',
       protocol: 'http:',

@@ -4,13 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { SignatureV4 } from '@smithy/signature-v4';
-import { Hash } from '@smithy/hash-node';
 import https from 'node:https';
 import { test } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { startCli } from '../support/cli.ts';
-import { newKey, rgwUpstream, sse, ssecHeaders } from '../support/proxy.ts';
+import { clientSigner, newKey, rgwUpstream, sse, ssecHeaders } from '../support/proxy.ts';
 
 test('SIGTERM during a stalled upload: stops accepting, cuts it after the grace period, stores nothing of it', async () => {
   const up = await rgwUpstream();
@@ -25,13 +23,7 @@ test('SIGTERM during a stalled upload: stops accepting, cuts it after the grace 
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'stalled', Body: previous, ...sse(k) }));
 
     // A raw SSE-C upload that sends half its body and then stalls.
-    const signer = new SignatureV4({
-      credentials: { accessKeyId: up.accessKeyId, secretAccessKey: up.secretAccessKey },
-      region: up.region,
-      service: 's3',
-      sha256: Hash.bind(null, 'sha256'),
-      uriEscapePath: false,
-    });
+    const signer = clientSigner(up);
     const total = 2_000_000;
     const signed = await signer.sign({
       method: 'PUT',

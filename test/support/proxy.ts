@@ -115,6 +115,18 @@ export interface SseKey {
   md5: string;
 }
 
+/** A SigV4 signer for S3 with the test upstream's credentials (another secret for negative tests). */
+export function clientSigner(up: Pick<UpstreamInfo, 'accessKeyId' | 'secretAccessKey' | 'region'>, opts: { secret?: string; applyChecksum?: boolean } = {}): SignatureV4 {
+  return new SignatureV4({
+    credentials: { accessKeyId: up.accessKeyId, secretAccessKey: opts.secret ?? up.secretAccessKey },
+    region: up.region,
+    service: 's3',
+    sha256: Hash.bind(null, 'sha256'),
+    uriEscapePath: false,
+    ...(opts.applyChecksum === undefined ? {} : { applyChecksum: opts.applyChecksum }),
+  });
+}
+
 /** All bytes of an SDK response body. */
 export async function bodyBytes(body: unknown): Promise<Buffer> {
   return Buffer.from(await (body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
@@ -169,14 +181,7 @@ export async function rawRequest(
   };
   if (r.sign !== false) {
     headers['x-amz-content-sha256'] ??= r.payloadHash ?? 'UNSIGNED-PAYLOAD';
-    const signer = new SignatureV4({
-      credentials: { accessKeyId: up.accessKeyId, secretAccessKey: up.secretAccessKey },
-      region: up.region,
-      service: 's3',
-      sha256: Hash.bind(null, 'sha256'),
-      uriEscapePath: false,
-      applyChecksum: false,
-    });
+    const signer = clientSigner(up, { applyChecksum: false });
     const signed = await signer.sign(
       { method: r.method, protocol: 'https:', hostname: url.hostname, port: Number(url.port), path: r.path, query: r.query ?? {}, headers },
       r.signingDate ? { signingDate: r.signingDate } : {},

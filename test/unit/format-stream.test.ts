@@ -368,16 +368,7 @@ function partNumbersOf(count: number, start: number, gaps: readonly number[]): n
 }
 
 function sdCollect(body: Buffer, C: number, read: SelfDescribingRead, skip?: number, length?: number) {
-  const out: Buffer[] = [];
-  const d = new Decryptor({ dataKey, chunkSize: C, selfDescribing: read, skip, length });
-  let error: FormatErrorCode | null = null;
-  try {
-    d.update(body, out);
-    d.final(out);
-  } catch (err) {
-    error = errorCode(err);
-  }
-  return { released: Buffer.concat(out), error };
+  return collect(body, { dataKey, chunkSize: C, selfDescribing: read, skip, length });
 }
 
 describe('stream: self-describing reads of multipart objects', () => {
@@ -608,9 +599,10 @@ describe('stream: argument checks', () => {
   });
 });
 
-function decryptCollect(body: Buffer, chunkSize: number): { released: Buffer; error: FormatErrorCode | null } {
+/** What a synchronous decryptor releases from `body` before it stops, and the error it stops with. */
+function collect(body: Buffer, options: ConstructorParameters<typeof Decryptor>[0]): { released: Buffer; error: FormatErrorCode | null } {
   const out: Buffer[] = [];
-  const d = new Decryptor({ dataKey, chunkSize, segments: [wholeStreamSegment(0)] });
+  const d = new Decryptor(options);
   let error: FormatErrorCode | null = null;
   try {
     d.update(body, out);
@@ -619,4 +611,8 @@ function decryptCollect(body: Buffer, chunkSize: number): { released: Buffer; er
     error = errorCode(err);
   }
   return { released: Buffer.concat(out), error };
+}
+
+function decryptCollect(body: Buffer, chunkSize: number): { released: Buffer; error: FormatErrorCode | null } {
+  return collect(body, { dataKey, chunkSize, segments: [wholeStreamSegment(0)] });
 }
