@@ -129,6 +129,25 @@ export function mapTransportError(e: unknown): unknown {
   return e;
 }
 
+/** An upstream answer released when its `await using` scope ends: an unread body is dumped then. */
+export type OwnedResponse = UpstreamResponse & AsyncDisposable;
+
+/**
+ * undici's rule is "always consume or dump a body": `await using up = owned(res)` does it at scope exit
+ * for every path (returns, throws), instead of a dump by hand on each. A body that was read, piped or
+ * destroyed is left as it is.
+ */
+export function owned(res: UpstreamResponse): OwnedResponse {
+  if (Symbol.asyncDispose in res) return res as OwnedResponse;
+  return Object.assign(res, {
+    [Symbol.asyncDispose]: async () => {
+      const body = res.body;
+      if (body.destroyed || body.readableEnded || body.readableDidRead) return;
+      await dump(res);
+    },
+  });
+}
+
 /** Always consume or dump a body we do not forward, so the connection returns to the pool. */
 export async function dump(res: UpstreamResponse): Promise<void> {
   try {

@@ -31,7 +31,10 @@ const SEALED_SIZE = 40;
 const TAG_SIZE = 16;
 const TAIL_INFO = Buffer.from('s3-ssec-proxy/v1/tail');
 
-/** Checksum algorithms by id; the S3 names in lower case. */
+/**
+ * Checksum algorithms by id; the S3 names in lower case. Changing this breaks stored data (only append);
+ * pinned equal to s3/checksums.ts CHECKSUM_NAMES by test/unit/checksum-lists.test.ts.
+ */
 export const TAIL_ALGORITHMS = ['crc32', 'crc32c', 'crc64nvme', 'sha1', 'sha256'] as const;
 export type TailAlgorithm = (typeof TAIL_ALGORITHMS)[number];
 export const DIGEST_SIZES: Record<TailAlgorithm, number> = { crc32: 4, crc32c: 4, crc64nvme: 8, sha1: 20, sha256: 32 };

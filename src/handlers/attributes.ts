@@ -2,22 +2,19 @@
  * GetObjectAttributes on SSE-C objects: the plaintext ObjectSize and part sizes, never the ciphertext's.
  * Unencrypted objects are the upstream's to answer.
  */
-import { FormatError } from '../format/errors.ts';
-import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
-import { ENVELOPE_META, LAYOUT_META } from '../s3/headers.ts';
+import { S3Error } from '../s3/errors.ts';
 import { objectPath, queryGet } from '../s3/operation.ts';
 import { xmlEscape } from '../s3/xml.ts';
 import { parseCustomerKey, ssecEchoHeaders } from '../sse-c/customer-key.ts';
-import { openEnvelope } from '../sse-c/envelope.ts';
-import { tailSizeOf } from '../sse-c/sealed-checksum.ts';
-import { dump } from '../upstream.ts';
-import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
-import { storedChecksum } from './get.ts';
-import { partsCountOf, probeLayout } from './object-layout.ts';
+import { relayUpstreamError, sendXml, upstreamRequest, type ObjectContext } from '../context.ts';
+import { storedChecksum } from '../objects/checksum.ts';
+import { layoutOf } from '../objects/layout.ts';
+import { openObject } from '../objects/open.ts';
+import { isMultipart, storedObject } from '../objects/stored.ts';
 
 const ATTRIBUTES = new Set(['ETag', 'Checksum', 'ObjectParts', 'StorageClass', 'ObjectSize']);
 
-export async function getObjectAttributes(ctx: RequestContext): Promise<void> {
+export async function getObjectAttributes(ctx: ObjectContext): Promise<void> {
   const wanted = String(ctx.req.headers['x-amz-object-attributes'] ?? '')
     .split(',')
     .map((s) => s.trim())
@@ -27,44 +24,23 @@ export async function getObjectAttributes(ctx: RequestContext): Promise<void> {
   }
   const customerKey = parseCustomerKey(ctx.req.headers, 'read');
   const versionId = queryGet(ctx.s3.query, 'versionId');
-  const { bucket, key } = { bucket: ctx.s3.bucket!, key: ctx.s3.key! };
-  const head = await upstreamRequest(ctx, {
+  const { bucket, key } = ctx.s3;
+  await using head = await upstreamRequest(ctx, {
     method: 'HEAD',
     path: objectPath(bucket, key),
     query: versionId ? [['versionId', versionId]] : [],
   });
-  await dump(head);
-  const envelope = head.headers[ENVELOPE_META];
-  if (typeof envelope !== 'string') {
-    if (customerKey) throw new S3Error('InvalidRequest', SSEC_MESSAGES.notApplicable);
+  const stored = storedObject({ bucket, key, versionId }, head.headers);
+  if (stored.envelope === undefined && !customerKey) {
     if (head.statusCode !== 200) return relayUpstreamError(ctx, head);
     return ctx.passthrough(ctx);
   }
-  if (head.statusCode !== 200) return relayUpstreamError(ctx, head);
-  if (!customerKey) throw new S3Error('InvalidRequest', SSEC_MESSAGES.needKey);
-  let opened;
-  try {
-    opened = openEnvelope(envelope, customerKey.key, bucket, key);
-  } catch (e) {
-    if (e instanceof FormatError) throw new S3Error('AccessDenied', SSEC_MESSAGES.wrongKey, { cause: e });
-    throw e;
-  }
-  const { chunkSize, dataKey } = opened;
-  const etag = String(head.headers['etag'] ?? '');
-  const cipherSize = Number(head.headers['content-length'] ?? 0) - tailSizeOf(head.headers);
-  const meta = head.headers[LAYOUT_META];
-  const fromParts = meta !== undefined;
-  const multipart = partsCountOf(etag) > 1 || fromParts;
-  const needParts = wanted.includes('ObjectParts') && multipart;
-  let layout;
-  let checksum;
-  try {
-    const ref = { bucket, key, versionId, etag, fromParts, tails: meta === 'tails' };
-    layout = await probeLayout(ctx, ref, cipherSize, chunkSize, { parts: needParts, dataKey });
-    checksum = wanted.includes('Checksum') ? await storedChecksum(ctx, head.headers, dataKey, etag, cipherSize, layout) : undefined;
-  } finally {
-    dataKey.fill(0);
-  }
+  if (stored.envelope !== undefined && head.statusCode !== 200) return relayUpstreamError(ctx, head);
+  using opened = openObject(stored, customerKey)!;
+  const needParts = wanted.includes('ObjectParts') && isMultipart(stored, ctx.config);
+  const layout = await layoutOf(ctx, stored, { chunkSize: opened.chunkSize, dataKey: opened.dataKey, parts: needParts });
+  const checksum = wanted.includes('Checksum') ? await storedChecksum(ctx, stored, opened.dataKey, layout) : undefined;
+  const etag = stored.etag;
 
   let xml = '<?xml version="1.0" encoding="UTF-8"?>\n<GetObjectAttributesResponse xmlns="http://s3.amazonaws.com/doc/2006-03-01/">';
   if (wanted.includes('ETag')) xml += `<ETag>${xmlEscape(etag.replace(/"/g, ''))}</ETag>`;
@@ -93,16 +69,10 @@ export async function getObjectAttributes(ctx: RequestContext): Promise<void> {
   if (wanted.includes('StorageClass')) xml += `<StorageClass>${xmlEscape(String(head.headers['x-amz-storage-class'] ?? 'STANDARD'))}</StorageClass>`;
   if (wanted.includes('ObjectSize')) xml += `<ObjectSize>${layout.plainSize}</ObjectSize>`;
   xml += '</GetObjectAttributesResponse>';
-  const headers: Record<string, string> = {
-    'content-type': 'application/xml',
-    'content-length': String(Buffer.byteLength(xml)),
-    'x-amz-request-id': ctx.requestId,
-    ...ssecEchoHeaders(customerKey),
-  };
+  const headers: Record<string, string> = ssecEchoHeaders(customerKey!);
   for (const h of ['last-modified', 'x-amz-version-id']) {
     const v = head.headers[h];
     if (typeof v === 'string') headers[h] = v;
   }
-  ctx.res.writeHead(200, headers);
-  ctx.res.end(xml);
+  sendXml(ctx, 200, xml, headers);
 }

@@ -6,15 +6,14 @@
  * them, with one HEAD each (a few at a time), remembered by ETag.
  */
 import { CHUNK_OVERHEAD } from '../format/constants.ts';
-import { ENVELOPE_META, LAYOUT_META } from '../s3/headers.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
-import { elementText, mapBlocks, replaceElements } from '../s3/xml.ts';
+import { mapBlocks, parseListingEntries, replaceElements } from '../s3/xml.ts';
 import { parseEnvelopeHeader } from '../sse-c/envelope.ts';
-import { dump, readText } from '../upstream.ts';
-import { infoOf, type ObjectInfo } from '../object-info.ts';
-import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
-import { probeLayout } from './object-layout.ts';
-import { tailSizeOf } from '../sse-c/sealed-checksum.ts';
+import { readText } from '../upstream.ts';
+import { relayUpstreamError, sendXml, upstreamRequest, type BucketContext } from '../context.ts';
+import type { ObjectInfo } from '../objects/info-cache.ts';
+import { knownInfo, layoutOf, remember } from '../objects/layout.ts';
+import { storedObject } from '../objects/stored.ts';
 
 const HEAD_CONCURRENCY = 8;
 const MAX_LISTING_BYTES = 64 * 1024 * 1024;
@@ -26,11 +25,11 @@ interface Listed {
   versionId: string | undefined;
 }
 
-export async function listObjects(ctx: RequestContext): Promise<void> {
+export async function listObjects(ctx: BucketContext): Promise<void> {
   const { s3 } = ctx;
-  const up = await upstreamRequest(ctx, {
+  await using up = await upstreamRequest(ctx, {
     method: 'GET',
-    path: objectPath(s3.bucket!),
+    path: objectPath(s3.bucket),
     query: upstreamQuery(s3.query),
   });
   if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
@@ -38,46 +37,42 @@ export async function listObjects(ctx: RequestContext): Promise<void> {
   const urlEncoded = queryGet(s3.query, 'encoding-type') === 'url';
   const block = s3.op === 'ListObjectVersions' ? 'Version' : 'Contents';
 
-  const listed: Listed[] = [];
-  mapBlocks(xml, block, (b) => {
-    const item = parseBlock(b, urlEncoded);
-    if (item) listed.push(item);
-    return b;
-  });
+  // Read with the XML parser; written back by editing `<Size>` in place, so that everything else reaches the
+  // client byte for byte as the store sent it (a parse and rebuild would reorder, re-escape and drop).
+  const entries = parseListingEntries(xml, block).map((e) => e && listedOf(e, urlEncoded));
+  const listed = entries.filter((e): e is Listed => e !== undefined);
   const infos = await resolve(ctx, listed);
+  const sizes = new Map(listed.map((o, i) => [o, infos[i]]));
   let i = 0;
   const out = mapBlocks(xml, block, (b) => {
-    const item = parseBlock(b, urlEncoded);
-    if (!item) return b;
-    const info = infos[i++];
+    const item = entries[i++];
+    const info = item && sizes.get(item);
     return info && info.encrypted ? replaceElements(b, 'Size', () => String(info.size)) : b;
   });
-  ctx.res.writeHead(200, {
-    'content-type': 'application/xml',
-    'content-length': String(Buffer.byteLength(out)),
-    'x-amz-request-id': ctx.requestId,
-  });
-  ctx.res.end(out);
+  // The parser and the block edit must see the same entries; if not, the store's sizes are left alone.
+  sendXml(ctx, 200, i === entries.length ? out : xml);
 }
 
-function parseBlock(b: string, urlEncoded: boolean): Listed | undefined {
-  const rawKey = elementText(b, 'Key');
-  const size = elementText(b, 'Size');
-  const etag = elementText(b, 'ETag');
-  if (rawKey === undefined || size === undefined || etag === undefined) return undefined;
-  const key = urlEncoded ? decodeURIComponent(rawKey.replace(/\+/g, '%20')) : rawKey;
-  const versionId = elementText(b, 'VersionId');
-  return { key, etag, size: Number(size), versionId };
+function listedOf(e: { key: string; etag: string; size: string; versionId?: string }, urlEncoded: boolean): Listed | undefined {
+  const size = Number(e.size);
+  if (!Number.isSafeInteger(size)) return undefined;
+  let key = e.key;
+  try {
+    if (urlEncoded) key = decodeURIComponent(key.replace(/\+/g, '%20'));
+  } catch {
+    return undefined;
+  }
+  return { key, etag: e.etag, size, versionId: e.versionId };
 }
 
 /** Encrypted or not, and the plaintext size, for each listed object (in order). */
-async function resolve(ctx: RequestContext, listed: Listed[]): Promise<Array<ObjectInfo | undefined>> {
-  const bucket = ctx.s3.bucket!;
+async function resolve(ctx: BucketContext, listed: Listed[]): Promise<Array<ObjectInfo | undefined>> {
+  const bucket = ctx.s3.bucket;
   const result: Array<ObjectInfo | undefined> = listed.map((o) => {
     if (!couldBeEncrypted(o.size)) {
       return { encrypted: false, size: o.size };
     }
-    return ctx.objects.get(bucket, o.key, o.etag);
+    return knownInfo(ctx, bucket, o.key, o.etag);
   });
   const todo = listed.map((o, i) => ({ o, i })).filter(({ i }) => result[i] === undefined);
   let next = 0;
@@ -99,31 +94,27 @@ function couldBeEncrypted(size: number): boolean {
   return size >= CHUNK_OVERHEAD;
 }
 
-async function headInfo(ctx: RequestContext, o: Listed): Promise<ObjectInfo | undefined> {
-  const up = await upstreamRequest(ctx, {
+async function headInfo(ctx: BucketContext, o: Listed): Promise<ObjectInfo | undefined> {
+  const name = { bucket: ctx.s3.bucket, key: o.key, versionId: o.versionId };
+  await using up = await upstreamRequest(ctx, {
     method: 'HEAD',
-    path: objectPath(ctx.s3.bucket!, o.key),
+    path: objectPath(name.bucket, name.key),
     query: o.versionId ? [['versionId', o.versionId]] : [],
     // The object as listed, not a newer one written since.
     headers: { 'if-match': o.etag },
   });
-  await dump(up);
   if (up.statusCode !== 200) return undefined; // replaced or deleted meanwhile: leave the listed size alone
-  const envelope = up.headers[ENVELOPE_META];
-  let info: ObjectInfo;
-  if (typeof envelope === 'string') {
-    try {
-      const meta = up.headers[LAYOUT_META];
-      const fromParts = meta !== undefined;
-      // Without the key, tail records give their clear sizes only: fine for a listing, not trusted for reads.
-      const ref = { bucket: ctx.s3.bucket!, key: o.key, versionId: o.versionId, etag: o.etag, fromParts, tails: meta === 'tails' };
-      const chunkSize = parseEnvelopeHeader(envelope).chunkSize;
-      const layout = await probeLayout(ctx, ref, o.size - tailSizeOf(up.headers), chunkSize);
-      info = infoOf(layout, chunkSize);
-    } catch {
-      return undefined;
-    }
-  } else info = { encrypted: false, size: o.size };
-  ctx.objects.set(ctx.s3.bucket!, o.key, o.etag, info, ctx.s3.op !== 'ListObjectVersions');
-  return info;
+  const stored = storedObject(name, up.headers);
+  if (stored.envelope === undefined) {
+    const info = { encrypted: false, size: o.size };
+    remember(ctx, stored, info);
+    return info;
+  }
+  try {
+    // Without the key, tail records give their clear sizes only: fine for a listing, not trusted for reads.
+    const layout = await layoutOf(ctx, stored, { chunkSize: parseEnvelopeHeader(stored.envelope).chunkSize });
+    return { encrypted: true, size: layout.plainSize };
+  } catch {
+    return undefined;
+  }
 }

@@ -3,50 +3,43 @@
  * encrypted stream under the upload's data key, which every replica derives from the request alone.
  */
 import { createHash } from 'node:crypto';
+import type { ObjectLayout } from '../format/parts.ts';
 import { plaintextSize } from '../format/layout.ts';
+import { TAIL_SIZE } from '../format/tail.ts';
+import { CHECKSUM_NAMES, combineCrcs, compositeChecksum, declaredChecksum, type ChecksumName } from '../s3/checksums.ts';
 import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
+import { multipartEtag, partsCountOf } from '../s3/etag.ts';
 import { ENVELOPE_META, LAYOUT_META } from '../s3/headers.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
-import { elementText, mapBlocks, removeElements, replaceElements } from '../s3/xml.ts';
+import { partNumberOf } from '../s3/parts.ts';
+import { buildCompleteMultipartUpload, hasRoot, mapBlocks, parseCompleteMultipartUpload, removeElements, replaceElements, textAt } from '../s3/xml.ts';
 import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
+import { scoped, wipe } from '../sse-c/data-key.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
-import { clientUploadId, multipartDataKey, parseUploadId, tagMatches, type ParsedUploadId, type UploadChecksum } from '../sse-c/upload-id.ts';
+import { parsePartEtag, withChecksum } from '../sse-c/part-etag.ts';
 import { CHECKSUM_META, multipartChecksumMeta } from '../sse-c/sealed-checksum.ts';
-import { parsePartEtag, partEtag } from '../sse-c/part-etag.ts';
-import { CHECKSUM_NAMES, combineCrcs, compositeChecksum, declaredChecksum, type ChecksumName } from '../sigv4/checksums.ts';
-import { partsCountOf, probeLayout, type ObjectLayout } from './object-layout.ts';
-import { infoOf } from '../object-info.ts';
-import { TAIL_SIZE } from '../format/tail.ts';
-import { dump, readText } from '../upstream.ts';
-import { acceptBody } from './body.ts';
-import { relayUpstreamError, upstreamRequest, type RequestContext } from './context.ts';
-import { encryptedWriteHeaders, uploadDecoded, uploadEncrypted } from './put.ts';
+import { clientUploadId, multipartDataKey, parseUploadId, tagMatches, type ParsedUploadId, type UploadChecksum } from '../sse-c/upload-id.ts';
+import { readText } from '../upstream.ts';
+import { acceptBody, answerWrite, relayUpstreamError, sendXml, upstreamRequest, type ObjectContext } from '../context.ts';
+import { layoutOf } from '../objects/layout.ts';
+import { storedObject } from '../objects/stored.ts';
+import { encryptedWriteHeaders, writeRequestBody } from '../objects/write.ts';
 
 const MAX_COMPLETE_BODY = 2 * 1024 * 1024;
 
-function uploadIdOf(ctx: RequestContext): ParsedUploadId {
+function uploadIdOf(ctx: ObjectContext): ParsedUploadId {
   const id = queryGet(ctx.s3.query, 'uploadId');
   if (!id) throw new S3Error('InvalidArgument', 'This operation requires an upload id.');
   return parseUploadId(id);
 }
 
 /** The client's query with the upload id mapped back to the upstream's. */
-function upstreamQueryFor(ctx: RequestContext, parsed: ParsedUploadId): Array<[string, string]> {
+function upstreamQueryFor(ctx: ObjectContext, parsed: ParsedUploadId): Array<[string, string]> {
   return upstreamQuery(ctx.s3.query).map(([k, v]) => [k, k === 'uploadId' ? parsed.upstreamId : v]);
 }
 
-async function sendXml(ctx: RequestContext, status: number, xml: string, extra: Record<string, string> = {}) {
-  ctx.res.writeHead(status, {
-    'content-type': 'application/xml',
-    'content-length': String(Buffer.byteLength(xml)),
-    'x-amz-request-id': ctx.requestId,
-    ...extra,
-  });
-  ctx.res.end(xml);
-}
-
 /** CreateMultipartUpload's x-amz-checksum-algorithm / -type, validated as S3 does. */
-function uploadChecksumOf(ctx: RequestContext): UploadChecksum | undefined {
+function uploadChecksumOf(ctx: ObjectContext): UploadChecksum | undefined {
   const alg = ctx.req.headers['x-amz-checksum-algorithm'];
   const type = ctx.req.headers['x-amz-checksum-type'];
   if (typeof alg !== 'string') {
@@ -65,48 +58,43 @@ function uploadChecksumOf(ctx: RequestContext): UploadChecksum | undefined {
   return { algorithm, type: t };
 }
 
-export async function createMultipartUpload(ctx: RequestContext, customerKey: CustomerKey): Promise<void> {
-  const { bucket, key } = { bucket: ctx.s3.bucket!, key: ctx.s3.key! };
+/** The upload's data key under the client's key, checked against the upload id's tag (S3's 400 otherwise). */
+function uploadDataKey(ctx: ObjectContext, parsed: ParsedUploadId, customerKey: CustomerKey) {
+  const dataKey = scoped(multipartDataKey(customerKey.key, ctx.s3.bucket, ctx.s3.key));
+  if (!tagMatches(parsed, dataKey)) {
+    dataKey[Symbol.dispose]();
+    throw new S3Error('InvalidRequest', SSEC_MESSAGES.mismatch);
+  }
+  return dataKey;
+}
+
+export async function createMultipartUpload(ctx: ObjectContext): Promise<void> {
+  const customerKey = parseCustomerKey(ctx.req.headers, 'write');
+  // Part checksums are verified by the proxy and not forwarded, so the upstream must not expect them.
+  if (!customerKey) return ctx.passthrough(ctx, { dropHeaders: ['x-amz-checksum-algorithm', 'x-amz-checksum-type'] });
+  const { bucket, key } = ctx.s3;
   const checksum = uploadChecksumOf(ctx);
-  const dataKey = multipartDataKey(customerKey.key, bucket, key);
+  using dataKey = scoped(multipartDataKey(customerKey.key, bucket, key));
   const envelope = sealEnvelope({ customerKey: customerKey.key, bucket, key, dataKey, chunkSizeLog2: ctx.config.chunkSizeLog2 });
-  const headers = encryptedWriteHeaders(ctx);
+  wipe(envelope.dataKey); // sealEnvelope's own copy of dataKey
+  const headers = encryptedWriteHeaders(ctx.req.headers);
   headers[ENVELOPE_META] = envelope.value;
   // Every part ends with a tail record (docs/FORMAT.md §5.6): the part table is read from the end.
   headers[LAYOUT_META] = 'tails';
   if (checksum) headers[CHECKSUM_META] = multipartChecksumMeta(checksum);
-  ctx.stats.upstreamRequests++;
-  let up;
-  try {
-    up = await ctx.upstream.request({
-      identity: ctx.identity,
-      method: 'POST',
-      path: objectPath(bucket, key),
-      query: upstreamQuery(ctx.s3.query),
-      headers,
-    });
-  } finally {
-    envelope.dataKey.fill(0);
-  }
-  ctx.stats.upstreamStatus = up.statusCode;
-  if (up.statusCode !== 200) {
-    dataKey.fill(0);
-    return relayUpstreamError(ctx, up);
-  }
+  await using up = await upstreamRequest(ctx, { method: 'POST', path: objectPath(bucket, key), query: upstreamQuery(ctx.s3.query), headers });
+  if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
   const xml = await readText(up);
-  const upstreamId = elementText(xml, 'UploadId');
-  if (!upstreamId) {
-    dataKey.fill(0);
-    throw new S3Error('InternalError', 'The upstream store did not return an upload id.');
-  }
+  const upstreamId = textAt(xml, 'InitiateMultipartUploadResult', 'UploadId');
+  if (!upstreamId) throw new S3Error('InternalError', 'The upstream store did not return an upload id.');
+  // The upstream's answer is kept as it came, only the upload id swapped for the client's.
   const out = replaceElements(xml, 'UploadId', () => clientUploadId(upstreamId, dataKey, ctx.config.chunkSizeLog2, checksum));
-  dataKey.fill(0);
   const extra = ssecEchoHeaders(customerKey);
   if (checksum) Object.assign(extra, { 'x-amz-checksum-algorithm': checksum.algorithm.toUpperCase(), 'x-amz-checksum-type': checksum.type });
   return sendXml(ctx, 200, out, extra);
 }
 
-export async function uploadPart(ctx: RequestContext): Promise<void> {
+export async function uploadPart(ctx: ObjectContext): Promise<void> {
   const parsed = uploadIdOf(ctx);
   const customerKey = parseCustomerKey(ctx.req.headers, 'write');
   if (!customerKey) {
@@ -115,85 +103,61 @@ export async function uploadPart(ctx: RequestContext): Promise<void> {
       throw new S3Error('InvalidRequest', SSEC_MESSAGES.partialHeaders);
     }
     const query = upstreamQueryFor(ctx, parsed);
-    return ctx.payloadHash.startsWith('STREAMING-') ? uploadDecoded(ctx, query) : ctx.passthrough(ctx, { query });
+    if (!ctx.payloadHash.startsWith('STREAMING-')) return ctx.passthrough(ctx, { query });
+    // aws-chunked: decoded and checked here (the upstream would refuse trailers or store the framing).
+    const { up, checksums } = await writeRequestBody(ctx, { headers: encryptedWriteHeaders(ctx.req.headers), query });
+    if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
+    return answerWrite(ctx, up, checksums());
   }
   if (!parsed.tag) {
     // A bare id (from ListMultipartUploads, or an upload created without SSE-C): the proxy cannot tell which
     // key the upload was created with, and mixing keys or plaintext into one object would make it unreadable.
     throw new S3Error('InvalidRequest', `${SSEC_MESSAGES.mismatch} Use the upload id returned by CreateMultipartUpload.`);
   }
-  const partNumber = Number(queryGet(ctx.s3.query, 'partNumber'));
-  if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > 10000) {
-    throw new S3Error('InvalidArgument', 'Part number must be an integer between 1 and 10000, inclusive', {
-      extra: { ArgumentName: 'partNumber' },
-    });
+  const partNumber = partNumberOf(ctx.s3.query, 'required');
+  using dataKey = uploadDataKey(ctx, parsed, customerKey);
+  if (parsed.checksum?.type === 'COMPOSITE' && !declaredChecksum(ctx.req.headers, ctx.s3.query)) {
+    // S3 needs every part's own checksum for a composite one (FULL_OBJECT parts it computes, and so do we).
+    throw new S3Error('InvalidRequest', `Checksum Type mismatch occurred, expected checksum Type: ${parsed.checksum.algorithm}, actual checksum Type: null`);
   }
-  const dataKey = multipartDataKey(customerKey.key, ctx.s3.bucket!, ctx.s3.key!);
-  try {
-    if (!tagMatches(parsed, dataKey)) {
-      throw new S3Error('InvalidRequest', SSEC_MESSAGES.mismatch);
-    }
-    if (parsed.checksum?.type === 'COMPOSITE' && !declaredChecksum(ctx.req.headers, ctx.s3.query)) {
-      // S3 needs every part's own checksum for a composite one (FULL_OBJECT parts it computes, and so do we).
-      throw new S3Error('InvalidRequest', `Checksum Type mismatch occurred, expected checksum Type: ${parsed.checksum.algorithm}, actual checksum Type: null`);
-    }
-    const headers = encryptedWriteHeaders(ctx);
-    await uploadEncrypted(ctx, customerKey, {
-      dataKey,
-      chunkSize: 2 ** parsed.chunkSizeLog2!,
-      partNumber,
-      headers,
-      query: upstreamQueryFor(ctx, parsed),
-      ...(parsed.tails ? { tail: true, compute: parsed.checksum?.algorithm } : {}),
-      ...(parsed.checksum ? { etag: withChecksum(parsed.checksum.algorithm) } : {}),
-    });
-  } finally {
-    dataKey.fill(0);
-  }
-}
-
-/** The part ETag that carries the part's checksum (sse-c/part-etag.ts). */
-export function withChecksum(algorithm: ChecksumName) {
-  return (upstreamEtag: string, checksums: Record<string, string>): string => {
-    const value = checksums[`x-amz-checksum-${algorithm}`];
-    return value && upstreamEtag.replace(/"/g, '') !== '' ? partEtag(upstreamEtag, algorithm, value) : upstreamEtag;
+  const seal = {
+    dataKey,
+    chunkSize: 2 ** parsed.chunkSizeLog2!,
+    partNumber,
+    ...(parsed.tails ? { tail: true, compute: parsed.checksum?.algorithm } : {}),
   };
+  const { up, checksums } = await writeRequestBody(ctx, { headers: encryptedWriteHeaders(ctx.req.headers), query: upstreamQueryFor(ctx, parsed), seal });
+  if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
+  const sums = checksums();
+  const etag = parsed.checksum ? withChecksum(parsed.checksum.algorithm) : undefined;
+  return answerWrite(ctx, up, { ...ssecEchoHeaders(customerKey), ...sums }, etag && ((e) => etag(e, sums)));
 }
 
-export async function completeMultipartUpload(ctx: RequestContext): Promise<void> {
+const INVALID_PART =
+  "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.";
+
+export async function completeMultipartUpload(ctx: ObjectContext): Promise<void> {
   const parsed = uploadIdOf(ctx);
   const customerKey = parseCustomerKey(ctx.req.headers, 'write');
-  if (customerKey && parsed.tag) {
-    const dataKey = multipartDataKey(customerKey.key, ctx.s3.bucket!, ctx.s3.key!);
-    const ok = tagMatches(parsed, dataKey);
-    dataKey.fill(0);
-    if (!ok) throw new S3Error('InvalidRequest', SSEC_MESSAGES.mismatch);
-  }
+  if (customerKey && parsed.tag) uploadDataKey(ctx, parsed, customerKey)[Symbol.dispose]();
   acceptBody(ctx.req, ctx.res);
-  const body = await readBody(ctx);
-  const partSums = parsed.checksum ? partChecksums(body, parsed.checksum) : undefined;
+  const parts = parseCompleteMultipartUpload(await readBody(ctx));
+  const partSums = parsed.checksum ? partChecksums(parts, parsed.checksum) : undefined;
   // Part checksums were verified by the proxy over the plaintext (the upstream never saw them, and holds
   // ciphertext for SSE-C parts): they are not the upstream's to check. Listed ones must match what the proxy
   // verified (carried by the part ETags), and the upstream gets its own part ETags back.
-  const upstreamBody = removeElements(
-    mapBlocks(body, 'Part', (block) => {
-      const etag = parsePartEtag(elementText(block, 'ETag') ?? '');
-      if (etag.algorithm) {
-        const listed = elementText(block, `Checksum${etag.algorithm.toUpperCase()}`);
-        if (listed !== undefined && listed.trim() !== etag.checksum) {
-          throw new S3Error(
-            'InvalidPart',
-            "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
-          );
-        }
-      }
-      return replaceElements(block, 'ETag', () => etag.upstream);
-    }),
-    /^Checksum/,
-  );
-  const up = await upstreamRequest(ctx, {
+  const upstreamParts = parts.map((p) => {
+    const etag = parsePartEtag(p.etag);
+    if (etag.algorithm) {
+      const listed = p.checksums[`Checksum${etag.algorithm.toUpperCase()}`];
+      if (listed !== undefined && listed.trim() !== etag.checksum) throw new S3Error('InvalidPart', INVALID_PART);
+    }
+    return { partNumber: p.partNumber, etag: etag.upstream };
+  });
+  const upstreamBody = buildCompleteMultipartUpload(upstreamParts);
+  await using up = await upstreamRequest(ctx, {
     method: 'POST',
-    path: objectPath(ctx.s3.bucket!, ctx.s3.key!),
+    path: objectPath(ctx.s3.bucket, ctx.s3.key),
     query: upstreamQueryFor(ctx, parsed),
     headers: {
       'content-type': 'application/xml',
@@ -203,23 +167,24 @@ export async function completeMultipartUpload(ctx: RequestContext): Promise<void
     body: upstreamBody,
   });
   if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
+  // The upstream's answer is edited in place (ETag, checksum) and otherwise passed on as it came.
   let xml = await readText(up, MAX_COMPLETE_BODY);
-  if (xml.includes('<Error>')) return sendXml(ctx, 200, xml); // S3 reports late failures inside a 200
+  if (hasRoot(xml, 'Error')) return sendXml(ctx, 200, xml); // S3 reports late failures inside a 200
   const headers: Record<string, string> = customerKey ? ssecEchoHeaders(customerKey) : {};
   const version = up.headers['x-amz-version-id'];
   if (typeof version === 'string') headers['x-amz-version-id'] = version;
-  const etag = elementText(xml, 'ETag');
+  const etag = textAt(xml, 'CompleteMultipartUploadResult', 'ETag');
   if (!etag || etag.replace(/"/g, '') === '') {
     // RGW 16 answers with an empty <ETag>. S3's multipart ETag is MD5(concat(part MD5s))-N, computed here from
     // the very parts completed (no extra request, no race with a concurrent overwrite).
-    const real = multipartEtag(upstreamBody);
+    const real = multipartEtag(upstreamParts.map((p) => p.etag));
     if (real) {
       xml = xml.includes('<ETag>')
         ? replaceElements(xml, 'ETag', () => real)
         : xml.replace('</Key>', `</Key><ETag>${real.replace(/"/g, '&quot;')}</ETag>`);
     }
   }
-  const completedEtag = elementText(xml, 'ETag');
+  const completedEtag = textAt(xml, 'CompleteMultipartUploadResult', 'ETag');
   const layout = parsed.tails && completedEtag ? await learnSoon(ctx, parsed, customerKey, completedEtag) : undefined;
   if (parsed.checksum) {
     const value = await objectChecksum(parsed.checksum, layout, partSums);
@@ -236,21 +201,14 @@ export async function completeMultipartUpload(ctx: RequestContext): Promise<void
  * The parts' checksums as the Complete body lists them. A composite upload needs every one (S3 refuses the
  * Complete otherwise, before anything is stored); a full-object upload may omit them.
  */
-function partChecksums(body: string, declared: UploadChecksum): Buffer[] | undefined {
+function partChecksums(parts: ReturnType<typeof parseCompleteMultipartUpload>, declared: UploadChecksum): Buffer[] | undefined {
   const name = `Checksum${declared.algorithm.toUpperCase()}`;
-  const sums: Buffer[] = [];
-  let missing: string | undefined;
-  mapBlocks(body, 'Part', (block) => {
-    const v = elementText(block, name);
-    if (v === undefined) missing ??= elementText(block, 'PartNumber') ?? '?';
-    else sums.push(Buffer.from(v.trim(), 'base64'));
-    return block;
-  });
-  if (missing === undefined) return sums;
+  const missing = parts.find((p) => p.checksums[name] === undefined);
+  if (missing === undefined) return parts.map((p) => Buffer.from(p.checksums[name]!.trim(), 'base64'));
   if (declared.type === 'FULL_OBJECT') return undefined;
   throw new S3Error(
     'InvalidRequest',
-    `The upload was created using a ${declared.algorithm} checksum. The complete request must include the checksum for each part. It was missing for part ${missing} in the request.`,
+    `The upload was created using a ${declared.algorithm} checksum. The complete request must include the checksum for each part. It was missing for part ${missing.partNumber} in the request.`,
   );
 }
 
@@ -260,27 +218,21 @@ function partChecksums(body: string, declared: UploadChecksum): Buffer[] | undef
  * the key the records are opened (the table is trusted for reads, and carries the parts' checksums).
  */
 async function learnCompleted(
-  ctx: RequestContext,
+  ctx: ObjectContext,
   parsed: ParsedUploadId,
   customerKey: CustomerKey | undefined,
   etag: string,
 ): Promise<ObjectLayout | undefined> {
-  const { bucket, key } = { bucket: ctx.s3.bucket!, key: ctx.s3.key! };
-  const chunkSize = 2 ** parsed.chunkSizeLog2!;
-  const dataKey = customerKey ? multipartDataKey(customerKey.key, bucket, key) : undefined;
+  const { bucket, key } = ctx.s3;
+  using dataKey = customerKey ? scoped(multipartDataKey(customerKey.key, bucket, key)) : undefined;
   try {
-    const head = await upstreamRequest(ctx, { method: 'HEAD', path: objectPath(bucket, key), headers: { 'if-match': etag } });
-    await dump(head);
+    await using head = await upstreamRequest(ctx, { method: 'HEAD', path: objectPath(bucket, key), headers: { 'if-match': etag } });
+    const stored = storedObject({ bucket, key }, head.headers);
     // Replaced meanwhile, or not what this upload made: nothing to learn.
-    if (head.statusCode !== 200 || head.headers[LAYOUT_META] !== 'tails') return undefined;
-    const ref = { bucket, key, etag, tails: true };
-    const layout = await probeLayout(ctx, ref, Number(head.headers['content-length'] ?? 0), chunkSize, dataKey ? { dataKey } : {});
-    ctx.objects.set(bucket, key, etag, infoOf(layout, chunkSize));
-    return layout;
+    if (head.statusCode !== 200 || !stored.tails) return undefined;
+    return await layoutOf(ctx, stored, { chunkSize: 2 ** parsed.chunkSizeLog2!, dataKey });
   } catch {
     return undefined; // unreachable or unreadable: the upload is complete all the same; a read will tell
-  } finally {
-    dataKey?.fill(0);
   }
 }
 
@@ -294,7 +246,7 @@ const LEARN_BEFORE_ANSWER_MS = 15_000;
  * Complete's own upstream status.
  */
 async function learnSoon(
-  ctx: RequestContext,
+  ctx: ObjectContext,
   parsed: ParsedUploadId,
   customerKey: CustomerKey | undefined,
   etag: string,
@@ -331,18 +283,7 @@ async function objectChecksum(declared: UploadChecksum, layout: ObjectLayout | u
   return combineCrcs(declared.algorithm, parts.map((p, i) => ({ digest: digests[i]!, length: p.plainSize })));
 }
 
-/** `"<md5 of the concatenated part MD5s>-N"` from a CompleteMultipartUpload body, if every ETag is an MD5. */
-export function multipartEtag(completeXml: string): string | undefined {
-  const digests: Buffer[] = [];
-  mapBlocks(completeXml, 'Part', (block) => {
-    digests.push(Buffer.from((elementText(block, 'ETag') ?? '').replace(/"/g, '').trim(), 'hex'));
-    return block;
-  });
-  if (digests.length === 0 || digests.some((d) => d.length !== 16)) return undefined;
-  return `"${createHash('md5').update(Buffer.concat(digests)).digest('hex')}-${digests.length}"`;
-}
-
-async function readBody(ctx: RequestContext): Promise<string> {
+async function readBody(ctx: ObjectContext): Promise<string> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of ctx.req) {
@@ -358,25 +299,24 @@ async function readBody(ctx: RequestContext): Promise<string> {
   return body.toString('utf8');
 }
 
-export async function abortMultipartUpload(ctx: RequestContext): Promise<void> {
+export async function abortMultipartUpload(ctx: ObjectContext): Promise<void> {
   return ctx.passthrough(ctx, { query: upstreamQueryFor(ctx, uploadIdOf(ctx)) });
 }
 
 /** ListParts: the upload id as the client knows it, and plaintext part sizes for SSE-C uploads. */
-export async function listParts(ctx: RequestContext): Promise<void> {
+export async function listParts(ctx: ObjectContext): Promise<void> {
   const parsed = uploadIdOf(ctx);
-  // Sizes are converted for the uploads this proxy knows are SSE-C (tagged ids); a bare id's parts are shown
-  // as stored.
-  const encrypted = parsed.tag !== undefined;
-  const up = await upstreamRequest(ctx, {
+  await using up = await upstreamRequest(ctx, {
     method: 'GET',
-    path: objectPath(ctx.s3.bucket!, ctx.s3.key!),
+    path: objectPath(ctx.s3.bucket, ctx.s3.key),
     query: upstreamQueryFor(ctx, parsed),
   });
   if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
+  // Edited in place, byte for byte otherwise: the upload id, and for the uploads this proxy knows are SSE-C
+  // (tagged ids) the part sizes (plaintext) and checksums (of ciphertext); a bare id's parts are as stored.
   let xml = await readText(up, 16 * 1024 * 1024);
   xml = replaceElements(xml, 'UploadId', () => queryGet(ctx.s3.query, 'uploadId')!);
-  if (encrypted) {
+  if (parsed.tag !== undefined) {
     const chunkSize = 2 ** parsed.chunkSizeLog2!;
     const tail = parsed.tails ? TAIL_SIZE : 0;
     xml = mapBlocks(xml, 'Part', (block) =>

@@ -18,13 +18,3 @@ export function refuseOutsideAllowList(allowed: readonly string[] | undefined, b
     if (b !== undefined && !patterns.some((p) => p.test(b))) throw new S3Error('AccessDenied', 'Access Denied');
   }
 }
-
-/** The bucket named by an `x-amz-copy-source` header, if any. */
-export function copySourceBucket(header: string | string[] | undefined): string | undefined {
-  if (typeof header !== 'string') return undefined;
-  try {
-    return decodeURIComponent(header.replace(/^\//, '').split('/')[0] ?? '');
-  } catch {
-    return undefined;
-  }
-}

@@ -4,13 +4,18 @@
  */
 import { S3Error } from './errors.ts';
 
-export type OperationName =
-  | 'ListBuckets'
+/** Operations on the service (no bucket). */
+type ServiceOperation = 'ListBuckets';
+/** Operations on a bucket (no key). */
+type BucketOperationName =
   | 'ListObjects'
   | 'ListObjectsV2'
   | 'ListObjectVersions'
   | 'ListMultipartUploads'
   | 'BucketOperation'
+  | 'PostObject';
+/** Operations on an object. */
+type ObjectOperation =
   | 'PutObject'
   | 'CopyObject'
   | 'GetObject'
@@ -23,15 +28,11 @@ export type OperationName =
   | 'AbortMultipartUpload'
   | 'ListParts'
   | 'GetObjectAttributes'
-  | 'PostObject'
   | 'ObjectSubresource';
 
-export interface S3Request {
-  readonly op: OperationName;
-  /** Undefined for ListBuckets. */
-  readonly bucket?: string;
-  /** Decoded object key; undefined for bucket-level requests. */
-  readonly key?: string;
+export type OperationName = ServiceOperation | BucketOperationName | ObjectOperation;
+
+interface RequestTarget {
   /** The raw (still percent-encoded) path as received, e.g. `/bucket/a%20b` (or `/a%20b` virtual-hosted). */
   readonly rawPath: string;
   /** The same request's path in path style (`/bucket/key`), raw: what the upstream is asked for. */
@@ -39,6 +40,28 @@ export interface S3Request {
   /** Decoded query parameters, in order, repeated names kept. */
   readonly query: ReadonlyArray<readonly [string, string]>;
 }
+
+export interface ServiceRequest extends RequestTarget {
+  readonly op: ServiceOperation;
+  readonly bucket?: undefined;
+  readonly key?: undefined;
+}
+
+export interface BucketRequest extends RequestTarget {
+  readonly op: BucketOperationName;
+  readonly bucket: string;
+  readonly key?: undefined;
+}
+
+export interface ObjectRequest extends RequestTarget {
+  readonly op: ObjectOperation;
+  readonly bucket: string;
+  /** Decoded object key. */
+  readonly key: string;
+}
+
+/** A classified request: the operation says which of bucket and key it has. */
+export type S3Request = ServiceRequest | BucketRequest | ObjectRequest;
 
 /** Query parameters that select a different resource than the object's data (tagging, acl, ...). */
 const OBJECT_SUBRESOURCES = new Set([

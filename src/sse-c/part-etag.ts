@@ -6,7 +6,7 @@
  * upstream its own ETag back. The digest describes plaintext the client itself sent. ETags read back from
  * ListParts are the upstream's: Complete accepts them without that check.
  */
-import { CHECKSUM_NAMES, type ChecksumName } from '../sigv4/checksums.ts';
+import { CHECKSUM_NAMES, type ChecksumName } from '../s3/checksums.ts';
 
 export function partEtag(upstreamEtag: string, algorithm: ChecksumName, base64: string): string {
   const inner = upstreamEtag.replace(/"/g, '');
@@ -20,4 +20,12 @@ export function parsePartEtag(clientEtag: string): { upstream: string; algorithm
   const m = /^(.+)\.ck([1-5])([A-Za-z0-9_-]+)$/.exec(inner);
   if (!m) return { upstream: `"${inner}"` };
   return { upstream: `"${m[1]}"`, algorithm: CHECKSUM_NAMES[Number(m[2]) - 1]!, checksum: Buffer.from(m[3]!, 'base64url').toString('base64') };
+}
+
+/** The ETag to answer a part with: the upstream's, carrying the part's verified `algorithm` checksum. */
+export function withChecksum(algorithm: ChecksumName) {
+  return (upstreamEtag: string, checksums: Record<string, string>): string => {
+    const value = checksums[`x-amz-checksum-${algorithm}`];
+    return value && upstreamEtag.replace(/"/g, '') !== '' ? partEtag(upstreamEtag, algorithm, value) : upstreamEtag;
+  };
 }

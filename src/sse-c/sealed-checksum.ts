@@ -9,7 +9,7 @@
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { hkdfSha256 } from '../format/chunk.ts';
 import { TAIL_SIZE } from '../format/tail.ts';
-import { CHECKSUM_NAMES, type ChecksumName } from '../sigv4/checksums.ts';
+import { CHECKSUM_NAMES, type ChecksumName } from '../s3/checksums.ts';
 
 export const CHECKSUM_META = 'x-amz-meta-s3-ssec-proxy-checksum';
 const INFO = Buffer.from('s3-ssec-proxy/v1/checksum');

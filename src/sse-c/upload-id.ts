@@ -14,7 +14,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { hkdfSha256 } from '../format/chunk.ts';
-import { CHECKSUM_NAMES, type ChecksumName } from '../sigv4/checksums.ts';
+import { CHECKSUM_NAMES, type ChecksumName } from '../s3/checksums.ts';
 
 const MPU_INFO = 's3-ssec-proxy/v1/multipart-data-key';
 const TAG_LABEL = 's3-ssec-proxy/v1/upload-tag';

@@ -25,7 +25,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { createChecksum } from '../../src/sigv4/checksums.ts';
+import { createChecksum } from '../../src/s3/checksums.ts';
 import {
   bodyBytes as bytes,
   directClient,

@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { createAwsChunkedDecoder, type AwsChunkedOptions } from '../../src/sigv4/aws-chunked.ts';
 import { deriveSigningKey } from '../../src/sigv4/canonical.ts';
-import { createChecksumCheck } from '../../src/sigv4/checksums.ts';
+import { createChecksumCheck } from '../../src/s3/checksums.ts';
 import { S3Error } from '../../src/s3/errors.ts';
 
 const DATA = Buffer.alloc(66_560, 'a');

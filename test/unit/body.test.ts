@@ -6,8 +6,9 @@ import assert from 'node:assert/strict';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
-import { exactLength, holdBack } from '../../src/handlers/body.ts';
-import { createChecksumCheck } from '../../src/sigv4/checksums.ts';
+import { exactLength } from '../../src/sigv4/body.ts';
+import { holdBack } from '../../src/objects/write.ts';
+import { createChecksumCheck } from '../../src/s3/checksums.ts';
 
 async function run(stages: NodeJS.ReadWriteStream[], pieces: Buffer[]) {
   let received = 0;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { combineCrcs, compositeChecksum, createChecksum, type ChecksumName } from '../../src/sigv4/checksums.ts';
+import { combineCrcs, compositeChecksum, createChecksum, type ChecksumName } from '../../src/s3/checksums.ts';
 
 async function digest(name: ChecksumName, data: Buffer): Promise<Buffer> {
   const c = createChecksum(name);

@@ -1,7 +1,7 @@
 /** The per-replica object-info cache: by ETag, the newest version per name, bounded by weight. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ObjectInfoCache } from '../../src/object-info.ts';
+import { ObjectInfoCache } from '../../src/objects/info-cache.ts';
 
 const part = (i: number) => ({ partNumber: i + 1, plainStart: i * 10, plainSize: 10, cipherStart: i * 130, cipherSize: 50 });
 

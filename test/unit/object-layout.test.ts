@@ -13,7 +13,7 @@ import { Readable, type Transform } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { sealTail } from '../../src/format/tail.ts';
 import { memoryReader } from '../support/bytes.ts';
-import { decryptStages, layoutFromReads, planRange, planWhole, SPECULATIVE_READS, tailLayoutFromReads } from '../../src/handlers/object-layout.ts';
+import { decryptStages, layoutFromReads, planRange, planWhole, SPECULATIVE_READS, tailLayoutFromReads } from '../../src/format/parts.ts';
 
 const C = 4096;
 

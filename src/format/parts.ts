@@ -1,22 +1,30 @@
 /**
- * The layout of an encrypted multipart object, learned from its chunk headers (no state is kept anywhere).
+ * Part tables and read plans of a stored encrypted object: pure arithmetic over bytes that a caller reads
+ * (`ReadBytes`), so the same code maps objects in memory (tests) and in a store (objects/layout.ts).
  *
  * A single PUT, and a multipart object whose non-last parts are whole multiples of the chunk size ("aligned"),
  * has the size and chunk grid of one stream: plaintextSize(cipherSize) is exact and any range maps to one
- * ciphertext range. Parts of other sizes (5 MiB + 1 byte...) shift the grid; then the part table comes from a
- * walk over the chunk headers: a binary search along the grid per part for its final chunk, and one read of the
- * gap after a short final chunk to find where the next part starts. Results are cached by ETag.
+ * ciphertext range. Parts with tail records (§5.6) are read from the end, one record per part. Older objects
+ * with parts of other sizes (5 MiB + 1 byte...) shift the grid; then the part table comes from a walk over the
+ * chunk headers: a binary search along the grid per part for its final chunk, and one read of the gap after a
+ * short final chunk to find where the next part starts. Failures are FormatErrors; the edge maps them.
  */
-import { CHUNK_HEADER_SIZE, CHUNK_OVERHEAD } from '../format/constants.ts';
-import { decodeChunkHeader, type ChunkHeader } from '../format/chunk.ts';
-import { cipherRangeFor, encryptedSize, isValidEncryptedSize, plaintextSize } from '../format/layout.ts';
 import type { Transform } from 'node:stream';
-import { createDecryptStream, objectRangeRead, wholeObjectRead, type DecryptOptions, type DecryptSegment } from '../format/stream.ts';
-import { createTailStripper, openTail, readTail, TAIL_SIZE, type TailAlgorithm } from '../format/tail.ts';
-import { S3Error } from '../s3/errors.ts';
-import { objectPath } from '../s3/operation.ts';
-import { dump } from '../upstream.ts';
-import { upstreamRequest, type RequestContext } from './context.ts';
+import { decodeChunkHeader, type ChunkHeader } from './chunk.ts';
+import {
+  CHUNK_HEADER_SIZE,
+  CHUNK_OVERHEAD,
+  CHUNK_VERSION,
+  FLAG_FINAL,
+  HEADER_OFFSET_CHUNK_INDEX,
+  HEADER_OFFSET_FLAGS,
+  HEADER_OFFSET_PART_NUMBER,
+  MAX_PART_NUMBER,
+} from './constants.ts';
+import { FormatError } from './errors.ts';
+import { cipherRangeFor, encryptedSize, isValidEncryptedSize, plaintextSize } from './layout.ts';
+import { createDecryptStream, objectRangeRead, wholeObjectRead, type DecryptOptions, type DecryptSegment } from './stream.ts';
+import { createTailStripper, openTail, readTail, TAIL_SIZE, type TailAlgorithm } from './tail.ts';
 
 export interface PartExtent {
   readonly partNumber: number;
@@ -39,23 +47,6 @@ export interface ObjectLayout {
   readonly verified?: boolean;
 }
 
-export interface ObjectRef {
-  readonly bucket: string;
-  readonly key: string;
-  readonly versionId?: string | undefined;
-  readonly etag: string;
-  /** The object's metadata says it was completed from parts (LAYOUT_META). */
-  readonly fromParts?: boolean;
-  /** The object's metadata says its parts end with tail records (LAYOUT_META `tails`). */
-  readonly tails?: boolean;
-}
-
-/** Number of parts from a multipart ETag (`"…-N"`), or 1. */
-export function partsCountOf(etag: string | undefined): number {
-  const m = /-(\d+)"?$/.exec(etag ?? '');
-  return m ? Number(m[1]) : 1;
-}
-
 /** Reads `length` bytes at `offset` of the stored object (fewer only at its end). */
 export type ReadBytes = (offset: number, length: number) => Promise<Buffer>;
 
@@ -74,53 +65,9 @@ class Reader {
   }
 }
 
-/** Upper bound on the reads one layout probe may make (10 000 parts, walked, stay below it). */
-const MAX_PROBE_READS = 20_000;
-
-/** Ranged reads of one exact version of the object (If-Match on its ETag). */
-function upstreamReader(ctx: RequestContext, ref: ObjectRef): ReadBytes {
-  let reads = 0;
-  return async (offset, length) => {
-    if (++reads > MAX_PROBE_READS) throw new S3Error('InternalError', 'The stored object layout is too costly to map.');
-    const up = await upstreamRequest(ctx, {
-      method: 'GET',
-      path: objectPath(ref.bucket, ref.key),
-      query: ref.versionId ? [['versionId', ref.versionId]] : [],
-      headers: { range: `bytes=${offset}-${offset + length - 1}`, 'if-match': ref.etag },
-    });
-    // Only an answer for exactly the range asked: a store that ignored Range would send the whole object.
-    const cr = up.headers['content-range'];
-    if (up.statusCode !== 206 || typeof cr !== 'string' || !cr.startsWith(`bytes ${offset}-`)) {
-      await dump(up);
-      throw new S3Error('InternalError', 'The stored object changed or could not be read while mapping its layout.');
-    }
-    const chunks: Buffer[] = [];
-    let n = 0;
-    for await (const c of up.body) {
-      chunks.push(c as Buffer);
-      n += (c as Buffer).length;
-      if (n >= length) break; // leaving the loop destroys the rest
-    }
-    const b = Buffer.concat(chunks).subarray(0, length);
-    ctx.stats.upstreamBytesIn += b.length;
-    return b;
-  };
-}
-
-/**
- * The layout of the encrypted object `ref` of `cipherSize` bytes. Single-part objects cost nothing; multipart
- * objects a few small reads (two when aligned).
- */
-export async function probeLayout(
-  ctx: RequestContext,
-  ref: ObjectRef,
-  cipherSize: number,
-  chunkSize: number,
-  opts: { parts?: boolean; dataKey?: Buffer } = {},
-): Promise<ObjectLayout> {
-  if (ref.tails) return tailLayoutFromReads(upstreamReader(ctx, ref), cipherSize, chunkSize, opts.dataKey);
-  const multipart = partsCountOf(ref.etag) > 1 || ref.fromParts === true || ctx.config.probeAllLayouts;
-  return layoutFromReads(upstreamReader(ctx, ref), cipherSize, chunkSize, multipart, opts);
+/** The part table does not hold together: a tampered or truncated object (no wrong key gets this far). */
+function corrupt(code: 'StreamMismatch' | 'TailInvalid', what: string, cause?: unknown): FormatError {
+  return new FormatError(code, `the stored object failed its integrity check: ${what}`, cause === undefined ? {} : { cause });
 }
 
 /**
@@ -129,7 +76,6 @@ export async function probeLayout(
  * only the clear fields are read.
  */
 export async function tailLayoutFromReads(read: ReadBytes, cipherSize: number, chunkSize: number, dataKey?: Buffer): Promise<ObjectLayout> {
-  const corrupt = (cause?: unknown) => new S3Error('InternalError', 'The stored object failed its integrity check.', { cause });
   const found: Array<Omit<PartExtent, 'plainStart'>> = [];
   /** The part whose record ends at `end`, or undefined when the bytes there are not one (any reason). */
   const partAt = (record: Buffer, end: number) => {
@@ -171,13 +117,13 @@ export async function tailLayoutFromReads(read: ReadBytes, cipherSize: number, c
       }
       if (taken > 0) continue;
     }
-    if (end < TAIL_SIZE + CHUNK_OVERHEAD) throw corrupt();
+    if (end < TAIL_SIZE + CHUNK_OVERHEAD) throw corrupt('TailInvalid', 'no room for a part before its tail record');
     const part = partAt(await read(end - TAIL_SIZE, TAIL_SIZE), end);
-    if (!part) throw corrupt();
+    if (!part) throw corrupt('TailInvalid', 'no valid tail record where a part ends');
     found.unshift(part);
     end = part.cipherStart;
   }
-  if (found.length === 0) throw corrupt();
+  if (found.length === 0) throw corrupt('TailInvalid', 'no part');
   let plain = 0;
   const parts = found.map((p) => {
     const e = { ...p, plainStart: plain };
@@ -257,9 +203,9 @@ async function looksAligned(reader: Reader, cipherSize: number, chunkSize: numbe
  */
 function findPartStart(buf: Buffer, from: number, after: number): number {
   for (let i = from; i + CHUNK_HEADER_SIZE <= buf.length; i++) {
-    if (buf[i] !== 1 || buf[i + 1]! > 1 || buf.readUInt32BE(i + 4) !== 0) continue;
-    const partNumber = buf.readUInt16BE(i + 2);
-    if (partNumber > after && partNumber <= 10000) return i;
+    if (buf[i] !== CHUNK_VERSION || buf[i + HEADER_OFFSET_FLAGS]! > FLAG_FINAL || buf.readUInt32BE(i + HEADER_OFFSET_CHUNK_INDEX) !== 0) continue;
+    const partNumber = buf.readUInt16BE(i + HEADER_OFFSET_PART_NUMBER);
+    if (partNumber > after && partNumber <= MAX_PART_NUMBER) return i;
   }
   return -1;
 }
@@ -271,10 +217,9 @@ async function walk(reader: Reader, cipherSize: number, chunkSize: number): Prom
   let pos = 0;
   let plain = 0;
   let prevPart = -1;
-  const corrupt = () => new S3Error('InternalError', 'The stored object failed its integrity check.');
   while (pos < cipherSize) {
     const first = await reader.header(pos);
-    if (!first || first.chunkIndex !== 0 || first.partNumber <= prevPart) throw corrupt();
+    if (!first || first.chunkIndex !== 0 || first.partNumber <= prevPart) throw corrupt('StreamMismatch', 'no part starts where one must');
     const sameStream = (h: ChunkHeader | undefined, index: number) =>
       h !== undefined && h.chunkIndex === index && h.partNumber === first.partNumber && h.streamId.equals(first.streamId);
     // Largest grid index m (chunk m of this part) whose header belongs to this stream.
@@ -289,7 +234,7 @@ async function walk(reader: Reader, cipherSize: number, chunkSize: number): Prom
         loHeader = h!;
       } else hi = mid - 1;
     }
-    if (!loHeader.final) throw corrupt();
+    if (!loHeader.final) throw corrupt('StreamMismatch', 'a part has no final chunk');
     const finalPos = pos + lo * stride;
     // This part ends where the next part's first header is (40..stride bytes after its final chunk's start),
     // or at the end of the object.
@@ -298,11 +243,11 @@ async function walk(reader: Reader, cipherSize: number, chunkSize: number): Prom
     let end: number;
     if (next >= 0) end = finalPos + next;
     else if (cipherSize - finalPos <= stride) end = cipherSize;
-    else throw corrupt();
+    else throw corrupt('StreamMismatch', 'bytes after a final chunk belong to no part');
     const cipherPart = end - pos;
-    if (!isValidEncryptedSize(cipherPart, chunkSize)) throw corrupt();
+    if (!isValidEncryptedSize(cipherPart, chunkSize)) throw corrupt('StreamMismatch', 'a part of impossible size');
     const plainPart = plaintextSize(cipherPart, chunkSize);
-    if (encryptedSize(plainPart, chunkSize) !== cipherPart) throw corrupt();
+    if (encryptedSize(plainPart, chunkSize) !== cipherPart) throw corrupt('StreamMismatch', 'a part of impossible size');
     parts.push({ partNumber: first.partNumber, plainStart: plain, plainSize: plainPart, cipherStart: pos, cipherSize: cipherPart });
     plain += plainPart;
     prevPart = first.partNumber;

@@ -1,14 +1,14 @@
 /**
- * The plaintext body of an upload, as a stream that fails (and so aborts the upstream request) when it is
+ * Verifying a signed request body: the plaintext body of an upload, as a stream that fails (and so aborts the upstream request) when it is
  * short, too long, or does not match the client's signed hash or Content-MD5.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
+import { Transform, type TransformCallback } from 'node:stream';
 import { S3Error } from '../s3/errors.ts';
-import { createAwsChunkedDecoder, type StreamingMode } from '../sigv4/aws-chunked.ts';
-import { checksumOfHeader, createChecksumCheck } from '../sigv4/checksums.ts';
-import { createMd5Check, createSha256Check, parseContentMd5 } from '../sigv4/payload.ts';
-import type { VerifiedRequest } from '../sigv4/verify.ts';
+import { createAwsChunkedDecoder, type StreamingMode } from './aws-chunked.ts';
+import { checksumOfHeader, createChecksumCheck } from '../s3/checksums.ts';
+import { createMd5Check, createSha256Check, parseContentMd5 } from './payload.ts';
+import type { VerifiedRequest } from './verify.ts';
 
 export interface PlainBody {
   /** The verified plaintext stages; pipe `req` through them. */
@@ -115,68 +115,6 @@ export function exactLength(length: number): Transform {
         );
       }
       cb();
-    },
-  });
-}
-
-/** Answers `Expect: 100-continue` once we are ready to read the body (after every header-level check). */
-export function acceptBody(req: IncomingMessage, res: ServerResponse): void {
-  const expect = req.headers.expect;
-  if (typeof expect === 'string' && expect.toLowerCase() === '100-continue' && !res.headersSent) {
-    res.writeContinue();
-  }
-}
-
-/** Drops the first `n` bytes of a stream (ciphertext fetched ahead of the first chunk we need). */
-export function dropPrefix(n: number): Transform {
-  let left = n;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb: TransformCallback) {
-      if (left === 0) return cb(null, chunk);
-      if (chunk.length <= left) {
-        left -= chunk.length;
-        return cb();
-      }
-      const rest = chunk.subarray(left);
-      left = 0;
-      cb(null, rest);
-    },
-  });
-}
-
-/** Passes the first `n` bytes of a stream and drops the rest (a checksum record after the last chunk). */
-export function takeFirst(n: number): Transform {
-  let left = n;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb: TransformCallback) {
-      if (left >= chunk.length) {
-        left -= chunk.length;
-        return cb(null, chunk);
-      }
-      const head = chunk.subarray(0, left);
-      left = 0;
-      cb(null, head.length ? head : undefined);
-    },
-  });
-}
-
-export type { Readable };
-
-/**
- * Holds back the last piece of a body until every earlier stage has ended cleanly: the upstream cannot
- * complete an upload whose checks (digest, checksum trailer, chunk signatures) fail at the very end. The
- * encryptor does this by itself; unencrypted uploads that the proxy checks end with this stage.
- */
-export function holdBack(): Transform {
-  let last: Buffer | undefined;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb: TransformCallback) {
-      const previous = last;
-      last = chunk;
-      cb(null, previous);
-    },
-    flush(cb: TransformCallback) {
-      cb(null, last);
     },
   });
 }

@@ -7,7 +7,7 @@ import { crc32 } from 'node:zlib';
 import { Crc32c } from '@aws-crypto/crc32c';
 import { Crc64Nvme } from '@aws-sdk/crc64-nvme';
 import { Transform, type TransformCallback } from 'node:stream';
-import { S3Error } from '../s3/errors.ts';
+import { S3Error } from './errors.ts';
 
 export type ChecksumName = 'crc32' | 'crc32c' | 'crc64nvme' | 'sha1' | 'sha256';
 
@@ -45,6 +45,10 @@ export function createChecksum(name: ChecksumName): Checksum {
   }
 }
 
+/**
+ * Index-encoded in stored data (sealed checksums, upload ids, part ETags): changing the order breaks stored
+ * objects; only append. Pinned equal to format/tail.ts TAIL_ALGORITHMS by test/unit/checksum-lists.test.ts.
+ */
 export const CHECKSUM_NAMES: readonly ChecksumName[] = ['crc32', 'crc32c', 'crc64nvme', 'sha1', 'sha256'];
 
 /** `x-amz-checksum-crc32` → 'crc32'. */

@@ -4,7 +4,7 @@
  * this replica has not seen costs one HEAD, once. An ETag names one exact content, so entries never go stale;
  * the cache is bounded and only an optimisation (any replica can rebuild it from the upstream).
  */
-import type { ObjectLayout, PartExtent } from './handlers/object-layout.ts';
+import type { ObjectLayout, PartExtent } from '../format/parts.ts';
 
 export interface ObjectInfo {
   readonly encrypted: boolean;

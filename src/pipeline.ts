@@ -1,0 +1,227 @@
+/**
+ * The path of every request: classify → TLS rule → authenticate → handler or pass-through. This is the single
+ * place where errors become S3 XML answers and where each request's access-log line is written.
+ */
+import { randomBytes } from 'node:crypto';
+import type http from 'node:http';
+import type { Config } from './config.ts';
+import { FormatError } from './format/errors.ts';
+import type { RequestContext } from './context.ts';
+import { getObject } from './handlers/get.ts';
+import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, listParts, uploadPart } from './handlers/multipart.ts';
+import { getObjectAttributes } from './handlers/attributes.ts';
+import { listObjects } from './handlers/list.ts';
+import { postObject } from './handlers/post.ts';
+import { putObject } from './handlers/put.ts';
+import { copyObject, uploadPartCopy } from './handlers/copy.ts';
+import type { Metrics } from './admin.ts';
+import { createLogger } from './log.ts';
+import { ObjectInfoCache } from './objects/info-cache.ts';
+import { createPassthrough } from './passthrough.ts';
+import { copySourceBucket } from './s3/copy-source.ts';
+import { S3Error, SSEC_MESSAGES, toXml } from './s3/errors.ts';
+import { classify, type S3Request } from './s3/operation.ts';
+import { COPY_SSEC_PREFIX, hasSsecHeaders } from './sse-c/customer-key.ts';
+import { verifyRequest, type VerifiedRequest } from './sigv4/verify.ts';
+import { refuseOutsideAllowList } from './s3/allow-list.ts';
+import type { Upstream, UpstreamIdentity } from './upstream.ts';
+
+export interface PipelineDeps {
+  readonly config: Config;
+  readonly upstream: Upstream;
+  /** Injected for tests. */
+  readonly now?: () => Date;
+  readonly log?: (line: Record<string, unknown>) => void;
+  readonly metrics?: Metrics;
+}
+
+export function createRequestHandler(deps: PipelineDeps) {
+  const { config, upstream } = deps;
+  const now = deps.now ?? (() => new Date());
+  const logger = deps.log ? undefined : createLogger();
+  const log =
+    deps.log ??
+    ((line: Record<string, unknown>) => {
+      const { level, msg, ...fields } = line;
+      if (level === 'warn') logger!.warn(fields, String(msg ?? ''));
+      else logger!.info(fields, 'request');
+    });
+  const passthrough = createPassthrough(upstream);
+  const objects = new ObjectInfoCache();
+
+  // Client access key → (secret, upstream identity). Default: the upstream's own pair.
+  const credentials = new Map<string, { secret: string; identity: UpstreamIdentity; buckets?: readonly string[] }>();
+  for (const c of config.credentials) {
+    credentials.set(c.accessKeyId, { secret: c.secretAccessKey, identity: c.upstream, ...(c.buckets ? { buckets: c.buckets } : {}) });
+  }
+  if (credentials.size === 0 && config.upstream) {
+    const u = config.upstream;
+    credentials.set(u.accessKeyId, { secret: u.secretAccessKey, identity: u });
+  }
+
+  /** The handler of each operation; what it does with the request is the handler's decision. */
+  async function route(ctx: RequestContext): Promise<void> {
+    const { s3 } = ctx;
+    switch (s3.op) {
+      case 'PutObject':
+        return putObject({ ...ctx, s3 });
+      case 'GetObject':
+      case 'HeadObject':
+        return getObject({ ...ctx, s3 });
+      case 'CreateMultipartUpload':
+        return createMultipartUpload({ ...ctx, s3 });
+      case 'UploadPart':
+        return uploadPart({ ...ctx, s3 });
+      case 'CompleteMultipartUpload':
+        return completeMultipartUpload({ ...ctx, s3 });
+      case 'AbortMultipartUpload':
+        return abortMultipartUpload({ ...ctx, s3 });
+      case 'ListParts':
+        return listParts({ ...ctx, s3 });
+      case 'CopyObject':
+        return copyObject({ ...ctx, s3 });
+      case 'UploadPartCopy':
+        return uploadPartCopy({ ...ctx, s3 });
+      case 'PostObject':
+        throw new Error('PostObject is authenticated by its form and handled before SigV4 verification');
+      case 'ListObjects':
+      case 'ListObjectsV2':
+      case 'ListObjectVersions':
+        return listObjects({ ...ctx, s3 });
+      case 'GetObjectAttributes':
+        return getObjectAttributes({ ...ctx, s3 });
+      case 'ListBuckets':
+      case 'ListMultipartUploads':
+      case 'BucketOperation':
+      case 'DeleteObject':
+      case 'ObjectSubresource':
+        return passthrough(ctx);
+      default: {
+        const never: never = s3;
+        throw new Error(`unhandled operation ${String((never as S3Request).op)}`);
+      }
+    }
+  }
+
+  return async function handle(req: http.IncomingMessage, res: http.ServerResponse, secure: boolean): Promise<void> {
+    const requestId = randomBytes(8).toString('hex').toUpperCase();
+    const started = process.hrtime.bigint();
+    let s3: S3Request | undefined;
+    const stats: RequestContext['stats'] = { bytesIn: 0, bytesOut: 0, upstreamRequests: 0, upstreamBytesIn: 0 };
+    let status = 0;
+    try {
+      s3 = classify(req.method ?? 'GET', req.url ?? '/', req.headers, config.virtualHostDomain);
+      if (!secure && (hasSsecHeaders(req.headers) || hasSsecHeaders(req.headers, COPY_SSEC_PREFIX))) {
+        throw new S3Error('InvalidRequest', SSEC_MESSAGES.needTls);
+      }
+      if (hasSsecHeaders(req.headers) && req.headers['x-amz-server-side-encryption'] !== undefined) {
+        // SSE-C together with SSE-S3 or SSE-KMS: S3 refuses the combination.
+        throw new S3Error('InvalidArgument', 'Server Side Encryption with Customer provided key is incompatible with the encryption method specified', {
+          extra: { ArgumentName: 'x-amz-server-side-encryption', ArgumentValue: String(req.headers['x-amz-server-side-encryption']).slice(0, 16) },
+        });
+      }
+      const context = (identity: UpstreamIdentity, auth: VerifiedRequest | undefined): RequestContext => ({
+        req,
+        res,
+        s3: s3!,
+        identity,
+        payloadHash: auth?.payloadHash ?? 'UNSIGNED-PAYLOAD',
+        auth: auth as VerifiedRequest, // undefined only for PostObject, which never reads it
+        upstream,
+        config,
+        requestId,
+        stats,
+        passthrough,
+        objects,
+      });
+      if (s3.op === 'PostObject' && typeof req.headers.authorization !== 'string') {
+        // Browser form uploads carry their signature (over a policy) in the form itself; postObject
+        // re-signs as the identity of the form's credential.
+        await postObject({ ...context({ accessKeyId: '', secretAccessKey: '' }, undefined), s3 }, (ak) => credentials.get(ak), now(), secure);
+        status = res.statusCode;
+        return;
+      }
+      const auth = verifyRequest(
+        { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headersDistinct },
+        {
+          lookupSecret: (ak) => credentials.get(ak)?.secret,
+          now: now(),
+          region: config.region,
+          maxSkewMs: config.maxClockSkewMs,
+        },
+      );
+      const credential = credentials.get(auth.accessKeyId)!;
+      refuseOutsideAllowList(credential.buckets, [s3.bucket, copySourceBucket(req.headers['x-amz-copy-source'])]);
+      const ctx = context(credential.identity, auth);
+      await route(ctx);
+      status = res.statusCode;
+    } catch (e) {
+      status = sendError(req, res, e, requestId, s3);
+      if (status >= 500) log({ level: 'warn', requestId, msg: describe(e) });
+    } finally {
+      const line = {
+        level: 'info',
+        requestId,
+        op: s3?.op,
+        bucket: s3?.bucket,
+        key: s3?.key,
+        status,
+        bytesIn: stats.bytesIn,
+        bytesOut: stats.bytesOut,
+        upstreamStatus: stats.upstreamStatus,
+        upstreamRequests: stats.upstreamRequests,
+        upstreamBytesIn: stats.upstreamBytesIn,
+        ms: Number(process.hrtime.bigint() - started) / 1e6,
+      };
+      log(line);
+      deps.metrics?.observe(line);
+    }
+  };
+}
+
+/** Error kinds from below the edge, mapped to S3 answers. Never includes header values or keys. */
+export function toS3Error(e: unknown): S3Error {
+  if (e instanceof S3Error) return e;
+  if (e instanceof FormatError) {
+    if (e.code === 'EnvelopeUnsealFailed') return new S3Error('AccessDenied', SSEC_MESSAGES.wrongKey, { cause: e });
+    return new S3Error('InternalError', 'The stored object failed its integrity check.', { cause: e });
+  }
+  return new S3Error('InternalError', 'We encountered an internal error. Please try again.', { cause: e });
+}
+
+function describe(e: unknown): string {
+  if (e instanceof S3Error) return `${e.code}: ${e.message}${e.cause ? ' (cause: ' + describe(e.cause) + ')' : ''}`;
+  if (e instanceof Error) return `${e.name}: ${e.message}`;
+  return String(e);
+}
+
+function sendError(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  e: unknown,
+  requestId: string,
+  s3: S3Request | undefined,
+): number {
+  const err = toS3Error(e);
+  if (res.headersSent) {
+    // Mid-body failure: the only honest signal left is a cut connection.
+    res.destroy();
+    return err.status;
+  }
+  const body = req.method === 'HEAD' ? '' : toXml(err, s3?.rawPath ?? '/', requestId);
+  const headers: Record<string, string> = {
+    ...err.headers,
+    'content-type': 'application/xml',
+    'content-length': String(Buffer.byteLength(body)),
+    'x-amz-request-id': requestId,
+  };
+  // A body we did not read: close rather than drain an unknown amount.
+  if (!req.complete && !req.readableEnded) {
+    const expect = req.headers.expect?.toLowerCase() === '100-continue';
+    if (!expect) headers['connection'] = 'close';
+  }
+  res.writeHead(err.status, headers);
+  res.end(body);
+  return err.status;
+}
+
