@@ -1,5 +1,16 @@
-// Lint: typescript-eslint's recommended rules on src/, test/ and bench/.
+// Lint: typescript-eslint's recommended rules on src/, test/ and bench/, and the import rules of the layout
+// (docs/ARCHITECTURE.md): each folder imports only from the floors below it. test/unit/lint-rules.test.ts
+// shows each rule failing on a violation.
 import tseslint from 'typescript-eslint';
+
+/** no-restricted-imports with regex patterns over the import specifier. */
+const only = (patterns) => ({ 'no-restricted-imports': ['error', { patterns }] });
+
+/** Reaching the store other than through the counted door (context.ts `upstreamRequest`). */
+const UPSTREAM_DOOR = {
+  selector: "MemberExpression[property.name='request'][object.property.name='upstream']",
+  message: 'Reach the upstream only through upstreamRequest (context.ts): it counts and releases every request.',
+};
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', '.state/**'] },
@@ -9,5 +20,47 @@ export default tseslint.config(
       '@typescript-eslint/no-non-null-assertion': 'off',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
+  },
+  {
+    // The format is pure bytes: node's own modules and itself, nothing of HTTP or S3.
+    files: ['src/format/**/*.ts'],
+    rules: only([{ regex: '^(?!node:|\\./)', message: 'format/ imports only node:* and format/ itself.' }]),
+  },
+  {
+    // S3 vocabulary: nothing from the proxy's other folders (packages are fine).
+    files: ['src/s3/**/*.ts'],
+    rules: only([{ regex: '^\\.\\./', message: 's3/ imports only s3/ (and packages).' }]),
+  },
+  {
+    files: ['src/sse-c/**/*.ts'],
+    rules: only([
+      { regex: '^\\.\\./(handlers|objects|sigv4)/', message: 'sse-c/ sits below handlers/, objects/ and sigv4/.' },
+      { regex: '^\\.\\./(context|upstream|server|pipeline|passthrough)\\.ts$', message: 'sse-c/ knows nothing of requests or the upstream.' },
+      { regex: '^(undici|http-proxy-3)$', message: 'sse-c/ knows nothing of HTTP.' },
+    ]),
+  },
+  {
+    files: ['src/objects/**/*.ts'],
+    rules: {
+      ...only([
+        { regex: '^\\.\\./handlers/', message: 'objects/ sits below the handlers.' },
+        { regex: '^(undici|http-proxy-3)$', message: 'objects/ reaches the upstream only through context.ts.' },
+      ]),
+      'no-restricted-syntax': ['error', UPSTREAM_DOOR],
+    },
+  },
+  {
+    files: ['src/handlers/**/*.ts'],
+    rules: {
+      ...only([
+        { regex: '^\\./', message: 'A handler never imports another handler: move the shared piece down a floor (objects/, s3/, sse-c/).' },
+        { regex: '^(undici|http-proxy-3)$', message: 'handlers/ reach the upstream only through context.ts.' },
+      ]),
+      'no-restricted-syntax': ['error', UPSTREAM_DOOR],
+    },
+  },
+  {
+    files: ['src/passthrough.ts'],
+    rules: only([{ regex: '^\\./(handlers|sigv4)/', message: 'The pass-through uses neither handlers nor SigV4 verification.' }]),
   },
 );
