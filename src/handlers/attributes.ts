@@ -3,14 +3,14 @@
  * Unencrypted objects are the upstream's to answer.
  */
 import { S3Error } from '../s3/errors.ts';
-import { objectPath, queryGet } from '../s3/operation.ts';
+import { queryGet } from '../s3/operation.ts';
 import { xmlEscape } from '../s3/xml.ts';
 import { parseCustomerKey, ssecEchoHeaders } from '../sse-c/customer-key.ts';
-import { relayUpstreamError, sendXml, upstreamRequest, type ObjectContext } from '../context.ts';
+import { relayUpstreamError, sendXml, type ObjectContext } from '../context.ts';
 import { storedChecksum } from '../objects/checksum.ts';
 import { layoutOf } from '../objects/layout.ts';
 import { openObject } from '../objects/open.ts';
-import { isMultipart, storedObject } from '../objects/stored.ts';
+import { isMultipart, requestObject, storedObject } from '../objects/stored.ts';
 
 const ATTRIBUTES = new Set(['ETag', 'Checksum', 'ObjectParts', 'StorageClass', 'ObjectSize']);
 
@@ -24,13 +24,9 @@ export async function getObjectAttributes(ctx: ObjectContext): Promise<void> {
   }
   const customerKey = parseCustomerKey(ctx.req.headers, 'read');
   const versionId = queryGet(ctx.s3.query, 'versionId');
-  const { bucket, key } = ctx.s3;
-  await using head = await upstreamRequest(ctx, {
-    method: 'HEAD',
-    path: objectPath(bucket, key),
-    query: versionId ? [['versionId', versionId]] : [],
-  });
-  const stored = storedObject({ bucket, key, versionId }, head.headers);
+  const name = { bucket: ctx.s3.bucket, key: ctx.s3.key, versionId };
+  await using head = await requestObject(ctx, name, 'HEAD');
+  const stored = storedObject(name, head.headers);
   if (stored.envelope === undefined && !customerKey) {
     if (head.statusCode !== 200) return relayUpstreamError(ctx, head);
     return ctx.passthrough(ctx);

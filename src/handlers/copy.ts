@@ -29,7 +29,7 @@ import { relayUpstreamError, sendXml, upstreamRequest, type ObjectContext } from
 import { layoutOf } from '../objects/layout.ts';
 import { openObject, type OpenedObject } from '../objects/open.ts';
 import { readPlaintext } from '../objects/read.ts';
-import { storedObject, type StoredObject } from '../objects/stored.ts';
+import { requestObject, storedObject, type StoredObject } from '../objects/stored.ts';
 import { sealingStages, streamUpload } from '../objects/write.ts';
 
 /** The smallest part an upstream multipart copy may use (S3's minimum part size is 5 MiB). */
@@ -45,12 +45,7 @@ async function headSource(ctx: ObjectContext, conditional: boolean): Promise<Sou
   const header = ctx.req.headers['x-amz-copy-source'];
   if (typeof header !== 'string') throw new S3Error('InvalidArgument', 'x-amz-copy-source is required.');
   const src = parseCopySource(header);
-  await using up = await upstreamRequest(ctx, {
-    method: 'HEAD',
-    path: objectPath(src.bucket, src.key),
-    query: src.versionId ? [['versionId', src.versionId]] : [],
-    headers: conditional ? copySourceConditions(ctx) : {},
-  });
+  await using up = await requestObject(ctx, src, 'HEAD', conditional ? copySourceConditions(ctx) : {});
   if (up.statusCode !== 200) throw sourceError(up.statusCode, src.key);
   return storedObject(src, up.headers);
 }

@@ -13,7 +13,7 @@ import { readText } from '../upstream.ts';
 import { relayUpstreamError, sendXml, upstreamRequest, type BucketContext } from '../context.ts';
 import type { ObjectInfo } from '../objects/info-cache.ts';
 import { knownInfo, layoutOf, remember } from '../objects/layout.ts';
-import { storedObject } from '../objects/stored.ts';
+import { requestObject, storedObject } from '../objects/stored.ts';
 
 const HEAD_CONCURRENCY = 8;
 const MAX_LISTING_BYTES = 64 * 1024 * 1024;
@@ -96,13 +96,8 @@ function couldBeEncrypted(size: number): boolean {
 
 async function headInfo(ctx: BucketContext, o: Listed): Promise<ObjectInfo | undefined> {
   const name = { bucket: ctx.s3.bucket, key: o.key, versionId: o.versionId };
-  await using up = await upstreamRequest(ctx, {
-    method: 'HEAD',
-    path: objectPath(name.bucket, name.key),
-    query: o.versionId ? [['versionId', o.versionId]] : [],
-    // The object as listed, not a newer one written since.
-    headers: { 'if-match': o.etag },
-  });
+  // The object as listed, not a newer one written since.
+  await using up = await requestObject(ctx, name, 'HEAD', { 'if-match': o.etag });
   if (up.statusCode !== 200) return undefined; // replaced or deleted meanwhile: leave the listed size alone
   const stored = storedObject(name, up.headers);
   if (stored.envelope === undefined) {

@@ -8,10 +8,9 @@ import type { ObjectLayout } from '../format/parts.ts';
 import { openTail, TAIL_SIZE } from '../format/tail.ts';
 import { combineCrcs, compositeChecksum, type ChecksumName } from '../s3/checksums.ts';
 import { S3Error } from '../s3/errors.ts';
-import { objectPath } from '../s3/operation.ts';
 import { CHECKSUM_META, checksumTailOf, multipartChecksumOf, openChecksum } from '../sse-c/sealed-checksum.ts';
-import { upstreamRequest, type RequestContext } from '../context.ts';
-import type { StoredObject } from './stored.ts';
+import type { RequestContext } from '../context.ts';
+import { requestObject, type StoredObject } from './stored.ts';
 
 export interface StoredChecksum {
   readonly algorithm: ChecksumName;
@@ -42,12 +41,9 @@ export async function storedChecksum(
     return opened && { ...opened, type: 'FULL_OBJECT' };
   }
   const at = stored.chunksSize;
-  // Only the version: the client's query may name another operation (GetObjectAttributes' `attributes`).
-  await using up = await upstreamRequest(ctx, {
-    method: 'GET',
-    path: objectPath(stored.bucket, stored.key),
-    query: stored.versionId ? [['versionId', stored.versionId]] : [],
-    headers: { range: `bytes=${at}-${at + TAIL_SIZE - 1}`, ...(stored.etag ? { 'if-match': stored.etag } : {}) },
+  await using up = await requestObject(ctx, stored, 'GET', {
+    range: `bytes=${at}-${at + TAIL_SIZE - 1}`,
+    ...(stored.etag ? { 'if-match': stored.etag } : {}),
   });
   if (up.statusCode !== 200 && up.statusCode !== 206) {
     throw new S3Error('ServiceUnavailable', 'The object changed while it was read. Please retry.', { status: 503 });

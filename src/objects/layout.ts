@@ -5,10 +5,9 @@
  */
 import { layoutFromReads, tailLayoutFromReads, type ObjectLayout, type ReadBytes } from '../format/parts.ts';
 import { S3Error } from '../s3/errors.ts';
-import { objectPath } from '../s3/operation.ts';
-import { upstreamRequest, type RequestContext } from '../context.ts';
+import type { RequestContext } from '../context.ts';
 import { infoOf, layoutOfInfo, type ObjectInfo } from './info-cache.ts';
-import { isMultipart, type StoredObject } from './stored.ts';
+import { isMultipart, requestObject, type StoredObject } from './stored.ts';
 
 /** Upper bound on the reads one layout probe may make (10 000 parts, walked, stay below it). */
 const MAX_PROBE_READS = 20_000;
@@ -18,12 +17,7 @@ function upstreamReader(ctx: RequestContext, stored: StoredObject): ReadBytes {
   let reads = 0;
   return async (offset, length) => {
     if (++reads > MAX_PROBE_READS) throw new S3Error('InternalError', 'The stored object layout is too costly to map.');
-    await using up = await upstreamRequest(ctx, {
-      method: 'GET',
-      path: objectPath(stored.bucket, stored.key),
-      query: stored.versionId ? [['versionId', stored.versionId]] : [],
-      headers: { range: `bytes=${offset}-${offset + length - 1}`, 'if-match': stored.etag || '*' },
-    });
+    await using up = await requestObject(ctx, stored, 'GET', { range: `bytes=${offset}-${offset + length - 1}`, 'if-match': stored.etag || '*' });
     // Only an answer for exactly the range asked: a store that ignored Range would send the whole object.
     const cr = up.headers['content-range'];
     if (up.statusCode !== 206 || typeof cr !== 'string' || !cr.startsWith(`bytes ${offset}-`)) {

@@ -19,7 +19,7 @@ import { upstreamRequest, type RequestContext } from '../context.ts';
 import { layoutOfInfo } from './info-cache.ts';
 import { layoutOf } from './layout.ts';
 import { openObject, type OpenedObject } from './open.ts';
-import { storedObject, storedSpan, type ObjectName, type StoredHeaders, type StoredObject } from './stored.ts';
+import { requestObject, storedObject, storedSpan, type ObjectName, type StoredHeaders, type StoredObject } from './stored.ts';
 
 export interface ReadOptions {
   readonly name: ObjectName;
@@ -215,12 +215,7 @@ export async function readPlaintext(
   } else if (range) {
     headers.range = `bytes=${range.start}-${range.end}`;
   }
-  const up = await upstreamRequest(ctx, {
-    method: 'GET',
-    path: objectPath(stored.bucket, stored.key),
-    query: stored.versionId ? [['versionId', stored.versionId]] : [],
-    headers,
-  });
+  const up = await requestObject(ctx, stored, 'GET', headers);
   if (!isOk(up)) {
     await release(up);
     throw onRefusal(up.statusCode);

@@ -6,7 +6,9 @@ import type { Config } from '../config.ts';
 import { partsCountOf } from '../s3/etag.ts';
 import { ENVELOPE_META, LAYOUT_META } from '../s3/headers.ts';
 import { tailSizeOf } from '../sse-c/sealed-checksum.ts';
-import type { UpstreamResponse } from '../upstream.ts';
+import { objectPath } from '../s3/operation.ts';
+import type { OwnedResponse, UpstreamResponse } from '../upstream.ts';
+import { upstreamRequest, type RequestContext } from '../context.ts';
 
 export type StoredHeaders = UpstreamResponse['headers'];
 
@@ -70,4 +72,17 @@ export function storedObject(name: ObjectName, headers: StoredHeaders): StoredOb
 /** Whether the object may be made of several part streams (its layout then needs a look at its bytes). */
 export function isMultipart(o: Pick<StoredObject, 'etag' | 'fromParts'>, config: Pick<Config, 'probeAllLayouts'>): boolean {
   return partsCountOf(o.etag) > 1 || o.fromParts || config.probeAllLayouts;
+}
+
+/**
+ * One request for exactly the object `name`: its version when one is named, and nothing else of the client's
+ * query (which may name another operation, e.g. GetObjectAttributes' `attributes`).
+ */
+export function requestObject(ctx: RequestContext, name: ObjectName, method: 'GET' | 'HEAD', headers: Record<string, string> = {}): Promise<OwnedResponse> {
+  return upstreamRequest(ctx, {
+    method,
+    path: objectPath(name.bucket, name.key),
+    query: name.versionId ? [['versionId', name.versionId]] : [],
+    headers,
+  });
 }

@@ -108,6 +108,10 @@ export function parseQuery(search: string): Array<[string, string]> {
   return out;
 }
 
+/**
+ * Percent-decoding of a query component or path segment. S3 reads a raw '+' as a space in both (clients send
+ * '%2B' for a plus), and so does the verifier.
+ */
 function decodeComponent(s: string): string {
   try {
     return decodeURIComponent(s.replace(/\+/g, '%20'));
@@ -146,8 +150,8 @@ export function classify(method: string, url: string, headers: Record<string, un
   const pathStyleRawPath = vhBucket !== undefined ? '/' + encodeSegment(vhBucket) + rawPath : rawPath;
   const path = pathStyleRawPath.slice(1);
   const slash = path.indexOf('/');
-  const bucket = decodeComponentPath(slash < 0 ? path : path.slice(0, slash));
-  const key = slash < 0 ? '' : decodeComponentPath(path.slice(slash + 1));
+  const bucket = decodeComponent(slash < 0 ? path : path.slice(0, slash));
+  const key = slash < 0 ? '' : decodeComponent(path.slice(slash + 1));
   const base = { rawPath, pathStyleRawPath, query };
   const has = (n: string) => queryHas(query, n);
 
@@ -188,14 +192,6 @@ export function classify(method: string, url: string, headers: Record<string, un
   }
 }
 
-/** S3 reads a raw '+' in the path as a space (clients send '%2B' for a plus), and so does the verifier. */
-function decodeComponentPath(s: string): string {
-  try {
-    return decodeURIComponent(s.replace(/\+/g, '%20'));
-  } catch {
-    throw new S3Error('InvalidURI', "Couldn't parse the specified URI.");
-  }
-}
 
 function isForm(headers: Record<string, unknown>): boolean {
   const ct = headers['content-type'];
@@ -217,7 +213,7 @@ export function objectPath(bucket: string, key?: string): string {
 export function canonicalPath(rawPath: string): string {
   return rawPath
     .split('/')
-    .map((seg) => encodeSegment(decodeComponentPath(seg)))
+    .map((seg) => encodeSegment(decodeComponent(seg)))
     .join('/');
 }
 
