@@ -10,7 +10,8 @@ import { relayUpstreamError, sendXml, type ObjectContext } from '../context.ts';
 import { storedChecksum } from '../objects/checksum.ts';
 import { layoutOf } from '../objects/layout.ts';
 import { openObject } from '../objects/open.ts';
-import { isMultipart, requestObject, storedObject } from '../objects/stored.ts';
+import { requestObject, storedObject } from '../objects/stored.ts';
+import { partsCountOf } from '../s3/etag.ts';
 
 const ATTRIBUTES = new Set(['ETag', 'Checksum', 'ObjectParts', 'StorageClass', 'ObjectSize']);
 
@@ -33,7 +34,8 @@ export async function getObjectAttributes(ctx: ObjectContext): Promise<void> {
   }
   if (stored.envelope !== undefined && head.statusCode !== 200) return relayUpstreamError(ctx, head);
   using opened = openObject(stored, customerKey)!;
-  const needParts = wanted.includes('ObjectParts') && isMultipart(stored, ctx.config);
+  // Parts are listed for objects made of parts (a single PUT has none, as in S3).
+  const needParts = wanted.includes('ObjectParts') && (partsCountOf(stored.etag) > 1 || stored.fromParts);
   const layout = await layoutOf(ctx, stored, { chunkSize: opened.chunkSize, dataKey: opened.dataKey, parts: needParts });
   const checksum = wanted.includes('Checksum') ? await storedChecksum(ctx, stored, opened.dataKey, layout) : undefined;
   const etag = stored.etag;

@@ -27,7 +27,7 @@ import { multipartDataKey, parseUploadId, tagMatches } from '../sse-c/upload-id.
 import { readText, type UpstreamResponse } from '../upstream.ts';
 import { relayUpstreamError, sendXml, upstreamRequest, type ObjectContext } from '../context.ts';
 import { layoutOf } from '../objects/layout.ts';
-import { openObject, type OpenedObject } from '../objects/open.ts';
+import { openObject, requireKeyFor, type OpenedObject } from '../objects/open.ts';
 import { readPlaintext } from '../objects/read.ts';
 import { requestObject, storedObject, type StoredObject } from '../objects/stored.ts';
 import { sealingStages, streamUpload } from '../objects/write.ts';
@@ -201,8 +201,9 @@ export async function copyObject(ctx: ObjectContext): Promise<void> {
     return ctx.passthrough(ctx);
   }
   const keys = keysOf(ctx);
-  using opened = openObject(src, keys.srcKey);
+  requireKeyFor(src, keys.srcKey);
   refuseNoopSelfCopy(ctx, src, keys);
+  using opened = openObject(src, keys.srcKey);
   const { bucket, key } = ctx.s3;
   const headers = destinationHeaders(ctx, src);
   headers['x-amz-metadata-directive'] = 'REPLACE';
@@ -357,12 +358,13 @@ export async function uploadPartCopy(ctx: ObjectContext): Promise<void> {
   }
   const src = await headSource(ctx, true);
   const keys = keysOf(ctx);
-  using opened = openObject(src, keys.srcKey);
+  requireKeyFor(src, keys.srcKey);
   const partNumber = partNumberOf(ctx.s3.query, 'required');
   if (parsed.tag && !keys.dstKey) throw new S3Error('InvalidRequest', SSEC_MESSAGES.partialHeaders);
   if (!parsed.tag && keys.dstKey) {
     throw new S3Error('InvalidRequest', `${SSEC_MESSAGES.mismatch} Use the upload id returned by CreateMultipartUpload.`);
   }
+  using opened = openObject(src, keys.srcKey);
   const layout = opened ? await layoutOf(ctx, src, { chunkSize: opened.chunkSize, dataKey: opened.dataKey }) : undefined;
   const plainSize = layout ? layout.plainSize : src.size;
   const rangeHeader = ctx.req.headers['x-amz-copy-source-range'];

@@ -169,7 +169,8 @@ export async function completeMultipartUpload(ctx: ObjectContext): Promise<void>
   if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
   // The upstream's answer is edited in place (ETag, checksum) and otherwise passed on as it came.
   let xml = await readText(up, MAX_COMPLETE_BODY);
-  if (hasRoot(xml, 'Error')) return sendXml(ctx, 200, xml); // S3 reports late failures inside a 200
+  // S3 reports late failures inside a 200 (the substring too: a half-sent answer may not parse).
+  if (hasRoot(xml, 'Error') || xml.includes('<Error>')) return sendXml(ctx, 200, xml);
   const headers: Record<string, string> = customerKey ? ssecEchoHeaders(customerKey) : {};
   const version = up.headers['x-amz-version-id'];
   if (typeof version === 'string') headers['x-amz-version-id'] = version;

@@ -16,20 +16,29 @@ export interface OpenedObject extends Disposable {
 }
 
 /**
+ * S3's 400 for an encrypted object without a key or a plain object with one (checked before the key itself,
+ * as S3 orders its answers). True when the object is encrypted (and a key was given).
+ */
+export function requireKeyFor(stored: Pick<StoredObject, 'envelope'>, customerKey: CustomerKey | undefined): customerKey is CustomerKey {
+  if (stored.envelope === undefined) {
+    if (customerKey) throw new S3Error('InvalidRequest', SSEC_MESSAGES.notApplicable);
+    return false;
+  }
+  if (!customerKey) throw new S3Error('InvalidRequest', SSEC_MESSAGES.needKey);
+  return true;
+}
+
+/**
  * The object's data key under `customerKey`. An encrypted object without a key, or a plain object with one,
  * is S3's 400; a wrong key (or an envelope moved to another name, or its sealed bytes edited) is S3's 403;
  * an envelope that is not one at all is a FormatError (the edge's integrity failure).
  * Returns undefined for a plain object read without a key.
  */
 export function openObject(stored: Pick<StoredObject, 'envelope' | 'bucket' | 'key'>, customerKey: CustomerKey | undefined): OpenedObject | undefined {
-  if (stored.envelope === undefined) {
-    if (customerKey) throw new S3Error('InvalidRequest', SSEC_MESSAGES.notApplicable);
-    return undefined;
-  }
-  if (!customerKey) throw new S3Error('InvalidRequest', SSEC_MESSAGES.needKey);
+  if (!requireKeyFor(stored, customerKey)) return undefined;
   let opened;
   try {
-    opened = openEnvelope(stored.envelope, customerKey.key, stored.bucket, stored.key);
+    opened = openEnvelope(stored.envelope!, customerKey.key, stored.bucket, stored.key);
   } catch (e) {
     if (e instanceof FormatError && e.code === 'EnvelopeUnsealFailed') throw new S3Error('AccessDenied', SSEC_MESSAGES.wrongKey, { cause: e });
     throw e;

@@ -11,6 +11,7 @@
  */
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
 import { decryptStages, planRange, planWhole, type ObjectLayout, type RangePlan } from '../format/parts.ts';
+import { S3Error } from '../s3/errors.ts';
 import { objectPath } from '../s3/operation.ts';
 import { resolveRange, type RangeSpec, type ResolvedRange } from '../s3/range.ts';
 import type { CustomerKey } from '../sse-c/customer-key.ts';
@@ -142,7 +143,15 @@ export async function openRead(ctx: RequestContext, o: ReadOptions): Promise<{ r
   } else if (o.method === 'GET' && !o.parts) first = await getObject(ctx, o, {});
   const fromHead = first === undefined;
   first ??= await getObject(ctx, o, {}, 'HEAD');
-  if (!(first.statusCode === 200 || (first.statusCode === 206 && !fromHead))) return { relay: first };
+  if (!(first.statusCode === 200 || (first.statusCode === 206 && !fromHead))) {
+    if (!fromHead || o.method === 'HEAD' || first.statusCode === 304) return { relay: first };
+    // A HEAD's refusal has no body: the same GET (of one byte) gives S3's XML error to relay.
+    await release(first);
+    const again = await getObject(ctx, o, { range: 'bytes=0-0' });
+    if (again.statusCode !== 200 && again.statusCode !== 206) return { relay: again };
+    await release(again);
+    throw new S3Error('ServiceUnavailable', 'The object changed while it was read. Please retry.', { status: 503 });
+  }
   const pending = fromHead ? await release(first) : first;
   try {
     const stored = storedObject(o.name, first.headers);
@@ -184,9 +193,14 @@ function warmRange(ctx: RequestContext, o: ReadOptions): { range: string; etag: 
 
 /** The upstream body through `stages`, counted; any failure destroys the result (the client sees a cut). */
 export function decrypting(ctx: RequestContext, up: OwnedResponse, stages: Transform[]): Readable {
-  up.body.on('data', (c: Buffer) => (ctx.stats.upstreamBytesIn += c.length));
-  if (stages.length === 0) return up.body;
-  return (pipeline as (...s: unknown[]) => Readable)(up.body, ...stages, () => {});
+  // Counted by a stage, not a 'data' listener: the body must not start flowing before its consumer is there.
+  const count = new Transform({
+    transform(c: Buffer, _e, cb: TransformCallback) {
+      ctx.stats.upstreamBytesIn += c.length;
+      cb(null, c);
+    },
+  });
+  return (pipeline as (...s: unknown[]) => Readable)(up.body, count, ...stages, () => {});
 }
 
 /**

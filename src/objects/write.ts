@@ -49,8 +49,11 @@ export interface Sealing {
   readonly compute?: ChecksumName | undefined;
 }
 
-/** Passes bytes through and adds `last()` when the stream ends (after every earlier stage ended cleanly). */
-function appendAtEnd(last: () => Buffer): Transform {
+/**
+ * Passes bytes through and adds `last()` when the stream ends (after every earlier stage ended cleanly);
+ * `close()` runs once the stage is done either way (a failed upload too).
+ */
+function appendAtEnd(last: () => Buffer, close: () => void): Transform {
   return new Transform({
     transform: (chunk: Buffer, _enc, cb: TransformCallback) => cb(null, chunk),
     flush(cb: TransformCallback) {
@@ -59,6 +62,10 @@ function appendAtEnd(last: () => Buffer): Transform {
       } catch (e) {
         cb(e as Error);
       }
+    },
+    destroy(err, cb) {
+      close();
+      cb(err);
     },
   });
 }
@@ -85,16 +92,15 @@ export function sealingStages(
   if (o.tail) {
     const key = Buffer.from(o.dataKey);
     stages.push(
-      appendAtEnd(() => {
-        try {
+      appendAtEnd(
+        () => {
           const [name, value] = Object.entries(checksums())[0] ?? [];
           const algorithm = name ? checksumOfHeader(name) : undefined;
           const digest = algorithm && value ? Buffer.from(value, 'base64') : undefined;
           return sealTail(key, { partNumber: o.partNumber, plainSize: o.plainSize, algorithm, digest });
-        } finally {
-          wipe(key);
-        }
-      }),
+        },
+        () => wipe(key),
+      ),
     );
   }
   return { stages, checksums, cipherSize: encryptedSize(o.plainSize, o.chunkSize) + (o.tail ? TAIL_SIZE : 0) };

@@ -27,12 +27,20 @@ export function parseCopySource(value: string): CopySource {
   }
 }
 
-/** The bucket a well-formed `x-amz-copy-source` names (a malformed one is refused by its handler). */
+/**
+ * The bucket an `x-amz-copy-source` names, for the allow-list. A malformed header still names its first
+ * segment (raw if it does not decode): the check fails closed; its handler refuses the header anyway.
+ */
 export function copySourceBucket(header: string | string[] | undefined): string | undefined {
   if (typeof header !== 'string') return undefined;
   try {
     return parseCopySource(header).bucket;
   } catch {
-    return undefined;
+    const first = header.replace(/^\//, '').split(/[/?]/)[0] ?? '';
+    try {
+      return decodeURIComponent(first);
+    } catch {
+      return first;
+    }
   }
 }

@@ -1,7 +1,7 @@
 /**
  * Data keys live in Buffers that are zeroed as soon as their work is done: `using key = scoped(…)` wipes at
- * the end of the scope, on every path. This is the one place keys are wiped (the format's own streams wipe
- * the copies they keep).
+ * the end of the scope, on every path. This is the one place keys are wiped (the format's decryptor keeps a
+ * copy of its own for the stream's life; the encryptor keeps only the derived stream key).
  */
 
 /** A data key that wipes itself when its `using` scope ends. */
