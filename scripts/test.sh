@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh [TEST_FILE_OR_GLOB | --node-test-option ...]  -- what `npm test` runs.
 #
-#   npm test                                   all of test/unit, test/integration, test/e2e
+#   npm test                                   all of test/unit, test/fast, test/integration, test/e2e
 #   npm test -- test/unit/dev-cert.test.ts     only these files (globs allowed, quote them)
 #   npm test -- --test-name-pattern=ranged     arguments starting with '-' go to `node --test`
 #
@@ -11,7 +11,7 @@
 # 2. Starts Ceph RGW on loopback (scripts/start-rgw.sh; a no-op when it already runs) and exports
 #    RGW_ENDPOINT, RGW_ACCESS_KEY_ID, RGW_SECRET_ACCESS_KEY, RGW_REGION, RGW_DIR for the tests
 #    (deliberately not AWS_* / S3_ENDPOINT, which aws-cli and SDKs would pick up on their own).
-#    Skipped when every selected file is under test/unit/ (NEED_RGW=1 forces it) or when
+#    Skipped when every selected file is under test/unit/ or test/fast/ (NEED_RGW=1 forces it) or when
 #    RGW_ENDPOINT is already set (an external upstream).
 # 3. Runs the tests with Node 24 (node_modules/.bin/node), one file at a time.
 # 4. Stops RGW again if this script started it (KEEP_RGW=1 leaves it running for the next run).
@@ -56,12 +56,12 @@ for a in "$@"; do
   esac
 done
 if [ ${#files[@]} -eq 0 ]; then
-  files=('test/unit/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts')
+  files=('test/unit/**/*.test.ts' 'test/fast/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts')
 fi
 
 need_rgw=${NEED_RGW:-0}
 for f in "${files[@]}"; do
-  case "$f" in test/unit/*|./test/unit/*) ;; *) need_rgw=1 ;; esac
+  case "$f" in test/unit/*|./test/unit/*|test/fast/*|./test/fast/*) ;; *) need_rgw=1 ;; esac
 done
 
 # ---------- 1. Debian packages ----------
