@@ -8,7 +8,7 @@ import type { ObjectInfoCache } from './objects/info-cache.ts';
 import type { VerifiedRequest } from './sigv4/verify.ts';
 import type { BucketRequest, ObjectRequest, S3Request } from './s3/operation.ts';
 import type { Upstream, UpstreamIdentity, UpstreamResponse } from './upstream.ts';
-import { owned, readText, type OwnedResponse, type UpstreamRequest } from './upstream.ts';
+import { dump, owned, readText, type OwnedResponse, type UpstreamRequest } from './upstream.ts';
 import { clientResponseHeaders } from './s3/headers.ts';
 import { parseS3Error, replaceElements } from './s3/xml.ts';
 
@@ -71,7 +71,7 @@ export async function relayUpstreamError(ctx: RequestContext, up: UpstreamRespon
     // RGW answers an unknown or finished upload id with NoSuchKey; S3 says NoSuchUpload.
     body = replaceElements(replaceElements(body, 'Code', () => 'NoSuchUpload'), 'Message', () => NO_SUCH_UPLOAD);
   }
-  if (body === '') await up.body.dump().catch(() => {});
+  if (body === '') await dump(up);
   headers['content-length'] = String(Buffer.byteLength(body));
   headers['x-amz-request-id'] = ctx.requestId;
   ctx.res.writeHead(up.statusCode, headers);

@@ -12,6 +12,7 @@ import { describeKey, generateKey } from './keygen.ts';
 import { startProxy } from './server.ts';
 import { ensureDevCertificate } from './tls/dev-cert.ts';
 import { Upstream } from './upstream.ts';
+import { wipe } from './sse-c/data-key.ts';
 
 const HELP = `s3-ssec-proxy — an S3 proxy that gives any S3 store SSE-C (customer-key) encryption
 
@@ -127,7 +128,7 @@ async function main(argv: string[]): Promise<number> {
     const salt = values.salt !== undefined ? Buffer.from(values.salt, 'base64') : undefined;
     const k = generateKey({ ...(values.passphrase !== undefined ? { passphrase: values.passphrase } : {}), ...(salt ? { salt } : {}) });
     process.stdout.write(describeKey(k) + '\n');
-    k.key.fill(0);
+    wipe(k.key);
     return 0;
   }
   let config: Config;

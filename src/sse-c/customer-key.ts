@@ -4,6 +4,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
+import { wipe } from './data-key.ts';
 
 export interface CustomerKey {
   /** The raw 256-bit key. */
@@ -64,7 +65,7 @@ export function parseCustomerKey(
   if (md5B64 !== undefined) {
     const given = decodeBase64Strict(md5B64);
     if (given === undefined || given.length !== 16 || !timingSafeEqual(given, actualMd5)) {
-      key.fill(0);
+      wipe(key);
       throw new S3Error('InvalidArgument', SSEC_MESSAGES.badMd5, {
         extra: { ArgumentName: prefix + 'key-MD5', ArgumentValue: '<redacted>' },
       });
