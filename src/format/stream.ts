@@ -407,9 +407,10 @@ function finalChunkLengths(buf: Buffer, chunkIndex: number, segLeft: number | nu
 
 /**
  * Decrypts the concatenated ciphertext of `segments`. Each chunk's plaintext is released (appended to `out`)
- * only after its tag verified and its position checks passed; in a self-describing segment a FINAL chunk is
- * released only once what follows it is known to be valid (the next stream's first chunk, or the segment's
- * end). After an error every call rethrows it.
+ * only after its tag verified and its position checks passed; in a self-describing segment each chunk is
+ * released only once what follows it is known to be valid (the next chunk, or the segment's end: so a FINAL
+ * chunk followed by bytes, or an input cut where a FINAL chunk is due, never has its plaintext released).
+ * After an error every call rethrows it.
  */
 export class Decryptor {
   private readonly dataKey: Buffer;
@@ -430,7 +431,7 @@ export class Decryptor {
   private nextIndex = 0;
   private lastFinal = false;
   private prevPart = -1; // part number at the end of the previous segment
-  private pending: Buffer[] | null = null; // plaintext of a FINAL chunk not yet released (self-describing)
+  private pending: Buffer[] | null = null; // plaintext of the newest chunk, not yet released (self-describing)
   private plainPos = 0; // plaintext bytes decrypted so far (before trimming)
   private failure: unknown = null;
   private ended = false;
@@ -616,8 +617,12 @@ export class Decryptor {
           throw new FormatError('TrailingData', `bytes after the segment's last chunk ${index}`, { chunkIndex: index });
         }
       }
-      this.flushPending(out); // the previous FINAL chunk is followed by a valid chunk
-      if (header.final && !countReached) this.pending = plaintext;
+      this.flushPending(out); // the previous chunk is followed by a valid chunk
+      // The newest chunk is held until what follows it is known to be valid (the next chunk, or the segment's
+      // end): a FINAL chunk must not be followed by anything but the next stream, and the input must not end
+      // on a non-final chunk where the segment needs a FINAL one (a store that cut the object at a chunk
+      // boundary). Either way the plaintext the reader was promised is then never all released.
+      if (!countReached) this.pending = plaintext;
       else this.release(plaintext, out);
       if (countReached) this.finishSegment();
     }

@@ -433,6 +433,15 @@ function tamperSpecs(objects: VectorObject[]): TamperSpec[] {
       { op: 'slice', start: 0, end: FULL },
     ], 'Truncated', [{ partNumber: 0, firstChunk: 0, chunkCount: 2, endsWithFinal: false }]),
 
+    // A single PUT cut at a chunk boundary has the size of a shorter valid object: read the way the proxy reads
+    // a whole object (self-describing), the cut shows only at the end, so no chunk may be released before it.
+    body('sd-single-put-cut-after-chunk-0', 'single PUT cut exactly after chunk 0 (a valid size), whole self-describing read', H, [
+      { op: 'truncate', length: FULL },
+    ], 'Truncated', SD),
+    body('sd-single-put-final-chunk-dropped', 'single PUT cut exactly before its final chunk, whole self-describing read', H, [
+      { op: 'truncate', length: 2 * FULL },
+    ], 'Truncated', SD),
+
     // Self-describing reads (objectSegment): the aligned multipart object, whole and ranged.
     body('sd-chunk-index-edited', 'part 2 chunk 1 header: chunkIndex 1 -> 3', A, [{ op: 'flipBit', offset: FULL + IDX + 3, bit: 1 }], 'ChunkAuthFailed'),
     body('sd-part-chunk-moved', "part 3's chunk moved into part 2's chunk 1 position (exchanged)", A, [
