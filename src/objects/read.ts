@@ -9,7 +9,7 @@
  * - cold ranged GET, part read, HEAD: a HEAD first (envelope, size, ETag), then exactly the chunks needed,
  *   pinned to the ETag the HEAD saw. No request's body is ever thrown away.
  */
-import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
+import { PassThrough, pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
 import { decryptStages, planRange, planWhole, type ObjectLayout, type RangePlan } from '../format/parts.ts';
 import { S3Error } from '../s3/errors.ts';
 import { objectPath } from '../s3/operation.ts';
@@ -193,14 +193,11 @@ function warmRange(ctx: RequestContext, o: ReadOptions): { range: string; etag: 
 
 /** The upstream body through `stages`, counted; any failure destroys the result (the client sees a cut). */
 export function decrypting(ctx: RequestContext, up: OwnedResponse, stages: Transform[]): Readable {
-  // Counted by a stage, not a 'data' listener: the body must not start flowing before its consumer is there.
-  const count = new Transform({
-    transform(c: Buffer, _e, cb: TransformCallback) {
-      ctx.stats.upstreamBytesIn += c.length;
-      cb(null, c);
-    },
-  });
-  return (pipeline as (...s: unknown[]) => Readable)(up.body, count, ...stages, () => {});
+  const out = (pipeline as (...s: unknown[]) => Readable)(up.body, ...(stages.length ? stages : [new PassThrough()]), () => {});
+  // Counted by a listener added in the same tick as the pipeline (no chunk flows before both are in place),
+  // not by one more stage on the hot path.
+  up.body.on('data', (c: Buffer) => (ctx.stats.upstreamBytesIn += c.length));
+  return out;
 }
 
 /**
