@@ -27,6 +27,8 @@ export interface RequestContext<R extends S3Request = S3Request> {
   readonly requestId: string;
   /** What this replica knows about stored objects (encrypted or not, plaintext size), by ETag. */
   readonly objects: ObjectInfoCache;
+  /** The buckets this client's credential is limited to (glob patterns), if it is. */
+  readonly allowedBuckets?: readonly string[];
   /** Forwards the request as it is (re-signed); `query` replaces the client's. */
   readonly passthrough: (
     ctx: RequestContext,

@@ -10,7 +10,7 @@ import type { RequestContext } from './context.ts';
 import { getObject } from './handlers/get.ts';
 import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, listParts, uploadPart } from './handlers/multipart.ts';
 import { getObjectAttributes } from './handlers/attributes.ts';
-import { listObjects } from './handlers/list.ts';
+import { listBuckets, listObjects } from './handlers/list.ts';
 import { postObject } from './handlers/post.ts';
 import { putObject } from './handlers/put.ts';
 import { copyObject, uploadPartCopy } from './handlers/copy.ts';
@@ -21,7 +21,7 @@ import { createPassthrough } from './passthrough.ts';
 import { copySourceBucket } from './s3/copy-source.ts';
 import { S3Error, SSEC_MESSAGES, toXml } from './s3/errors.ts';
 import { classify, type S3Request } from './s3/operation.ts';
-import { COPY_SSEC_PREFIX, hasSsecHeaders } from './sse-c/customer-key.ts';
+import { COPY_SSEC_PREFIX, hasSsecHeaders, refuseKeyInQuery } from './sse-c/customer-key.ts';
 import { verifyRequest, type VerifiedRequest } from './sigv4/verify.ts';
 import { refuseOutsideAllowList } from './s3/allow-list.ts';
 import type { Upstream, UpstreamIdentity } from './upstream.ts';
@@ -91,6 +91,7 @@ export function createRequestHandler(deps: PipelineDeps) {
       case 'GetObjectAttributes':
         return getObjectAttributes({ ...ctx, s3 });
       case 'ListBuckets':
+        return listBuckets(ctx);
       case 'ListMultipartUploads':
       case 'BucketOperation':
       case 'DeleteObject':
@@ -120,7 +121,7 @@ export function createRequestHandler(deps: PipelineDeps) {
           extra: { ArgumentName: 'x-amz-server-side-encryption', ArgumentValue: String(req.headers['x-amz-server-side-encryption']).slice(0, 16) },
         });
       }
-      const context = (identity: UpstreamIdentity, auth: VerifiedRequest | undefined): RequestContext => ({
+      const context = (identity: UpstreamIdentity, auth: VerifiedRequest | undefined, allowedBuckets?: readonly string[]): RequestContext => ({
         req,
         res,
         s3: s3!,
@@ -133,6 +134,7 @@ export function createRequestHandler(deps: PipelineDeps) {
         stats,
         passthrough,
         objects,
+        ...(allowedBuckets ? { allowedBuckets } : {}),
       });
       if (s3.op === 'PostObject' && typeof req.headers.authorization !== 'string') {
         // Browser form uploads carry their signature (over a policy) in the form itself; postObject
@@ -152,7 +154,8 @@ export function createRequestHandler(deps: PipelineDeps) {
       );
       const credential = credentials.get(auth.accessKeyId)!;
       refuseOutsideAllowList(credential.buckets, [s3.bucket, copySourceBucket(req.headers['x-amz-copy-source'])]);
-      const ctx = context(credential.identity, auth);
+      refuseKeyInQuery(s3.query);
+      const ctx = context(credential.identity, auth, credential.buckets);
       await route(ctx);
       status = res.statusCode;
     } catch (e) {

@@ -133,6 +133,13 @@ export async function tailLayoutFromReads(read: ReadBytes, cipherSize: number, c
   return { plainSize: plain, parts, tails: true, verified: dataKey !== undefined };
 }
 
+/** The stored size of the chunks (and tail records) a layout describes: the inverse of the walks above. */
+export function storedSizeOf(layout: ObjectLayout, chunkSize: number): number {
+  const last = layout.parts?.at(-1);
+  if (!last) return encryptedSize(layout.plainSize, chunkSize);
+  return last.cipherStart + last.cipherSize + (layout.tails ? TAIL_SIZE : 0);
+}
+
 /** Records read at once when parts look equal (a bounded waste if they are not). */
 export const SPECULATIVE_READS = 16;
 
@@ -145,6 +152,8 @@ export async function layoutFromReads(
   /** `parts: true` walks aligned multipart objects too, for a part table (GET ?partNumber=N). */
   opts: { parts?: boolean } = {},
 ): Promise<ObjectLayout> {
+  // Even an empty stream is one chunk: fewer bytes are no encrypted object at all (e.g. emptied in the store).
+  if (cipherSize < CHUNK_OVERHEAD) throw new FormatError('InvalidCiphertextSize', `${cipherSize} bytes hold no encrypted stream`);
   if (!multipart && isValidEncryptedSize(cipherSize, chunkSize)) return { plainSize: plaintextSize(cipherSize, chunkSize) };
   const reader = new Reader(read);
   if (!opts.parts && (await looksAligned(reader, cipherSize, chunkSize))) {

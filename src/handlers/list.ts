@@ -7,10 +7,12 @@
  */
 import { CHUNK_OVERHEAD } from '../format/constants.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
-import { mapBlocks, parseListingEntries, replaceElements } from '../s3/xml.ts';
+import { mapBlocks, parseBucketNames, parseListingEntries, replaceElements } from '../s3/xml.ts';
+import { isAllowed } from '../s3/allow-list.ts';
+import { S3Error } from '../s3/errors.ts';
 import { parseEnvelopeHeader } from '../sse-c/envelope.ts';
 import { readText } from '../upstream.ts';
-import { relayUpstreamError, sendXml, upstreamRequest, type BucketContext } from '../context.ts';
+import { relayUpstreamError, sendXml, upstreamRequest, type BucketContext, type RequestContext } from '../context.ts';
 import type { ObjectInfo } from '../objects/info-cache.ts';
 import { knownInfo, layoutOf, remember } from '../objects/layout.ts';
 import { requestObject, storedObject } from '../objects/stored.ts';
@@ -23,6 +25,26 @@ interface Listed {
   etag: string;
   size: number;
   versionId: string | undefined;
+}
+
+/**
+ * ListBuckets: the store's answer, less the buckets a limited credential may not touch (S3 shows a principal
+ * only what its policy lets it list). Unlimited credentials get the store's answer as it is.
+ */
+export async function listBuckets(ctx: RequestContext): Promise<void> {
+  if (!ctx.allowedBuckets) return ctx.passthrough(ctx);
+  await using up = await upstreamRequest(ctx, { method: 'GET', path: '/', query: upstreamQuery(ctx.s3.query) });
+  if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
+  const xml = await readText(up, MAX_LISTING_BYTES);
+  const names = parseBucketNames(xml);
+  let i = 0;
+  // Edited in place (the answer is the store's otherwise); a bucket whose name cannot be read is left out.
+  const out = mapBlocks(xml, 'Bucket', (block) => {
+    const name = names[i++];
+    return name !== undefined && isAllowed(ctx.allowedBuckets, name) ? block : '';
+  });
+  if (i !== names.length) throw new S3Error('InternalError', 'The upstream bucket list could not be read.');
+  sendXml(ctx, 200, out);
 }
 
 export async function listObjects(ctx: BucketContext): Promise<void> {

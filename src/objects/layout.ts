@@ -3,7 +3,7 @@
  * read from the object's own bytes in the store (tail records, chunk headers) and remembered. One cache, one
  * trust rule, one "is it multipart?".
  */
-import { layoutFromReads, tailLayoutFromReads, type ObjectLayout, type ReadBytes } from '../format/parts.ts';
+import { layoutFromReads, storedSizeOf, tailLayoutFromReads, type ObjectLayout, type ReadBytes } from '../format/parts.ts';
 import { S3Error } from '../s3/errors.ts';
 import type { RequestContext } from '../context.ts';
 import { infoOf, layoutOfInfo, type ObjectInfo } from './info-cache.ts';
@@ -51,6 +51,9 @@ export interface LayoutNeeds {
  */
 function trusted(info: ObjectInfo, stored: StoredObject, needs: LayoutNeeds, multipart: boolean): boolean {
   if (!info.encrypted) return false;
+  // What is stored now must be the size the remembered layout stores (a store that rewrote the bytes under
+  // the same ETag is caught here, before any answer, rather than by the decryptor after the headers).
+  if (storedSizeOf(layoutOfInfo(info), needs.chunkSize) !== stored.chunksSize) return false;
   if (stored.tails) return info.parts !== undefined && (needs.dataKey === undefined || info.verified === true);
   return info.parts !== undefined || !needs.parts || !multipart;
 }

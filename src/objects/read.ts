@@ -137,8 +137,8 @@ export async function openRead(ctx: RequestContext, o: ReadOptions): Promise<{ r
     if (warm) {
       const pin: Record<string, string> = o.headers['if-match'] === undefined ? { 'if-match': warm.etag } : {};
       first = await getObject(ctx, o, { range: warm.range, ...pin });
-      // Changed since this replica saw it: read it cold.
-      if (first.statusCode === 412 && 'if-match' in pin) first = await release(first);
+      // Changed since this replica saw it (412), or not what it remembers (416: shorter than its chunks): read it cold.
+      if ((first.statusCode === 412 && 'if-match' in pin) || first.statusCode === 416) first = await release(first);
     }
   } else if (o.method === 'GET' && !o.parts) first = await getObject(ctx, o, {});
   const fromHead = first === undefined;

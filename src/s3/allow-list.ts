@@ -10,6 +10,11 @@ function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${escaped.join('.*')}$`);
 }
 
+/** Whether `bucket` is inside `allowed` (undefined: no limit). */
+export function isAllowed(allowed: readonly string[] | undefined, bucket: string): boolean {
+  return !allowed || allowed.some((glob) => globToRegExp(glob).test(bucket));
+}
+
 /** Throws S3's AccessDenied when a bucket is outside `allowed` (undefined: no limit). */
 export function refuseOutsideAllowList(allowed: readonly string[] | undefined, buckets: ReadonlyArray<string | undefined>): void {
   if (!allowed) return;

@@ -46,6 +46,7 @@ const ARRAY_PATHS = new Set([
   'ListBucketResult.Contents',
   'ListVersionsResult.Version',
   'Tagging.TagSet.Tag',
+  'ListAllMyBucketsResult.Buckets.Bucket',
 ]);
 
 /**
@@ -248,6 +249,16 @@ export function parseTagging(xml: string): Array<{ key: string; value: string }>
     if (key !== undefined) tags.push({ key, value: text(tag, 'Value') ?? '' });
   }
   return tags;
+}
+
+/**
+ * The bucket names of a ListBuckets answer, one per `<Bucket>` element in document order (undefined for one
+ * without a Name), to zip with `mapBlocks(xml, 'Bucket', …)`; [] when it does not parse.
+ */
+export function parseBucketNames(xml: string): Array<string | undefined> {
+  const root = tryRoot(xml);
+  if (root?.name !== 'ListAllMyBucketsResult') return [];
+  return children(child(root.value, 'Buckets'), 'Bucket').map((b) => text(b, 'Name'));
 }
 
 export interface ListingEntry {

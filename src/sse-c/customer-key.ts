@@ -27,6 +27,23 @@ function header(headers: Headers, name: string): string | undefined {
 }
 
 /** True when any header of the trio is present (used to refuse SSE-C where it does not apply). */
+/** Names of SSE-C parameters as some clients put them in a query string (minio-js: `SSECustomerKey`, …). */
+const QUERY_KEY_NAMES = /^(x-amz-(copy-source-)?server-side-encryption-customer-|ssecustomer)/i;
+
+/**
+ * S3 takes SSE-C parameters only as headers (a presigned URL signs the header names, and the client sends the
+ * headers). In the query string they would be ignored, and the object stored or read as if no key had been
+ * given: refused instead, before anything is forwarded.
+ */
+export function refuseKeyInQuery(query: ReadonlyArray<readonly [string, string]>): void {
+  const found = query.find(([name]) => QUERY_KEY_NAMES.test(name));
+  if (found) {
+    throw new S3Error('InvalidArgument', 'Requests specifying Server Side Encryption with Customer provided keys must send them as request headers.', {
+      extra: { ArgumentName: found[0].slice(0, 64) },
+    });
+  }
+}
+
 export function hasSsecHeaders(headers: Headers, prefix: string = SSEC_PREFIX): boolean {
   return ['algorithm', 'key', 'key-md5'].some((s) => headers[prefix + s] !== undefined);
 }
