@@ -76,6 +76,8 @@ export class Metrics {
 
 export interface Admin {
   readonly port: number;
+  /** From now on `/readyz` answers not ready (shutdown: load balancers stop sending at once). */
+  drain(): void;
   close(): Promise<void>;
 }
 
@@ -87,7 +89,9 @@ export async function startAdmin(opts: {
   identity: UpstreamIdentity;
 }): Promise<Admin> {
   let ready: { ok: boolean; detail: string; at: number } | undefined;
+  let draining = false;
   const readiness = async () => {
+    if (draining) return { ok: false, detail: 'shutting down' };
     if (ready && Date.now() - ready.at < 2000) return ready;
     try {
       // ListBuckets: reachable, and the credentials are accepted (403 otherwise).
@@ -122,6 +126,9 @@ export async function startAdmin(opts: {
   });
   return {
     port: (server.address() as AddressInfo).port,
+    drain: () => {
+      draining = true;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

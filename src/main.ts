@@ -93,6 +93,9 @@ async function serve(config: Config): Promise<void> {
     if (stopping) return;
     stopping = true;
     process.stderr.write(`${signal}: closing listeners, finishing in-flight requests (up to ${config.shutdownGraceMs / 1000} s)\n`);
+    admin?.drain();
+    // Whatever happens below (a store that never answers, a stuck socket), the process exits.
+    setTimeout(() => process.exit(0), config.shutdownGraceMs + 5000).unref();
     await proxy.close(config.shutdownGraceMs);
     await admin?.close();
     await upstream.close();

@@ -24,7 +24,7 @@ import { classify, type S3Request } from './s3/operation.ts';
 import { COPY_SSEC_PREFIX, hasSsecHeaders, refuseKeyInQuery } from './sse-c/customer-key.ts';
 import { verifyRequest, type VerifiedRequest } from './sigv4/verify.ts';
 import { refuseOutsideAllowList } from './s3/allow-list.ts';
-import type { Upstream, UpstreamIdentity } from './upstream.ts';
+import { mapTransportError, type Upstream, type UpstreamIdentity } from './upstream.ts';
 
 export interface PipelineDeps {
   readonly config: Config;
@@ -154,13 +154,19 @@ export function createRequestHandler(deps: PipelineDeps) {
       );
       const credential = credentials.get(auth.accessKeyId)!;
       refuseOutsideAllowList(credential.buckets, [s3.bucket, copySourceBucket(req.headers['x-amz-copy-source'])]);
-      refuseKeyInQuery(s3.query);
+      refuseKeyInQuery(s3.query, req.headers);
       const ctx = context(credential.identity, auth, credential.buckets);
       await route(ctx);
       status = res.statusCode;
     } catch (e) {
-      status = sendError(req, res, e, requestId, s3);
-      if (status >= 500) log({ level: 'warn', requestId, msg: describe(e) });
+      if (clientGone(req, res, e)) {
+        // Nobody to answer: not the proxy's failure, nor the store's.
+        res.destroy();
+        status = CLIENT_CLOSED;
+      } else {
+        status = sendError(req, res, e, requestId, s3);
+        if (status >= 500) log({ level: 'warn', requestId, msg: describe(e) });
+      }
     } finally {
       const line = {
         level: 'info',
@@ -182,6 +188,18 @@ export function createRequestHandler(deps: PipelineDeps) {
   };
 }
 
+/** The access log's status for a request whose client went away before its answer (nginx's 499). */
+const CLIENT_CLOSED = 499;
+
+/**
+ * The failure is the client's leaving (its connection closed mid-request), not an error of the proxy or the
+ * store. A FormatError or S3Error is always the proxy's own verdict, even when it then cut the connection.
+ */
+function clientGone(req: http.IncomingMessage, res: http.ServerResponse, e: unknown): boolean {
+  if (e instanceof S3Error || e instanceof FormatError) return false;
+  return req.socket.destroyed || res.destroyed || (req.destroyed && !req.complete);
+}
+
 /** Error kinds from below the edge, mapped to S3 answers. Never includes header values or keys. */
 export function toS3Error(e: unknown): S3Error {
   if (e instanceof S3Error) return e;
@@ -189,6 +207,9 @@ export function toS3Error(e: unknown): S3Error {
     if (e.code === 'EnvelopeUnsealFailed') return new S3Error('AccessDenied', SSEC_MESSAGES.wrongKey, { cause: e });
     return new S3Error('InternalError', 'The stored object failed its integrity check.', { cause: e });
   }
+  // A store that resets or stalls mid-answer (after the request itself succeeded): retryable.
+  const transport = mapTransportError(e);
+  if (transport instanceof S3Error) return transport;
   return new S3Error('InternalError', 'We encountered an internal error. Please try again.', { cause: e });
 }
 

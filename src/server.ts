@@ -28,6 +28,13 @@ export interface RunningProxy {
   close(graceMs?: number): Promise<void>;
 }
 
+/** A TLS handshake must finish within this. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** A request's headers must arrive within this. */
+const HEADERS_TIMEOUT_MS = 20_000;
+/** A connection with no byte read or written for this long is closed (S3 answers RequestTimeout after ~20 s). */
+const IDLE_TIMEOUT_MS = 60_000;
+
 function isLoopback(addr: string | undefined): boolean {
   return addr !== undefined && (addr === '::1' || addr.startsWith('127.') || addr.startsWith('::ffff:127.'));
 }
@@ -62,9 +69,19 @@ export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {
     });
     return inner(req, res, secure);
   };
-  const tlsServer = https.createServer({ cert: deps.tls.cert, key: deps.tls.key }, (req, res) => {
+  const tlsServer = https.createServer({ cert: deps.tls.cert, key: deps.tls.key, handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, (req, res) => {
     void handle(req, res, true);
   });
+  // TCP connections that have not finished TLS: the HTTP layer does not know them, so shutdown closes them
+  // itself (a client that connects and never speaks must not keep the process alive).
+  const handshaking = new Map<string, Socket>();
+  const peer = (s: Socket) => `${s.remoteAddress}:${s.remotePort}`;
+  tlsServer.on('connection', (raw: Socket) => {
+    const id = peer(raw);
+    handshaking.set(id, raw);
+    raw.once('close', () => handshaking.get(id) === raw && handshaking.delete(id));
+  });
+  tlsServer.on('secureConnection', (s: Socket) => handshaking.delete(peer(s)));
   const files = deps.tlsFiles;
   const reload = () => {
     if (!files) return;
@@ -98,8 +115,9 @@ export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {
   tlsServer.on('checkContinue', (req, res) => void handle(req, res, true));
   for (const s of servers) {
     s.keepAliveTimeout = 20_000;
-    s.requestTimeout = 0; // uploads of many GiB are legitimate
-    s.headersTimeout = 60_000;
+    s.requestTimeout = 0; // uploads of many GiB are legitimate; the idle timeout below bounds a stalled one
+    s.headersTimeout = HEADERS_TIMEOUT_MS;
+    s.timeout = IDLE_TIMEOUT_MS;
     s.on('clientError', onClientError);
   }
   const listen = (s: http.Server, host: string, port: number) =>
@@ -120,12 +138,14 @@ export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {
      */
     async close(graceMs = Infinity) {
       const closed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      for (const raw of handshaking.values()) raw.destroy();
       const deadline = Date.now() + graceMs;
       while (inflight > 0 && Date.now() < deadline) {
         for (const s of servers) s.closeIdleConnections();
         await new Promise((r) => setTimeout(r, 50));
       }
       for (const s of servers) s.closeAllConnections();
+      for (const raw of handshaking.values()) raw.destroy();
       if (files) for (const f of [files.cert, files.key]) unwatchFile(f, reload);
       await closed;
     },

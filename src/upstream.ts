@@ -35,10 +35,20 @@ export interface UpstreamObserver {
   failed(): void;
 }
 
+/** Waiting for an answer's headers (a PUT's starts once its body is sent): a store stuck longer is down. */
+const HEADERS_TIMEOUT_MS = 60_000;
+/** Silence inside an answer's body. */
+const BODY_TIMEOUT_MS = 30_000;
+
 export class Upstream {
   readonly url: URL;
   readonly region: string;
   readonly agent: Agent;
+  /**
+   * Streamed request bodies (uploads) have connections of their own: clients that upload slowly hold those,
+   * never the ones reads need.
+   */
+  readonly uploadAgent: Agent;
   private readonly signers = new Map<string, Signer>();
 
   /** Metrics hooks, also called by the pass-through for the requests it makes. */
@@ -52,14 +62,15 @@ export class Upstream {
     this.region = region;
     this.observer = opts.observer;
     this.ca = opts.ca ? [...tls.rootCertificates, opts.ca] : undefined;
-    this.agent = new Agent({
-      ...(this.ca ? { connect: { ca: this.ca } } : {}),
+    const options = {
+      ...(this.ca ? { connect: { ca: this.ca, timeout: 10_000 } } : { connect: { timeout: 10_000 } }),
       keepAliveTimeout: 30_000,
       connections: opts.connections ?? 128,
-      // Uploads of large objects may legitimately take long; the client's own connection bounds them.
-      headersTimeout: 300_000,
-      bodyTimeout: 300_000,
-    });
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      bodyTimeout: BODY_TIMEOUT_MS,
+    };
+    this.agent = new Agent(options);
+    this.uploadAgent = new Agent(options);
   }
 
   private signer(identity: UpstreamIdentity): Signer {
@@ -95,7 +106,8 @@ export class Upstream {
     const signed = await this.sign(r);
     const started = process.hrtime.bigint();
     try {
-      const res = await this.agent.request({
+      const streamed = r.body !== undefined && typeof r.body !== 'string' && !Buffer.isBuffer(r.body);
+      const res = await (streamed ? this.uploadAgent : this.agent).request({
         origin: this.url.origin,
         path: signed.url.slice(this.url.origin.length),
         method: r.method as Dispatcher.HttpMethod,
@@ -112,7 +124,7 @@ export class Upstream {
   }
 
   async close(): Promise<void> {
-    await this.agent.close();
+    await Promise.all([this.agent.close(), this.uploadAgent.close()]);
   }
 }
 
@@ -121,9 +133,10 @@ export function mapTransportError(e: unknown): unknown {
   if (e instanceof S3Error) return e;
   if (e instanceof Error && e.name === 'AbortError') return e;
   if (e instanceof undiciErrors.HeadersTimeoutError || e instanceof undiciErrors.BodyTimeoutError) {
-    return new S3Error('GatewayTimeout', 'The upstream store did not answer in time.', { cause: e });
+    return new S3Error('ServiceUnavailable', 'The upstream store did not answer in time. Please retry.', { cause: e });
   }
-  if (e instanceof undiciErrors.UndiciError || (e as NodeJS.ErrnoException)?.code?.startsWith?.('E')) {
+  // undici's own errors, and the system's (ECONNRESET, EPIPE, ECONNREFUSED…: upper-case E and letters only).
+  if (e instanceof undiciErrors.UndiciError || /^E[A-Z]+$/.test(String((e as NodeJS.ErrnoException)?.code ?? ''))) {
     return new S3Error('ServiceUnavailable', 'The upstream store is unreachable. Please retry.', { cause: e });
   }
   return e;

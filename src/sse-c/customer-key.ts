@@ -27,16 +27,20 @@ function header(headers: Headers, name: string): string | undefined {
 }
 
 /** True when any header of the trio is present (used to refuse SSE-C where it does not apply). */
-/** Names of SSE-C parameters as some clients put them in a query string (minio-js: `SSECustomerKey`, …). */
-const QUERY_KEY_NAMES = /^(x-amz-(copy-source-)?server-side-encryption-customer-|ssecustomer)/i;
+/** Names of SSE-C parameters as clients put them in a query string (minio-js also sends `SSECustomerKey`, …). */
+const QUERY_KEY = /^(x-amz-server-side-encryption-customer-|ssecustomer)/i;
+const QUERY_COPY_KEY = /^x-amz-copy-source-server-side-encryption-customer-/i;
 
 /**
  * S3 takes SSE-C parameters only as headers (a presigned URL signs the header names, and the client sends the
- * headers). In the query string they would be ignored, and the object stored or read as if no key had been
- * given: refused instead, before anything is forwarded.
+ * headers); in the query string it ignores them. Where the headers are missing, that would store or read the
+ * object as if no key had been given: refused instead, before anything is forwarded. (minio-js repeats the
+ * headers in the query: that works, as on S3.)
  */
-export function refuseKeyInQuery(query: ReadonlyArray<readonly [string, string]>): void {
-  const found = query.find(([name]) => QUERY_KEY_NAMES.test(name));
+export function refuseKeyInQuery(query: ReadonlyArray<readonly [string, string]>, headers: Headers): void {
+  const found = query.find(
+    ([name]) => (QUERY_KEY.test(name) && !hasSsecHeaders(headers)) || (QUERY_COPY_KEY.test(name) && !hasSsecHeaders(headers, COPY_SSEC_PREFIX)),
+  );
   if (found) {
     throw new S3Error('InvalidArgument', 'Requests specifying Server Side Encryption with Customer provided keys must send them as request headers.', {
       extra: { ArgumentName: found[0].slice(0, 64) },

@@ -48,6 +48,18 @@ describe('SSE-C parameters in the query string', () => {
     assert.equal(fast.double.objects.get(bucket, 'query-put-2'), undefined, 'nothing stored');
   });
 
+  test('the trio in the headers and repeated in the query (minio-js does this) works, as on S3', async () => {
+    const r = await rawRequest(fast.proxy, fast.double, {
+      method: 'PUT',
+      path: `/${bucket}/both`,
+      query: { SSECustomerAlgorithm: 'AES256', SSECustomerKey: key.b64, SSECustomerKeyMD5: key.md5 },
+      headers: ssecHeaders(key),
+      body: 'secret plaintext',
+    });
+    assert.equal(r.status, 200, r.body.toString());
+    assert.ok(!fast.double.objects.get(bucket, 'both')!.body.includes('secret plaintext'));
+  });
+
   test('the same trio as headers stores ciphertext', async () => {
     await fast.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'header-put', Body: 'secret plaintext', ...sse(key) }));
     assert.ok(!fast.double.objects.get(bucket, 'header-put')!.body.includes('secret plaintext'));

@@ -4,7 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 import { test } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { startCli } from '../support/cli.ts';
@@ -63,5 +65,74 @@ test('SIGTERM during a stalled upload: stops accepting, cuts it after the grace 
     assert.ok(Buffer.from(await got.Body!.transformToByteArray()).equals(previous));
   } finally {
     await t.close();
+  }
+});
+
+test('SIGTERM with a client that connected and never started TLS: the process exits at once (nothing in flight)', async () => {
+  const up = await rgwUpstream();
+  const cli = await startCli(up, { SSEC_PROXY_SHUTDOWN_GRACE_SECONDS: '20' });
+  const { child, port } = cli;
+  const idle = net.connect(port, '127.0.0.1'); // never sends a ClientHello
+  idle.on('error', () => {}); // the proxy resets it on shutdown
+  try {
+    await new Promise((r) => idle.once('connect', r));
+    const t0 = Date.now();
+    const exited = new Promise<number>((resolve) => child.once('exit', () => resolve(Date.now() - t0)));
+    child.kill('SIGTERM');
+    const ms = await exited;
+    assert.ok(ms < 3000, `exited after ${ms} ms (grace 20 s, nothing in flight)`);
+  } finally {
+    idle.destroy();
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await cli.stop();
+  }
+});
+
+test('SIGTERM during an in-flight request: /readyz answers not ready at once, and the process exits by the end of the grace period', async () => {
+  const up = await rgwUpstream();
+  const { freePort } = await import('../support/net.ts');
+  const adminPort = await freePort();
+  const cli = await startCli(up, { SSEC_PROXY_SHUTDOWN_GRACE_SECONDS: '2', SSEC_PROXY_ADMIN_LISTEN: `127.0.0.1:${adminPort}` });
+  const { child, port } = cli;
+  const readyz = () =>
+    new Promise<number>((resolve) => {
+      http.get({ host: '127.0.0.1', port: adminPort, path: '/readyz', agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      }).on('error', () => resolve(0));
+    });
+  // A request that stays in flight: a signed SSE-C PUT whose body stops after one byte.
+  const bucket = `drain2-${randomBytes(4).toString('hex')}`;
+  await cli.client().send(new CreateBucketCommand({ Bucket: bucket }));
+  const signed = await clientSigner(up).sign({
+    method: 'PUT',
+    protocol: 'https:',
+    hostname: '127.0.0.1',
+    port,
+    path: `/${bucket}/stalled`,
+    query: {},
+    headers: { host: `127.0.0.1:${port}`, 'content-length': '1000', 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...ssecHeaders(newKey()) },
+  });
+  const stalled = https.request({ host: '127.0.0.1', port, method: 'PUT', path: `/${bucket}/stalled`, headers: signed.headers, ca: cli.caPem, agent: false });
+  stalled.on('error', () => {});
+  stalled.write('x');
+  const idle = net.connect(port, '127.0.0.1'); // and a client that never starts TLS
+  idle.on('error', () => {}); // the proxy resets it on shutdown
+  try {
+    await new Promise((r) => idle.once('connect', r));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await readyz(), 200);
+    const t0 = Date.now();
+    const exited = new Promise<number>((resolve) => child.once('exit', () => resolve(Date.now() - t0)));
+    child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await readyz(), 503, 'not ready as soon as shutdown starts');
+    const ms = await exited;
+    assert.ok(ms < 4500, `exited after ${ms} ms (grace 2 s)`);
+  } finally {
+    idle.destroy();
+    stalled.destroy();
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await cli.stop();
   }
 });
