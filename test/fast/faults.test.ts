@@ -1,0 +1,93 @@
+/**
+ * Issue 11 items 3 and 6: a store that resets mid-answer is a retryable 503, never a 500; a client that goes
+ * away is logged as such (499), not as the proxy's error; slow uploaders hold upload connections only, so a
+ * read through the same proxy is still answered at once.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { clientSigner, newKey, sse, ssecHeaders, startTestProxy, type TestProxy } from '../support/proxy.ts';
+import { rejectsWith, startFast, type Fast } from './harness.ts';
+
+describe('a store that resets the connection in the middle of an answer', () => {
+  let store: http.Server;
+  let proxy: TestProxy;
+  before(async () => {
+    // Answers every request with the headers of a 1000-byte XML body, 10 bytes of it, then a reset.
+    store = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/xml', 'content-length': '1000' });
+      res.write('<?xml vers');
+      setTimeout(() => res.socket?.destroy(), 20);
+    });
+    await new Promise<void>((r) => store.listen(0, '127.0.0.1', r));
+    const port = (store.address() as AddressInfo).port;
+    proxy = await startTestProxy({ endpoint: `http://127.0.0.1:${port}`, accessKeyId: 'AKFAULT', secretAccessKey: 'fault-secret', region: 'us-east-1' });
+  });
+  after(async () => {
+    await proxy.close();
+    store.closeAllConnections();
+    await new Promise((r) => store.close(r));
+  });
+
+  test('a listing whose answer is cut: 503 ServiceUnavailable (retryable), not 500', async () => {
+    const s3 = proxy.client();
+    await rejectsWith(s3.send(new ListObjectsV2Command({ Bucket: 'any' })), 'ServiceUnavailable', 503);
+    const lines = proxy.logs.filter((l) => l.op === 'ListObjectsV2');
+    assert.ok(lines.length > 0 && lines.every((l) => l.status === 503), JSON.stringify(lines));
+  });
+});
+
+describe('clients that go away, and clients that upload slowly', () => {
+  let fast: Fast;
+  const bucket = 'faults';
+  const key = newKey();
+  before(async () => {
+    fast = await startFast({ buckets: [bucket] });
+  });
+  after(async () => fast.close());
+
+  /** Starts a signed SSE-C PUT of `total` bytes, sends `sent` of them, and returns the request. */
+  async function partialPut(name: string, total: number, sent: number): Promise<http.ClientRequest> {
+    const url = new URL(fast.proxy.endpoint);
+    const signed = await clientSigner(fast.double).sign({
+      method: 'PUT',
+      protocol: 'https:',
+      hostname: url.hostname,
+      port: Number(url.port),
+      path: `/${bucket}/${name}`,
+      query: {},
+      headers: { host: url.host, 'content-length': String(total), 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...ssecHeaders(key) },
+    });
+    const req = https.request({ host: url.hostname, port: url.port, method: 'PUT', path: `/${bucket}/${name}`, headers: signed.headers, ca: fast.proxy.caPem, agent: false });
+    req.on('error', () => {});
+    req.write(Buffer.alloc(sent, 1));
+    return req;
+  }
+
+  test('an upload cut by its client: logged with status 499, no warning, nothing stored', async () => {
+    const req = await partialPut('gone', 100_000, 10_000);
+    await new Promise((r) => setTimeout(r, 200));
+    req.destroy();
+    await new Promise((r) => setTimeout(r, 300));
+    const line = fast.proxy.logs.findLast((l) => l.op === 'PutObject' && l.key === 'gone');
+    assert.equal(line?.status, 499, JSON.stringify(line));
+    assert.ok(!fast.proxy.logs.some((l) => l.level === 'warn'), JSON.stringify(fast.proxy.logs.filter((l) => l.level === 'warn')));
+    assert.equal(fast.double.objects.get(bucket, 'gone'), undefined);
+  });
+
+  test('140 uploads stalled after their first chunk leave a GET answered at once', async () => {
+    await fast.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'readable', Body: 'still served', ...sse(key) }));
+    const stalled = await Promise.all(Array.from({ length: 140 }, (_, i) => partialPut(`slow-${i}`, 1_000_000, 70_000)));
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const got = await fast.s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'readable', ...sse(key) }));
+      assert.equal(await got.Body!.transformToString(), 'still served');
+    } finally {
+      for (const r of stalled) r.destroy();
+    }
+  });
+});
