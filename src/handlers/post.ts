@@ -14,8 +14,9 @@ import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
 import { ENVELOPE_META } from '../s3/headers.ts';
 import { objectPath } from '../s3/operation.ts';
 import { xmlEscape } from '../s3/xml.ts';
-import { authenticatePost, checkPolicy, type CredentialLookup } from '../sigv4/post-policy.ts';
-import { parseCustomerKey, ssecEchoHeaders } from '../sse-c/customer-key.ts';
+import { authenticatePost, checkPolicy, maxContentLength, type CredentialLookup } from '../sigv4/post-policy.ts';
+import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
+import type { UpstreamIdentity } from '../upstream.ts';
 import { scoped } from '../sse-c/data-key.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
 import { relayUpstreamError, type BucketContext } from '../context.ts';
@@ -34,7 +35,12 @@ interface Form {
   fileContentType: string | undefined;
 }
 
-async function readForm(req: IncomingMessage): Promise<Form> {
+/**
+ * Reads the form. S3 takes the fields before the file (and ignores any after it), so when the file starts
+ * every field is known: `admit` authenticates and checks them then, before a byte of the file is read, and
+ * gives the most file bytes to accept. A refused form is never read further.
+ */
+async function readForm(req: IncomingMessage, admit: (fields: Map<string, string>, filename: string) => number): Promise<Form> {
   return new Promise((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
@@ -50,16 +56,30 @@ async function readForm(req: IncomingMessage): Promise<Form> {
     bb.on('field', (name, value) => {
       if (file === undefined) fields.set(name.toLowerCase(), value);
     });
+    const stop = (e: unknown) => {
+      req.unpipe(bb);
+      bb.removeAllListeners('close');
+      reject(e);
+    };
     bb.on('file', (_name, stream, info) => {
       filename = info.filename ?? '';
       fileContentType = info.mimeType;
+      let max: number;
+      try {
+        max = admit(fields, filename);
+      } catch (e) {
+        stop(e);
+        return;
+      }
       const chunks: Buffer[] = [];
       let n = 0;
+      const tooLarge = () => new S3Error('EntityTooLarge', 'Your proposed upload exceeds the maximum allowed size', { extra: { MaxSizeAllowed: String(max) } });
       stream.on('data', (c: Buffer) => {
         n += c.length;
+        if (n > max) return stop(tooLarge());
         chunks.push(c);
       });
-      stream.on('limit', () => reject(new S3Error('EntityTooLarge', 'Your proposed upload exceeds the maximum allowed size', { extra: { MaxSizeAllowed: String(MAX_POST_FILE) } })));
+      stream.on('limit', () => stop(tooLarge()));
       stream.on('end', () => (file = Buffer.concat(chunks, n)));
     });
     bb.on('error', () => reject(new S3Error('MalformedPOSTRequest', 'The body of your POST request is not well-formed multipart/form-data.', { status: 400 })));
@@ -72,17 +92,23 @@ async function readForm(req: IncomingMessage): Promise<Form> {
 }
 
 export async function postObject(ctx: BucketContext, lookup: CredentialLookup, now: Date, secure: boolean): Promise<void> {
-  const form = await readForm(ctx.req);
-  ctx.stats.bytesIn += form.file.length;
   const bucket = ctx.s3.bucket;
-  const { identity, buckets, conditions } = authenticatePost(form.fields, lookup, now, ctx.config.region);
-  refuseOutsideAllowList(buckets, [bucket]);
-  const rawKey = form.fields.get('key');
-  if (!rawKey) throw new S3Error('InvalidArgument', 'Bucket POST must contain a field named \'key\'.', { extra: { ArgumentName: 'key' } });
-  const key = rawKey.replace(/\$\{filename\}/g, form.filename);
+  let admitted: { identity: UpstreamIdentity; conditions: unknown[]; key: string; customerKey: CustomerKey | undefined } | undefined;
+  const form = await readForm(ctx.req, (fields, filename) => {
+    const { identity, buckets, conditions } = authenticatePost(fields, lookup, now, ctx.config.region);
+    refuseOutsideAllowList(buckets, [bucket]);
+    const rawKey = fields.get('key');
+    if (!rawKey) throw new S3Error('InvalidArgument', 'Bucket POST must contain a field named \'key\'.', { extra: { ArgumentName: 'key' } });
+    // Every condition but the file's size, before the file is read.
+    checkPolicy(conditions, fields, bucket, undefined);
+    const customerKey = parseCustomerKey(Object.fromEntries(fields), 'write');
+    if (customerKey && !secure) throw new S3Error('InvalidRequest', SSEC_MESSAGES.needTls);
+    admitted = { identity, conditions, key: rawKey.replace(/\$\{filename\}/g, filename), customerKey };
+    return Math.min(MAX_POST_FILE, maxContentLength(conditions));
+  });
+  ctx.stats.bytesIn += form.file.length;
+  const { identity, conditions, key, customerKey } = admitted!;
   checkPolicy(conditions, form.fields, bucket, form.file.length);
-  const customerKey = parseCustomerKey(Object.fromEntries(form.fields), 'write');
-  if (customerKey && !secure) throw new S3Error('InvalidRequest', SSEC_MESSAGES.needTls);
 
   // Object headers come from the form's fields, as S3 takes them.
   const headers: Record<string, string> = {};

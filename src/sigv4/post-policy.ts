@@ -58,14 +58,24 @@ export function authenticatePost(fields: FormFields, lookup: CredentialLookup, n
 }
 
 /** Every condition must hold, and every form field must be covered by one (S3's rule). */
-export function checkPolicy(conditions: unknown[], fields: FormFields, bucket: string, size: number): void {
+/** The largest file the policy's content-length-range allows (Infinity without one). */
+export function maxContentLength(conditions: unknown[]): number {
+  let max = Infinity;
+  for (const c of conditions) {
+    if (Array.isArray(c) && String(c[0]).toLowerCase() === 'content-length-range') max = Math.min(max, Number(c[2]));
+  }
+  return Number.isNaN(max) ? 0 : max;
+}
+
+/** `size` undefined: every condition but content-length-range (checked before the file is read). */
+export function checkPolicy(conditions: unknown[], fields: FormFields, bucket: string, size: number | undefined): void {
   const covered = new Set(['policy', 'x-amz-signature', 'file']);
   const value = (name: string) => (name === 'bucket' ? bucket : (fields.get(name) ?? ''));
   for (const c of conditions) {
     if (Array.isArray(c)) {
       const [op, a, b] = c as [string, unknown, unknown];
       if (String(op).toLowerCase() === 'content-length-range') {
-        if (size < Number(a) || size > Number(b)) throw new S3Error('EntityTooLarge', 'Your proposed upload is outside the content-length-range of the policy.', { status: 400 });
+        if (size !== undefined && (size < Number(a) || size > Number(b))) throw new S3Error('EntityTooLarge', 'Your proposed upload is outside the content-length-range of the policy.', { status: 400 });
         continue;
       }
       const name = String(a).replace(/^\$/, '').toLowerCase();

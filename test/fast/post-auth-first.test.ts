@@ -1,0 +1,87 @@
+/**
+ * Issue 11 item 3: PostObject authenticates its form before reading the file. A form signed with an unknown
+ * key (or a bad signature, or an expired policy) is answered while the client is still sending its file: the
+ * proxy never reads, let alone buffers, a file it was not asked for by a known credential.
+ */
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import https from 'node:https';
+import { after, before, describe, test } from 'node:test';
+import { deriveSigningKey } from '../../src/sigv4/canonical.ts';
+import { startFast, type Fast } from './harness.ts';
+
+let fast: Fast;
+const bucket = 'posts';
+before(async () => {
+  fast = await startFast({ buckets: [bucket] });
+});
+after(async () => fast.close());
+
+const boundary = '----s3ssecproxytest';
+
+/** The form's fields, signed with `secret` for `accessKeyId`, up to the start of the file part. */
+function formHead(accessKeyId: string, secret: string, expiresInMs: number): string {
+  const date = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '');
+  const day = date.slice(0, 8);
+  const credential = `${accessKeyId}/${day}/${fast.double.region}/s3/aws4_request`;
+  const policy = Buffer.from(
+    JSON.stringify({
+      expiration: new Date(Date.now() + expiresInMs).toISOString(),
+      conditions: [{ bucket }, ['starts-with', '$key', ''], { 'x-amz-algorithm': 'AWS4-HMAC-SHA256' }, { 'x-amz-credential': credential }, { 'x-amz-date': date }],
+    }),
+  ).toString('base64');
+  const signature = createHmac('sha256', deriveSigningKey(secret, day, fast.double.region, 's3')).update(policy).digest('hex');
+  const fields: Record<string, string> = { key: 'uploads/big.bin', 'x-amz-algorithm': 'AWS4-HMAC-SHA256', 'x-amz-credential': credential, 'x-amz-date': date, policy, 'x-amz-signature': signature };
+  let head = '';
+  for (const [k, v] of Object.entries(fields)) head += `--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`;
+  return head + `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`;
+}
+
+/** Sends the fields and 1 MiB of a 200 MiB file, then waits: the status, if the proxy answers meanwhile. */
+function postWithoutFinishing(head: string): Promise<number | 'no answer'> {
+  const url = new URL(fast.proxy.endpoint);
+  const total = Buffer.byteLength(head) + 200 * 1024 * 1024 + Buffer.byteLength(`\r\n--${boundary}--\r\n`);
+  return new Promise((resolve) => {
+    const req = https.request(
+      {
+        host: url.hostname,
+        port: url.port,
+        method: 'POST',
+        path: `/${bucket}`,
+        ca: fast.proxy.caPem,
+        agent: false,
+        headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(total) },
+      },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+        req.destroy();
+      },
+    );
+    req.on('error', () => {});
+    req.write(head);
+    req.write(Buffer.alloc(1024 * 1024));
+    setTimeout(() => {
+      resolve('no answer');
+      req.destroy();
+    }, 3000);
+  });
+}
+
+describe('PostObject refuses before reading the file', () => {
+  test('an unknown access key: 403 while the file is still coming', async () => {
+    assert.equal(await postWithoutFinishing(formHead('AKUNKNOWN', 'nope', 60_000)), 403);
+  });
+
+  test('a wrong signature: 403 while the file is still coming', async () => {
+    assert.equal(await postWithoutFinishing(formHead(fast.double.accessKeyId, 'not-the-secret', 60_000)), 403);
+  });
+
+  test('an expired policy: 403 while the file is still coming', async () => {
+    assert.equal(await postWithoutFinishing(formHead(fast.double.accessKeyId, fast.double.secretAccessKey, -60_000)), 403);
+  });
+
+  test('nothing was stored', () => {
+    assert.equal(fast.double.objects.get(bucket, 'uploads/big.bin'), undefined);
+  });
+});
