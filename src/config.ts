@@ -49,6 +49,8 @@ export interface Config {
   readonly probeAllLayouts: boolean;
   /** SSE-C copies of objects above this many bytes use an upstream multipart copy (S3's single-copy limit). */
   readonly copyMultipartThreshold: number;
+  /** Uploads (object and part bodies) streamed at once; beyond, S3's 503 SlowDown. */
+  readonly maxConcurrentUploads: number;
   /**
    * Re-encrypt under a fresh data key whenever a copy changes the customer key, instead of re-sealing the
    * existing data key (docs/SECURITY.md). Costs a full read and write of the object through the proxy.
@@ -110,6 +112,7 @@ const fileSchema = z
     chunkSizeLog2: z.number().int().min(12).max(24).optional(),
     maxClockSkewMinutes: z.number().positive().max(60 * 24).optional(),
     copyMultipartThreshold: z.number().int().min(5 * 1024 * 1024).max(5 * 1024 ** 3).optional(),
+    maxConcurrentUploads: z.number().int().min(1).max(100_000).optional(),
     reencryptOnKeyChange: z.boolean().optional(),
     virtualHostDomain: z.string().regex(/^[a-z0-9.-]+$/i, 'must be a DNS name').optional(),
     shutdownGraceSeconds: z.number().min(0).max(3600).optional(),
@@ -287,6 +290,13 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       problems.push('SSEC_PROXY_COPY_MULTIPART_THRESHOLD: must be a byte count between 5 MiB and 5 GiB');
     } else copyMultipartThreshold = n;
   }
+  const uploadsText = env.SSEC_PROXY_MAX_CONCURRENT_UPLOADS;
+  let maxConcurrentUploads = file.maxConcurrentUploads ?? 256;
+  if (uploadsText !== undefined && uploadsText !== '') {
+    const n = Number(uploadsText);
+    if (!Number.isInteger(n) || n < 1 || n > 100_000) problems.push('SSEC_PROXY_MAX_CONCURRENT_UPLOADS: must be an integer, 1..100000');
+    else maxConcurrentUploads = n;
+  }
   if (problems.length) throw new ConfigError(problems);
 
   const config: Config = {
@@ -301,6 +311,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     maxClockSkewMs: (file.maxClockSkewMinutes ?? 15) * 60_000,
     probeAllLayouts: !multipartEtags,
     copyMultipartThreshold,
+    maxConcurrentUploads,
     reencryptOnKeyChange: reencrypt,
     virtualHostDomain: virtualHostDomain?.toLowerCase(),
     shutdownGraceMs,

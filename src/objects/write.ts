@@ -11,6 +11,7 @@ import { encryptedSize } from '../format/layout.ts';
 import { createEncryptStream } from '../format/stream.ts';
 import { sealTail, TAIL_SIZE } from '../format/tail.ts';
 import { checksumOfHeader, createChecksumCompute, type ChecksumName } from '../s3/checksums.ts';
+import { S3Error } from '../s3/errors.ts';
 import { forwardableRequestHeaders, PLAINTEXT_DESCRIBING } from '../s3/headers.ts';
 import { wipe } from '../sse-c/data-key.ts';
 import type { UpstreamIdentity } from '../upstream.ts';
@@ -125,6 +126,25 @@ export function holdBack(): Transform {
   });
 }
 
+/** Uploads streaming now, in this process. */
+let uploading = 0;
+
+/**
+ * One of `maxConcurrentUploads` upload slots, released when its `using` scope ends; none left is S3's 503
+ * SlowDown, answered before the body is read (clients retry with backoff).
+ */
+function uploadSlot(ctx: RequestContext): Disposable {
+  if (uploading >= ctx.config.maxConcurrentUploads) throw new S3Error('SlowDown', 'Please reduce your request rate.', { status: 503 });
+  uploading++;
+  let released = false;
+  return {
+    [Symbol.dispose]: () => {
+      if (!released) uploading--;
+      released = true;
+    },
+  };
+}
+
 export interface UploadTarget {
   readonly path: string;
   readonly query: ReadonlyArray<readonly [string, string]>;
@@ -155,6 +175,7 @@ export async function streamUpload(
     : source;
   source.on('error', (e) => (failure ??= e));
   const door = identity ? { ...ctx, identity } : ctx;
+  using _slot = uploadSlot(ctx);
   let up: OwnedResponse;
   try {
     up = await upstreamRequest(door, {

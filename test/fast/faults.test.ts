@@ -91,3 +91,47 @@ describe('clients that go away, and clients that upload slowly', () => {
     }
   });
 });
+
+describe('a cap on concurrent uploads', () => {
+  let fast: Fast;
+  const bucket = 'capped';
+  const key = newKey();
+  before(async () => {
+    fast = await startFast({ buckets: [bucket] });
+  });
+  after(async () => fast.close());
+
+  test('beyond SSEC_PROXY_MAX_CONCURRENT_UPLOADS: 503 SlowDown at once; reads still served; a slot frees when an upload ends', async () => {
+    const { startTestProxy: start } = await import('../support/proxy.ts');
+    const capped = await start(fast.double, { SSEC_PROXY_MAX_CONCURRENT_UPLOADS: '2' });
+    try {
+      await capped.client().send(new PutObjectCommand({ Bucket: bucket, Key: 'readable', Body: 'served', ...sse(key) }));
+      const url = new URL(capped.endpoint);
+      const stall = async (name: string) => {
+        const signed = await clientSigner(fast.double).sign({
+          method: 'PUT',
+          protocol: 'https:',
+          hostname: url.hostname,
+          port: Number(url.port),
+          path: `/${bucket}/${name}`,
+          query: {},
+          headers: { host: url.host, 'content-length': '100000', 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...ssecHeaders(key) },
+        });
+        const req = https.request({ host: url.hostname, port: url.port, method: 'PUT', path: `/${bucket}/${name}`, headers: signed.headers, ca: capped.caPem, agent: false });
+        req.on('error', () => {});
+        req.write(Buffer.alloc(10));
+        return req;
+      };
+      const held = [await stall('a'), await stall('b')];
+      await new Promise((r) => setTimeout(r, 200));
+      await rejectsWith(capped.client().send(new PutObjectCommand({ Bucket: bucket, Key: 'c', Body: 'third', ...sse(key) })), 'SlowDown', 503);
+      const got = await capped.client().send(new GetObjectCommand({ Bucket: bucket, Key: 'readable', ...sse(key) }));
+      assert.equal(await got.Body!.transformToString(), 'served');
+      for (const r of held) r.destroy();
+      await new Promise((r) => setTimeout(r, 300));
+      await capped.client().send(new PutObjectCommand({ Bucket: bucket, Key: 'c', Body: 'third', ...sse(key) }));
+    } finally {
+      await capped.close();
+    }
+  });
+});
