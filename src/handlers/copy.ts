@@ -394,7 +394,7 @@ export async function uploadPartCopy(ctx: ObjectContext): Promise<void> {
   // The upload's checksum of the copied plaintext, for the answer and the Complete that lists it.
   let checksums = (): Record<string, string> => ({});
   if (keys.dstKey) {
-    using dataKey = scoped(multipartDataKey(keys.dstKey.key, ctx.s3.bucket, ctx.s3.key));
+    using dataKey = scoped(multipartDataKey(keys.dstKey.key, ctx.s3.bucket, ctx.s3.key, parsed.nonce));
     if (!tagMatches(parsed, dataKey)) throw new S3Error('InvalidRequest', SSEC_MESSAGES.mismatch);
     // A part of an upload with tail records ends with one, with the upload's checksum computed over the copied
     // plaintext (nothing comes from the client here).

@@ -18,7 +18,7 @@ import { scoped, wipe } from '../sse-c/data-key.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
 import { parsePartEtag, withChecksum } from '../sse-c/part-etag.ts';
 import { CHECKSUM_META, multipartChecksumMeta } from '../sse-c/sealed-checksum.ts';
-import { clientUploadId, multipartDataKey, parseUploadId, tagMatches, type ParsedUploadId, type UploadChecksum } from '../sse-c/upload-id.ts';
+import { clientUploadId, multipartDataKey, newUploadNonce, parseUploadId, tagMatches, type ParsedUploadId, type UploadChecksum } from '../sse-c/upload-id.ts';
 import { readText } from '../upstream.ts';
 import { acceptBody, answerWrite, relayUpstreamError, sendXml, upstreamRequest, type ObjectContext } from '../context.ts';
 import { layoutOf } from '../objects/layout.ts';
@@ -60,7 +60,7 @@ function uploadChecksumOf(ctx: ObjectContext): UploadChecksum | undefined {
 
 /** The upload's data key under the client's key, checked against the upload id's tag (S3's 400 otherwise). */
 function uploadDataKey(ctx: ObjectContext, parsed: ParsedUploadId, customerKey: CustomerKey) {
-  const dataKey = scoped(multipartDataKey(customerKey.key, ctx.s3.bucket, ctx.s3.key));
+  const dataKey = scoped(multipartDataKey(customerKey.key, ctx.s3.bucket, ctx.s3.key, parsed.nonce));
   if (!tagMatches(parsed, dataKey)) {
     dataKey[Symbol.dispose]();
     throw new S3Error('InvalidRequest', SSEC_MESSAGES.mismatch);
@@ -74,7 +74,9 @@ export async function createMultipartUpload(ctx: ObjectContext): Promise<void> {
   if (!customerKey) return ctx.passthrough(ctx, { dropHeaders: ['x-amz-checksum-algorithm', 'x-amz-checksum-type'] });
   const { bucket, key } = ctx.s3;
   const checksum = uploadChecksumOf(ctx);
-  using dataKey = scoped(multipartDataKey(customerKey.key, bucket, key));
+  // The upload's own random value: its data key is its own (parts of other uploads to this name do not open).
+  const nonce = newUploadNonce();
+  using dataKey = scoped(multipartDataKey(customerKey.key, bucket, key, nonce));
   const envelope = sealEnvelope({ customerKey: customerKey.key, bucket, key, dataKey, chunkSizeLog2: ctx.config.chunkSizeLog2 });
   wipe(envelope.dataKey); // sealEnvelope's own copy of dataKey
   const headers = encryptedWriteHeaders(ctx.req.headers);
@@ -88,7 +90,7 @@ export async function createMultipartUpload(ctx: ObjectContext): Promise<void> {
   const upstreamId = textAt(xml, 'InitiateMultipartUploadResult', 'UploadId');
   if (!upstreamId) throw new S3Error('InternalError', 'The upstream store did not return an upload id.');
   // The upstream's answer is kept as it came, only the upload id swapped for the client's.
-  const out = replaceElements(xml, 'UploadId', () => clientUploadId(upstreamId, dataKey, ctx.config.chunkSizeLog2, checksum));
+  const out = replaceElements(xml, 'UploadId', () => clientUploadId(upstreamId, dataKey, ctx.config.chunkSizeLog2, checksum, nonce));
   const extra = ssecEchoHeaders(customerKey);
   if (checksum) Object.assign(extra, { 'x-amz-checksum-algorithm': checksum.algorithm.toUpperCase(), 'x-amz-checksum-type': checksum.type });
   return sendXml(ctx, 200, out, extra);
@@ -225,7 +227,7 @@ async function learnCompleted(
   etag: string,
 ): Promise<ObjectLayout | undefined> {
   const { bucket, key } = ctx.s3;
-  using dataKey = customerKey ? scoped(multipartDataKey(customerKey.key, bucket, key)) : undefined;
+  using dataKey = customerKey ? scoped(multipartDataKey(customerKey.key, bucket, key, parsed.nonce)) : undefined;
   try {
     await using head = await upstreamRequest(ctx, { method: 'HEAD', path: objectPath(bucket, key), headers: { 'if-match': etag } });
     const stored = storedObject({ bucket, key }, head.headers);

@@ -3,23 +3,32 @@
  *
  * Every UploadPart must be encryptable from the request alone, and S3 offers no way to read an upload's
  * metadata before it completes. So the data key of a multipart object is derived from what every UploadPart
- * carries: the customer key and the object's name (HKDF, domain-separated from the envelope's KEK). The
+ * carries: the customer key, the object's name and (version 3 ids) a random 128-bit value chosen at
+ * CreateMultipartUpload and carried in the upload id (HKDF, domain-separated from the envelope's KEK). The
  * envelope stored at CreateMultipartUpload seals that same key, so reads, copies and key rotation treat the
- * completed object exactly like a single PUT. Fresh 128-bit stream ids per part attempt keep (key, nonce)
- * pairs unique even though uploads to one name with one key share the data key (docs/FORMAT.md).
+ * completed object exactly like a single PUT. The random value gives every upload its own data key: a part
+ * of another upload to the same name under the same key does not open in this one (docs/MULTIPART.md).
  *
  * The upload id handed to the client carries a tag (HMAC of the upstream id under the data key), so an
  * UploadPart with another key, or none, is refused as S3 refuses it, on any replica. Ids that come from
  * ListMultipartUploads are the upstream's own (bare); those are accepted too, without that check.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { hkdfSha256 } from '../format/chunk.ts';
 import { CHECKSUM_NAMES, type ChecksumName } from '../s3/checksums.ts';
 
 const MPU_INFO = 's3-ssec-proxy/v1/multipart-data-key';
+/** Version 3: the upload's random value follows the name. */
+const MPU_INFO_V3 = 's3-ssec-proxy/v3/multipart-data-key';
+/** Bytes of the random value that makes each upload's data key its own. */
+export const UPLOAD_NONCE_BYTES = 16;
 const TAG_LABEL = 's3-ssec-proxy/v1/upload-tag';
-/** `.ssec1.`: parts are bare streams; `.ssec2.`: every part ends with a tail record (docs/FORMAT.md §5.6). */
-const SEPARATORS = { 1: '.ssec1.', 2: '.ssec2.' } as const;
+/**
+ * `.ssec1.`: parts are bare streams; `.ssec2.`: every part ends with a tail record (docs/FORMAT.md §5.6);
+ * `.ssec3.`: and the data key is the upload's own (a random value in the id).
+ */
+const SEPARATORS = { 1: '.ssec1.', 2: '.ssec2.', 3: '.ssec3.' } as const;
+type Version = keyof typeof SEPARATORS;
 const TAG_BYTES = 16;
 
 function lengthPrefixed(s: string): Buffer {
@@ -29,10 +38,19 @@ function lengthPrefixed(s: string): Buffer {
   return Buffer.concat([len, b]);
 }
 
-/** The data key of every multipart upload to `bucket/key` under this customer key. */
-export function multipartDataKey(customerKey: Buffer, bucket: string, key: string): Buffer {
-  const info = Buffer.concat([Buffer.from(MPU_INFO), lengthPrefixed(bucket), lengthPrefixed(key)]);
+/**
+ * The data key of the multipart upload to `bucket/key` under this customer key whose random value is `nonce`
+ * (version 3 ids); without one, the key every version 1 and 2 upload to that name shared.
+ */
+export function multipartDataKey(customerKey: Buffer, bucket: string, key: string, nonce?: Buffer): Buffer {
+  const name = [lengthPrefixed(bucket), lengthPrefixed(key)];
+  const info = nonce ? Buffer.concat([Buffer.from(MPU_INFO_V3), ...name, nonce]) : Buffer.concat([Buffer.from(MPU_INFO), ...name]);
   return hkdfSha256(customerKey, Buffer.alloc(0), info);
+}
+
+/** The random value of a new upload (carried in its id). */
+export function newUploadNonce(): Buffer {
+  return randomBytes(UPLOAD_NONCE_BYTES);
 }
 
 /** The upload's checksum, as CreateMultipartUpload declared it (x-amz-checksum-algorithm / -type). */
@@ -47,11 +65,11 @@ function fieldsOf(chunkSizeLog2: number, checksum: UploadChecksum | undefined): 
   return Buffer.of(chunkSizeLog2, alg, checksum?.type === 'FULL_OBJECT' ? 1 : 0);
 }
 
-function tagOf(dataKey: Buffer, upstreamId: string, fields: Buffer, version: 1 | 2): Buffer {
+function tagOf(dataKey: Buffer, upstreamId: string, fields: Buffer, version: Version): Buffer {
   const mac = createHmac('sha256', dataKey).update(TAG_LABEL).update(lengthPrefixed(upstreamId));
-  // Version 2 binds its version and every field, so an id cannot be edited to switch tail records or the
-  // checksum mid-upload.
-  mac.update(version === 1 ? fields.subarray(0, 1) : Buffer.concat([fields, Buffer.of(2)]));
+  // Versions 2 and 3 bind their version and every field (the random value included), so an id cannot be
+  // edited to switch tail records, the checksum or the data key mid-upload.
+  mac.update(version === 1 ? fields.subarray(0, 1) : Buffer.concat([fields, Buffer.of(version)]));
   return mac.digest().subarray(0, TAG_BYTES);
 }
 
@@ -59,9 +77,9 @@ function tagOf(dataKey: Buffer, upstreamId: string, fields: Buffer, version: 1 |
  * The id the client sees for an SSE-C upload: the upstream id, then the tag and the chunk size the envelope
  * was sealed with (parts must use it even if the proxy's configuration changes while the upload runs).
  */
-export function clientUploadId(upstreamId: string, dataKey: Buffer, chunkSizeLog2: number, checksum?: UploadChecksum): string {
-  const fields = fieldsOf(chunkSizeLog2, checksum);
-  return upstreamId + SEPARATORS[2] + Buffer.concat([tagOf(dataKey, upstreamId, fields, 2), fields]).toString('base64url');
+export function clientUploadId(upstreamId: string, dataKey: Buffer, chunkSizeLog2: number, checksum: UploadChecksum | undefined, nonce: Buffer): string {
+  const fields = Buffer.concat([fieldsOf(chunkSizeLog2, checksum), nonce]);
+  return upstreamId + SEPARATORS[3] + Buffer.concat([tagOf(dataKey, upstreamId, fields, 3), fields]).toString('base64url');
 }
 
 export interface ParsedUploadId {
@@ -74,26 +92,32 @@ export interface ParsedUploadId {
   readonly checksum?: UploadChecksum;
   /** The bytes after the tag, as the tag covers them. */
   readonly fields?: Buffer;
+  /** The upload's random value (version 3): its data key is its own. */
+  readonly nonce?: Buffer;
+  readonly version?: Version;
 }
 
 export function parseUploadId(id: string): ParsedUploadId {
-  for (const version of [2, 1] as const) {
+  for (const version of [3, 2, 1] as const) {
     const separator = SEPARATORS[version];
     const i = id.lastIndexOf(separator);
     if (i <= 0) continue;
     const suffix = Buffer.from(id.slice(i + separator.length), 'base64url');
     const log2 = suffix[TAG_BYTES];
     const fields = suffix.subarray(TAG_BYTES);
-    if (suffix.length !== TAG_BYTES + (version === 2 ? 3 : 1) || log2 === undefined || log2 < 12 || log2 > 24) continue;
-    const alg = version === 2 ? fields[1]! : 0;
-    if (alg > CHECKSUM_NAMES.length || (version === 2 && fields[2]! > 1)) continue;
+    const size = { 1: 1, 2: 3, 3: 3 + UPLOAD_NONCE_BYTES }[version];
+    if (suffix.length !== TAG_BYTES + size || log2 === undefined || log2 < 12 || log2 > 24) continue;
+    const alg = version >= 2 ? fields[1]! : 0;
+    if (alg > CHECKSUM_NAMES.length || (version >= 2 && fields[2]! > 1)) continue;
     const checksum = alg ? { algorithm: CHECKSUM_NAMES[alg - 1]!, type: fields[2] === 1 ? ('FULL_OBJECT' as const) : ('COMPOSITE' as const) } : undefined;
     return {
       upstreamId: id.slice(0, i),
       tag: suffix.subarray(0, TAG_BYTES),
       chunkSizeLog2: log2,
-      tails: version === 2,
+      tails: version >= 2,
       fields,
+      version,
+      ...(version === 3 ? { nonce: fields.subarray(3) } : {}),
       ...(checksum ? { checksum } : {}),
     };
   }
@@ -105,6 +129,6 @@ export function tagMatches(parsed: ParsedUploadId, dataKey: Buffer): boolean {
   return (
     parsed.tag !== undefined &&
     parsed.fields !== undefined &&
-    timingSafeEqual(parsed.tag, tagOf(dataKey, parsed.upstreamId, parsed.fields, parsed.tails ? 2 : 1))
+    timingSafeEqual(parsed.tag, tagOf(dataKey, parsed.upstreamId, parsed.fields, parsed.version ?? 1))
   );
 }
