@@ -101,8 +101,43 @@ export async function getObject(ctx: ObjectContext): Promise<void> {
   }
   const body = await read.body(selected);
   if ('relay' in body) return relayUpstreamError(ctx, body.relay);
+  // The status line waits for the first verified plaintext: an object that fails its check at once (a
+  // tampered first chunk) is S3's error answer, not a connection cut before any status.
+  const first = await firstPiece(body.stream);
   ctx.res.writeHead(status, answerHeaders(ctx, customerKey, body.headers, headers));
+  if (first) {
+    ctx.stats.bytesOut += first.length;
+    ctx.res.write(first);
+  }
   await send(ctx, body.stream);
+}
+
+/** The stream's first piece (null if it ends empty); rejects with its error. Leaves the rest unread. */
+function firstPiece(stream: Readable): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      stream.off('readable', onReadable);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+    };
+    const onReadable = () => {
+      const piece = stream.read() as Buffer | null;
+      if (piece === null) return;
+      done();
+      resolve(piece);
+    };
+    const onEnd = () => {
+      done();
+      resolve(null);
+    };
+    const onError = (e: unknown) => {
+      done();
+      reject(e);
+    };
+    stream.on('readable', onReadable);
+    stream.once('end', onEnd);
+    stream.once('error', onError);
+  });
 }
 
 /** The client's answer headers: the upstream's (plaintext-describing ones dropped), SSE-C echo, ours. */

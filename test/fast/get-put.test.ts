@@ -156,3 +156,12 @@ describe('a flipped ciphertext byte is never served as a whole 200', () => {
     });
   }
 });
+
+describe('a tampered first chunk', () => {
+  test('is answered with S3\'s 500 InternalError before any status line, whole and ranged (not a bare connection cut)', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'first-tampered', Body: data, ...sse(key) }));
+    double.objects.get(bucket, 'first-tampered')!.body[24 + 5]! ^= 0x01;
+    await rejectsWith(get(undefined, key, 'first-tampered'), 'InternalError', 500);
+    await rejectsWith(get('bytes=0-99', key, 'first-tampered'), 'InternalError', 500);
+  });
+});
