@@ -164,6 +164,7 @@ export function createRequestHandler(deps: PipelineDeps) {
         res.destroy();
         status = CLIENT_CLOSED;
       } else {
+        if (!res.headersSent) await drainShortBody(req);
         status = sendError(req, res, e, requestId, s3);
         if (status >= 500) log({ level: 'warn', requestId, msg: describe(e) });
       }
@@ -186,6 +187,32 @@ export function createRequestHandler(deps: PipelineDeps) {
       deps.metrics?.observe(line);
     }
   };
+}
+
+/** A refused request's unread body up to this size is read (and dropped) before the answer. */
+const DRAIN_LIMIT = 1024 * 1024;
+const DRAIN_MS = 1000;
+
+/**
+ * Reads and drops what is left of a short request body, for a bounded time: closing a connection with unread
+ * bytes makes the kernel send a reset, and the client then sees a connection error instead of the S3 error
+ * answer (an `Expect: 100-continue` client sent nothing yet; a long body is cut instead).
+ */
+async function drainShortBody(req: http.IncomingMessage): Promise<void> {
+  if (req.complete || req.readableEnded || req.destroyed) return;
+  if (String(req.headers.expect ?? '').toLowerCase() === '100-continue') return;
+  const length = Number(req.headers['content-length'] ?? NaN);
+  if (!Number.isSafeInteger(length) || length > DRAIN_LIMIT) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, DRAIN_MS);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    req.once('end', done);
+    req.once('error', done);
+    req.resume();
+  });
 }
 
 /** The access log's status for a request whose client went away before its answer (nginx's 499). */
