@@ -291,7 +291,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     } else copyMultipartThreshold = n;
   }
   const uploadsText = env.SSEC_PROXY_MAX_CONCURRENT_UPLOADS;
-  let maxConcurrentUploads = file.maxConcurrentUploads ?? 256;
+  let maxConcurrentUploads = file.maxConcurrentUploads ?? 128;
   if (uploadsText !== undefined && uploadsText !== '') {
     const n = Number(uploadsText);
     if (!Number.isInteger(n) || n < 1 || n > 100_000) problems.push('SSEC_PROXY_MAX_CONCURRENT_UPLOADS: must be an integer, 1..100000');

@@ -42,6 +42,20 @@ export interface RequestContext<R extends S3Request = S3Request> {
   stats: { bytesIn: number; bytesOut: number; upstreamRequests: number; upstreamBytesIn: number; upstreamStatus?: number };
 }
 
+/**
+ * The client went away mid-request (its connection closed before the answer): not a failure of the proxy or
+ * the store, logged as such. Thrown where the proxy can tell it apart from its own cuts.
+ */
+export class ClientGone extends Error {
+  override readonly name = 'ClientGone';
+}
+
+/** Node's error for a request whose client closed the connection before its body ended. */
+export function isClientAbort(e: unknown): boolean {
+  const err = e as NodeJS.ErrnoException | undefined;
+  return err?.code === 'ECONNRESET' && err.message === 'aborted';
+}
+
 /** A request on an object (bucket and key known). */
 export type ObjectContext = RequestContext<ObjectRequest>;
 /** A request on a bucket. */

@@ -60,6 +60,7 @@ async function serve(config: Config): Promise<void> {
   }
   const metrics = new Metrics();
   const upstream = new Upstream(up.url, up.region, {
+    uploadConnections: config.maxConcurrentUploads,
     observer: metrics.upstreamObserver,
     ...(config.upstreamCa ? { ca: config.upstreamCa } : {}),
   });
@@ -95,7 +96,10 @@ async function serve(config: Config): Promise<void> {
     process.stderr.write(`${signal}: closing listeners, finishing in-flight requests (up to ${config.shutdownGraceMs / 1000} s)\n`);
     admin?.drain();
     // Whatever happens below (a store that never answers, a stuck socket), the process exits.
-    setTimeout(() => process.exit(0), config.shutdownGraceMs + 5000).unref();
+    setTimeout(() => {
+      process.stderr.write('shutdown did not finish in time: exiting anyway\n');
+      process.exit(1);
+    }, config.shutdownGraceMs + 5000).unref();
     await proxy.close(config.shutdownGraceMs);
     await admin?.close();
     await upstream.close();

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
 import type { Config } from './config.ts';
 import { FormatError } from './format/errors.ts';
-import type { RequestContext } from './context.ts';
+import { ClientGone, isClientAbort, type RequestContext } from './context.ts';
 import { getObject } from './handlers/get.ts';
 import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, listParts, uploadPart } from './handlers/multipart.ts';
 import { getObjectAttributes } from './handlers/attributes.ts';
@@ -159,7 +159,7 @@ export function createRequestHandler(deps: PipelineDeps) {
       await route(ctx);
       status = res.statusCode;
     } catch (e) {
-      if (clientGone(req, res, e)) {
+      if (clientGone(e)) {
         // Nobody to answer: not the proxy's failure, nor the store's.
         res.destroy();
         status = CLIENT_CLOSED;
@@ -220,11 +220,11 @@ const CLIENT_CLOSED = 499;
 
 /**
  * The failure is the client's leaving (its connection closed mid-request), not an error of the proxy or the
- * store. A FormatError or S3Error is always the proxy's own verdict, even when it then cut the connection.
+ * store: only where that is known (ClientGone from the stages that can tell, or Node's abort of a request
+ * body), never for a connection the proxy cut itself.
  */
-function clientGone(req: http.IncomingMessage, res: http.ServerResponse, e: unknown): boolean {
-  if (e instanceof S3Error || e instanceof FormatError) return false;
-  return req.socket.destroyed || res.destroyed || (req.destroyed && !req.complete);
+function clientGone(e: unknown): boolean {
+  return e instanceof ClientGone || isClientAbort(e);
 }
 
 /** Error kinds from below the edge, mapped to S3 answers. Never includes header values or keys. */

@@ -32,8 +32,6 @@ export interface RunningProxy {
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** A request's headers must arrive within this. */
 const HEADERS_TIMEOUT_MS = 20_000;
-/** A connection with no byte read or written for this long is closed (S3 answers RequestTimeout after ~20 s). */
-const IDLE_TIMEOUT_MS = 60_000;
 
 function isLoopback(addr: string | undefined): boolean {
   return addr !== undefined && (addr === '::1' || addr.startsWith('127.') || addr.startsWith('::ffff:127.'));
@@ -115,9 +113,8 @@ export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {
   tlsServer.on('checkContinue', (req, res) => void handle(req, res, true));
   for (const s of servers) {
     s.keepAliveTimeout = 20_000;
-    s.requestTimeout = 0; // uploads of many GiB are legitimate; the idle timeout below bounds a stalled one
+    s.requestTimeout = 0; // uploads of many GiB are legitimate; a stalled body is cut by its own idle timeout
     s.headersTimeout = HEADERS_TIMEOUT_MS;
-    s.timeout = IDLE_TIMEOUT_MS;
     s.on('clientError', onClientError);
   }
   const listen = (s: http.Server, host: string, port: number) =>

@@ -57,7 +57,7 @@ export class Upstream {
   /** Extra CAs trusted for an https upstream (with the system's). */
   readonly ca: string[] | undefined;
 
-  constructor(url: string, region: string, opts: { connections?: number; observer?: UpstreamObserver; ca?: string } = {}) {
+  constructor(url: string, region: string, opts: { connections?: number; uploadConnections?: number; observer?: UpstreamObserver; ca?: string } = {}) {
     this.url = new URL(url);
     this.region = region;
     this.observer = opts.observer;
@@ -70,7 +70,8 @@ export class Upstream {
       bodyTimeout: BODY_TIMEOUT_MS,
     };
     this.agent = new Agent(options);
-    this.uploadAgent = new Agent(options);
+    // As many as uploads may run at once (maxConcurrentUploads): an admitted upload never waits in a queue.
+    this.uploadAgent = new Agent({ ...options, connections: opts.uploadConnections ?? options.connections });
   }
 
   private signer(identity: UpstreamIdentity): Signer {
@@ -135,8 +136,8 @@ export function mapTransportError(e: unknown): unknown {
   if (e instanceof undiciErrors.HeadersTimeoutError || e instanceof undiciErrors.BodyTimeoutError) {
     return new S3Error('ServiceUnavailable', 'The upstream store did not answer in time. Please retry.', { cause: e });
   }
-  // undici's own errors, and the system's (ECONNRESET, EPIPE, ECONNREFUSED…: upper-case E and letters only).
-  if (e instanceof undiciErrors.UndiciError || /^E[A-Z]+$/.test(String((e as NodeJS.ErrnoException)?.code ?? ''))) {
+  // undici's own errors, and the system's (ECONNRESET, EPIPE, EAI_AGAIN…: not Node's ERR_* nor format codes).
+  if (e instanceof undiciErrors.UndiciError || /^E(?!RR_)[A-Z_]+$/.test(String((e as NodeJS.ErrnoException)?.code ?? ''))) {
     return new S3Error('ServiceUnavailable', 'The upstream store is unreachable. Please retry.', { cause: e });
   }
   return e;

@@ -12,7 +12,7 @@ import { partNumberOf } from '../s3/parts.ts';
 import { contentRange, parseRange, resolveRange, type ResolvedRange } from '../s3/range.ts';
 import { multipartChecksumOf } from '../sse-c/sealed-checksum.ts';
 import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
-import { relayUpstreamError, upstreamRequest, type ObjectContext } from '../context.ts';
+import { ClientGone, relayUpstreamError, upstreamRequest, type ObjectContext } from '../context.ts';
 import { storedChecksum } from '../objects/checksum.ts';
 import { openRead } from '../objects/read.ts';
 import type { StoredHeaders } from '../objects/stored.ts';
@@ -157,8 +157,10 @@ async function send(ctx: ObjectContext, body: Readable): Promise<void> {
   try {
     await pipeline(body, ctx.res);
   } catch (e) {
+    // The response closed under the pipeline (and no stage failed first): the client left.
+    const left = (e as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE' && ctx.res.destroyed && !body.errored;
     ctx.res.destroy();
-    throw e;
+    throw left ? new ClientGone('the client closed the connection during the answer', { cause: e }) : e;
   }
 }
 

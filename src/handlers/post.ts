@@ -44,24 +44,32 @@ async function readForm(req: IncomingMessage, admit: (fields: Map<string, string
   return new Promise((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
-      bb = busboy({ headers: req.headers, limits: { fieldSize: MAX_FIELDS_BYTES, files: 1, fileSize: MAX_POST_FILE + 1 } });
+      bb = busboy({ headers: req.headers, limits: { fieldSize: MAX_FIELDS_BYTES, fields: 1000, files: 1, fileSize: MAX_POST_FILE + 1 } });
     } catch {
       reject(new S3Error('MalformedPOSTRequest', 'The body of your POST request is not well-formed multipart/form-data.', { status: 400 }));
       return;
     }
-    const fields = new Map<string, string>();
-    let file: Buffer | undefined;
-    let filename = '';
-    let fileContentType: string | undefined;
-    bb.on('field', (name, value) => {
-      if (file === undefined) fields.set(name.toLowerCase(), value);
-    });
     const stop = (e: unknown) => {
       req.unpipe(bb);
       bb.removeAllListeners('close');
       reject(e);
     };
+    const fields = new Map<string, string>();
+    let fileSeen = false;
+    let preFileBytes = 0;
+    let file: Buffer | undefined;
+    let filename = '';
+    let fileContentType: string | undefined;
+    bb.on('field', (name, value) => {
+      // S3 ignores fields after the file; the fields before it are bounded (read before authentication).
+      if (fileSeen) return;
+      preFileBytes += name.length + value.length;
+      if (preFileBytes > MAX_FIELDS_BYTES) return stop(new S3Error('MaxPostPreDataLengthExceeded', 'Your POST request fields preceding the upload file were too large.'));
+      fields.set(name.toLowerCase(), value);
+    });
+    bb.on('fieldsLimit', () => stop(new S3Error('MaxPostPreDataLengthExceeded', 'Your POST request fields preceding the upload file were too large.')));
     bb.on('file', (_name, stream, info) => {
+      fileSeen = true;
       filename = info.filename ?? '';
       fileContentType = info.mimeType;
       let max: number;

@@ -17,7 +17,7 @@ import { wipe } from '../sse-c/data-key.ts';
 import type { UpstreamIdentity } from '../upstream.ts';
 import { plainBody } from '../sigv4/body.ts';
 import { objectPath } from '../s3/operation.ts';
-import { acceptBody, upstreamRequest, type ObjectContext, type RequestContext } from '../context.ts';
+import { acceptBody, ClientGone, isClientAbort, upstreamRequest, type ObjectContext, type RequestContext } from '../context.ts';
 import type { OwnedResponse } from '../upstream.ts';
 
 /** Headers for an upstream write of ciphertext: the client's, minus what describes the plaintext. */
@@ -126,6 +126,17 @@ export function holdBack(): Transform {
   });
 }
 
+/**
+ * The body's failure, when it is the cause of the aborted upload: the proxy's own verdict on the bytes, or the
+ * client leaving. A stream destroyed under the upload by the store's failure is not (undefined: use that).
+ */
+function verdict(failure: unknown): unknown {
+  if (failure === undefined) return undefined;
+  if (isClientAbort(failure)) return new ClientGone('the client closed the connection during the upload', { cause: failure });
+  if ((failure as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') return undefined;
+  return failure;
+}
+
 /** Uploads streaming now, in this process. */
 let uploading = 0;
 
@@ -133,7 +144,7 @@ let uploading = 0;
  * One of `maxConcurrentUploads` upload slots, released when its `using` scope ends; none left is S3's 503
  * SlowDown, answered before the body is read (clients retry with backoff).
  */
-function uploadSlot(ctx: RequestContext): Disposable {
+export function uploadSlot(ctx: RequestContext): Disposable {
   if (uploading >= ctx.config.maxConcurrentUploads) throw new S3Error('SlowDown', 'Please reduce your request rate.', { status: 503 });
   uploading++;
   let released = false;
@@ -166,6 +177,8 @@ export async function streamUpload(
   stages: Transform[],
   /** PostObject writes as the identity of its form's credential. */
   identity?: UpstreamIdentity,
+  /** An upload slot taken earlier (before answering 100-continue); else one is taken here. */
+  slot?: Disposable,
 ): Promise<OwnedResponse> {
   let failure: unknown;
   const body = stages.length
@@ -175,7 +188,7 @@ export async function streamUpload(
     : source;
   source.on('error', (e) => (failure ??= e));
   const door = identity ? { ...ctx, identity } : ctx;
-  using _slot = uploadSlot(ctx);
+  using _slot = slot ?? uploadSlot(ctx);
   let up: OwnedResponse;
   try {
     up = await upstreamRequest(door, {
@@ -186,11 +199,12 @@ export async function streamUpload(
       body,
     });
   } catch (e) {
-    throw failure ?? e;
+    // The body's own failure (a check, the client leaving) is the cause; otherwise the store's (503).
+    throw verdict(failure) ?? e;
   }
   if (failure) {
     await up[Symbol.asyncDispose]();
-    throw failure;
+    throw verdict(failure) ?? failure;
   }
   if (up.statusCode !== 200) {
     // The upstream refused before reading everything (e.g. NoSuchBucket): stop reading the source too.
@@ -199,6 +213,32 @@ export async function streamUpload(
   }
   await up[Symbol.asyncDispose]();
   return up;
+}
+
+/** A client that sends no byte of its body for this long is cut off (S3's RequestTimeout, after ~20 s). */
+const BODY_IDLE_MS = 20_000;
+
+/** Passes the body through; fails with S3's RequestTimeout when no byte arrives for `ms`. */
+function bodyIdleTimeout(ms: number): Transform {
+  const stage: Transform = new Transform({
+    transform(chunk: Buffer, _e, cb: TransformCallback) {
+      timer.refresh();
+      cb(null, chunk);
+    },
+    flush(cb: TransformCallback) {
+      clearTimeout(timer);
+      cb();
+    },
+    destroy(err, cb) {
+      clearTimeout(timer);
+      cb(err);
+    },
+  });
+  const timer = setTimeout(() => {
+    stage.destroy(new S3Error('RequestTimeout', 'Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.'));
+  }, ms);
+  timer.unref();
+  return stage;
 }
 
 /** The request's body written as the object (or part) the request names. */
@@ -223,13 +263,17 @@ export async function writeRequestBody(
   const body = plainBody(req, ctx.auth);
   // Either way the last stage keeps the final bytes until every check of the body has passed.
   const sealed = w.seal && sealingStages({ ...w.seal, plainSize: body.length, given: body.checksums });
+  // Refused for lack of a slot before "100 Continue" asks the client for its body.
+  const slot = uploadSlot(ctx);
   acceptBody(req, res);
   req.on('data', (c: Buffer) => (ctx.stats.bytesIn += c.length));
   const up = await streamUpload(
     ctx,
     { path: objectPath(s3.bucket, s3.key), query: w.query, headers: w.headers, length: sealed ? sealed.cipherSize : body.length },
     req,
-    [...body.stages, ...(sealed ? sealed.stages : [holdBack()])],
+    [bodyIdleTimeout(BODY_IDLE_MS), ...body.stages, ...(sealed ? sealed.stages : [holdBack()])],
+    undefined,
+    slot,
   );
   // The upstream refused before reading everything: the rest of the body is not read either.
   if (up.statusCode !== 200 && !req.complete) res.shouldKeepAlive = false;

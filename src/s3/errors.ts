@@ -41,6 +41,8 @@ export type S3ErrorCode =
   | 'ServiceUnavailable'
   | 'SignatureDoesNotMatch'
   | 'SlowDown'
+  | 'RequestTimeout'
+  | 'MaxPostPreDataLengthExceeded'
   | 'XAmzContentSHA256Mismatch'
   | 'BadGateway'
   | 'GatewayTimeout';
@@ -82,6 +84,8 @@ const DEFAULT_STATUS: Record<S3ErrorCode, number> = {
   ServiceUnavailable: 503,
   SignatureDoesNotMatch: 403,
   SlowDown: 503,
+  RequestTimeout: 400,
+  MaxPostPreDataLengthExceeded: 400,
   XAmzContentSHA256Mismatch: 400,
   BadGateway: 502,
   GatewayTimeout: 504,

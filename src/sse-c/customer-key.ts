@@ -26,7 +26,6 @@ function header(headers: Headers, name: string): string | undefined {
   return Array.isArray(v) ? v.join(',') : v;
 }
 
-/** True when any header of the trio is present (used to refuse SSE-C where it does not apply). */
 /** Names of SSE-C parameters as clients put them in a query string (minio-js also sends `SSECustomerKey`, …). */
 const QUERY_KEY = /^(x-amz-server-side-encryption-customer-|ssecustomer)/i;
 const QUERY_COPY_KEY = /^x-amz-copy-source-server-side-encryption-customer-/i;
@@ -48,6 +47,7 @@ export function refuseKeyInQuery(query: ReadonlyArray<readonly [string, string]>
   }
 }
 
+/** True when any header of the trio is present (used to refuse SSE-C where it does not apply). */
 export function hasSsecHeaders(headers: Headers, prefix: string = SSEC_PREFIX): boolean {
   return ['algorithm', 'key', 'key-md5'].some((s) => headers[prefix + s] !== undefined);
 }

@@ -33,6 +33,18 @@ describe('a store that resets the connection in the middle of an answer', () => 
     await new Promise((r) => store.close(r));
   });
 
+  test('a GET whose body the store cuts after the headers: the client sees a failed read; logged as the store 503 with a warning, not as a client that left', async () => {
+    const s3 = proxy.client();
+    await assert.rejects(async () => {
+      const r = await s3.send(new GetObjectCommand({ Bucket: 'any', Key: 'plain-object' }));
+      await r.Body!.transformToByteArray();
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    const lines = proxy.logs.filter((l) => l.op === 'GetObject');
+    assert.ok(lines.length > 0 && lines.every((l) => l.status === 503), JSON.stringify(lines));
+    assert.ok(proxy.logs.some((l) => l.level === 'warn'), 'a warning for the store failure');
+  });
+
   test('a listing whose answer is cut: 503 ServiceUnavailable (retryable), not 500', async () => {
     const s3 = proxy.client();
     await rejectsWith(s3.send(new ListObjectsV2Command({ Bucket: 'any' })), 'ServiceUnavailable', 503);
