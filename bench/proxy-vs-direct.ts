@@ -265,6 +265,41 @@ async function main() {
     } finally {
       second.proxy.kill('SIGTERM');
     }
+    // 500 connections at once on a fresh proxy process (its peak RSS is this phase's alone): 250 SSE-C PUTs
+    // of 2 MiB and 250 SSE-C GETs of a 2 MiB object, each on its own connection.
+    const many = await startProxy(dir);
+    let crowd: string;
+    try {
+      const via: Target = { ...viaProxy, origin: `https://127.0.0.1:${many.port}`, agent: new Agent({ connect: { ca: cert.caPem }, connections: 600 }) };
+      const small = 2 * MiB;
+      const seed = await send(via, 'PUT', `/${bucket}/crowd-seed.bin`, { 'content-length': String(small) }, body(small));
+      await seed.body.text();
+      const idle = procStat(many.proxy.pid!).rssMiB;
+      let peak = 0;
+      const sampler = setInterval(() => (peak = Math.max(peak, procStat(many.proxy.pid!).rssMiB)), 50);
+      const t0 = process.hrtime.bigint();
+      const results = await Promise.all(
+        Array.from({ length: 500 }, async (_, i) => {
+          if (i % 2 === 0) {
+            const res = await send(via, 'PUT', `/${bucket}/crowd-${i}.bin`, { 'content-length': String(small) }, body(small));
+            await res.body.text();
+            return res.statusCode;
+          }
+          const res = await send(via, 'GET', `/${bucket}/crowd-seed.bin`, {});
+          await res.body.dump({ limit: Infinity });
+          return res.statusCode;
+        }),
+      );
+      clearInterval(sampler);
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      const hwm = procStat(many.proxy.pid!).peakRssMiB;
+      const ok = results.filter((s) => s === 200).length;
+      const slowDown = results.filter((s) => s === 503).length;
+      crowd = `peak RSS ${Math.max(peak, hwm).toFixed(0)} MiB (idle ${idle.toFixed(0)} MiB; manifests' limit 512 MiB); ${ok} answered 200, ${slowDown} SlowDown (upload cap 128), in ${seconds.toFixed(1)} s`;
+      for (let i = 0; i < 500; i += 2) await (await send(direct, 'DELETE', `/${bucket}/crowd-${i}.bin`, {})).body.text();
+    } finally {
+      many.proxy.kill('SIGTERM');
+    }
     const rows = [
       ['object size', `${SIZE / MiB} MiB`],
       ['PUT direct', `${d.putMBs.toFixed(0)} MiB/s`],
@@ -285,6 +320,7 @@ async function main() {
       ['key rotation (copy-to-self) of the object, via proxy', `${rotate.seconds.toFixed(2)} s, body bytes through the proxy: ${Number(rotate.value.bytesIn) + Number(rotate.value.upstreamBytesIn) + Number(rotate.value.bytesOut)}`],
       ['plain upstream CopyObject of the same size, direct', `${directCopy.seconds.toFixed(2)} s`],
       ['proxy peak RSS', `${after.peakRssMiB.toFixed(0)} MiB (before: ${before.peakRssMiB.toFixed(0)} MiB)`],
+      ['500 connections at once (250 PUT + 250 GET of 2 MiB, SSE-C), fresh proxy', crowd],
     ];
     for (const [k, v] of rows) console.log(`${k!.padEnd(52)} ${v}`);
   } catch (e) {
