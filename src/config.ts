@@ -51,6 +51,8 @@ export interface Config {
   readonly copyMultipartThreshold: number;
   /** Uploads (object and part bodies) streamed at once; beyond, S3's 503 SlowDown. */
   readonly maxConcurrentUploads: number;
+  /** An upload body silent this long fails with S3's RequestTimeout. */
+  readonly bodyIdleMs: number;
   /**
    * Re-encrypt under a fresh data key whenever a copy changes the customer key, instead of re-sealing the
    * existing data key (docs/SECURITY.md). Costs a full read and write of the object through the proxy.
@@ -113,6 +115,7 @@ const fileSchema = z
     maxClockSkewMinutes: z.number().positive().max(60 * 24).optional(),
     copyMultipartThreshold: z.number().int().min(5 * 1024 * 1024).max(5 * 1024 ** 3).optional(),
     maxConcurrentUploads: z.number().int().min(1).max(100_000).optional(),
+    bodyIdleSeconds: z.number().min(1).max(3600).optional(),
     reencryptOnKeyChange: z.boolean().optional(),
     virtualHostDomain: z.string().regex(/^[a-z0-9.-]+$/i, 'must be a DNS name').optional(),
     shutdownGraceSeconds: z.number().min(0).max(3600).optional(),
@@ -297,6 +300,13 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     if (!Number.isInteger(n) || n < 1 || n > 100_000) problems.push('SSEC_PROXY_MAX_CONCURRENT_UPLOADS: must be an integer, 1..100000');
     else maxConcurrentUploads = n;
   }
+  const idleText = env.SSEC_PROXY_BODY_IDLE_SECONDS;
+  let bodyIdleMs = (file.bodyIdleSeconds ?? 20) * 1000;
+  if (idleText !== undefined && idleText !== '') {
+    const n = Number(idleText);
+    if (!(n >= 1 && n <= 3600)) problems.push('SSEC_PROXY_BODY_IDLE_SECONDS: must be a number of seconds, 1..3600');
+    else bodyIdleMs = n * 1000;
+  }
   if (problems.length) throw new ConfigError(problems);
 
   const config: Config = {
@@ -312,6 +322,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     probeAllLayouts: !multipartEtags,
     copyMultipartThreshold,
     maxConcurrentUploads,
+    bodyIdleMs,
     reencryptOnKeyChange: reencrypt,
     virtualHostDomain: virtualHostDomain?.toLowerCase(),
     shutdownGraceMs,

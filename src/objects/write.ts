@@ -215,30 +215,9 @@ export async function streamUpload(
   return up;
 }
 
-/** A client that sends no byte of its body for this long is cut off (S3's RequestTimeout, after ~20 s). */
-const BODY_IDLE_MS = 20_000;
-
-/** Passes the body through; fails with S3's RequestTimeout when no byte arrives for `ms`. */
-function bodyIdleTimeout(ms: number): Transform {
-  const stage: Transform = new Transform({
-    transform(chunk: Buffer, _e, cb: TransformCallback) {
-      timer.refresh();
-      cb(null, chunk);
-    },
-    flush(cb: TransformCallback) {
-      clearTimeout(timer);
-      cb();
-    },
-    destroy(err, cb) {
-      clearTimeout(timer);
-      cb(err);
-    },
-  });
-  const timer = setTimeout(() => {
-    stage.destroy(new S3Error('RequestTimeout', 'Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.'));
-  }, ms);
-  timer.unref();
-  return stage;
+/** S3's answer to a client that stopped sending its body (`bodyIdleMs`, 20 s by default as on S3). */
+function requestTimeout(): S3Error {
+  return new S3Error('RequestTimeout', 'Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.');
 }
 
 /** The request's body written as the object (or part) the request names. */
@@ -266,15 +245,27 @@ export async function writeRequestBody(
   // Refused for lack of a slot before "100 Continue" asks the client for its body.
   const slot = uploadSlot(ctx);
   acceptBody(req, res);
-  req.on('data', (c: Buffer) => (ctx.stats.bytesIn += c.length));
-  const up = await streamUpload(
-    ctx,
-    { path: objectPath(s3.bucket, s3.key), query: w.query, headers: w.headers, length: sealed ? sealed.cipherSize : body.length },
-    req,
-    [bodyIdleTimeout(BODY_IDLE_MS), ...body.stages, ...(sealed ? sealed.stages : [holdBack()])],
-    undefined,
-    slot,
-  );
+  const stages = [...body.stages, ...(sealed ? sealed.stages : [holdBack()])];
+  // A body silent for too long fails its first stage (and so the upload): no extra stage on the hot path.
+  const idle = setTimeout(() => stages[0]!.destroy(requestTimeout()), ctx.config.bodyIdleMs).unref();
+  req.on('data', (c: Buffer) => {
+    ctx.stats.bytesIn += c.length;
+    idle.refresh();
+  });
+  req.once('close', () => clearTimeout(idle));
+  let up: OwnedResponse;
+  try {
+    up = await streamUpload(
+      ctx,
+      { path: objectPath(s3.bucket, s3.key), query: w.query, headers: w.headers, length: sealed ? sealed.cipherSize : body.length },
+      req,
+      stages,
+      undefined,
+      slot,
+    );
+  } finally {
+    clearTimeout(idle);
+  }
   // The upstream refused before reading everything: the rest of the body is not read either.
   if (up.statusCode !== 200 && !req.complete) res.shouldKeepAlive = false;
   return { up, plainSize: body.length, checksums: sealed ? sealed.checksums : body.checksums };

@@ -53,6 +53,31 @@ describe('a store that resets the connection in the middle of an answer', () => 
   });
 });
 
+/** Starts a signed SSE-C PUT of `total` bytes through `proxy`, sends `sent` of them, and returns the request. */
+async function partialPut(
+  proxy: Pick<TestProxy, 'endpoint' | 'caPem'>,
+  signer: Parameters<typeof clientSigner>[0],
+  path: string,
+  key: ReturnType<typeof newKey>,
+  total: number,
+  sent: number,
+): Promise<http.ClientRequest> {
+  const url = new URL(proxy.endpoint);
+  const signed = await clientSigner(signer).sign({
+    method: 'PUT',
+    protocol: 'https:',
+    hostname: url.hostname,
+    port: Number(url.port),
+    path,
+    query: {},
+    headers: { host: url.host, 'content-length': String(total), 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...ssecHeaders(key) },
+  });
+  const req = https.request({ host: url.hostname, port: url.port, method: 'PUT', path, headers: signed.headers, ca: proxy.caPem, agent: false });
+  req.on('error', () => {});
+  req.write(Buffer.alloc(sent, 1));
+  return req;
+}
+
 describe('clients that go away, and clients that upload slowly', () => {
   let fast: Fast;
   const bucket = 'faults';
@@ -62,26 +87,8 @@ describe('clients that go away, and clients that upload slowly', () => {
   });
   after(async () => fast.close());
 
-  /** Starts a signed SSE-C PUT of `total` bytes, sends `sent` of them, and returns the request. */
-  async function partialPut(name: string, total: number, sent: number): Promise<http.ClientRequest> {
-    const url = new URL(fast.proxy.endpoint);
-    const signed = await clientSigner(fast.double).sign({
-      method: 'PUT',
-      protocol: 'https:',
-      hostname: url.hostname,
-      port: Number(url.port),
-      path: `/${bucket}/${name}`,
-      query: {},
-      headers: { host: url.host, 'content-length': String(total), 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...ssecHeaders(key) },
-    });
-    const req = https.request({ host: url.hostname, port: url.port, method: 'PUT', path: `/${bucket}/${name}`, headers: signed.headers, ca: fast.proxy.caPem, agent: false });
-    req.on('error', () => {});
-    req.write(Buffer.alloc(sent, 1));
-    return req;
-  }
-
   test('an upload cut by its client: logged with status 499, no warning, nothing stored', async () => {
-    const req = await partialPut('gone', 100_000, 10_000);
+    const req = await partialPut(fast.proxy, fast.double, `/${bucket}/gone`, key, 100_000, 10_000);
     await new Promise((r) => setTimeout(r, 200));
     req.destroy();
     await new Promise((r) => setTimeout(r, 300));
@@ -93,7 +100,7 @@ describe('clients that go away, and clients that upload slowly', () => {
 
   test('140 uploads stalled after their first chunk leave a GET answered at once', async () => {
     await fast.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'readable', Body: 'still served', ...sse(key) }));
-    const stalled = await Promise.all(Array.from({ length: 140 }, (_, i) => partialPut(`slow-${i}`, 1_000_000, 70_000)));
+    const stalled = await Promise.all(Array.from({ length: 140 }, (_, i) => partialPut(fast.proxy, fast.double, `/${bucket}/slow-${i}`, key, 1_000_000, 70_000)));
     try {
       await new Promise((r) => setTimeout(r, 300));
       const got = await fast.s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'readable', ...sse(key) }));
@@ -118,23 +125,7 @@ describe('a cap on concurrent uploads', () => {
     const capped = await start(fast.double, { SSEC_PROXY_MAX_CONCURRENT_UPLOADS: '2' });
     try {
       await capped.client().send(new PutObjectCommand({ Bucket: bucket, Key: 'readable', Body: 'served', ...sse(key) }));
-      const url = new URL(capped.endpoint);
-      const stall = async (name: string) => {
-        const signed = await clientSigner(fast.double).sign({
-          method: 'PUT',
-          protocol: 'https:',
-          hostname: url.hostname,
-          port: Number(url.port),
-          path: `/${bucket}/${name}`,
-          query: {},
-          headers: { host: url.host, 'content-length': '100000', 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...ssecHeaders(key) },
-        });
-        const req = https.request({ host: url.hostname, port: url.port, method: 'PUT', path: `/${bucket}/${name}`, headers: signed.headers, ca: capped.caPem, agent: false });
-        req.on('error', () => {});
-        req.write(Buffer.alloc(10));
-        return req;
-      };
-      const held = [await stall('a'), await stall('b')];
+      const held = [await partialPut(capped, fast.double, `/${bucket}/a`, key, 100_000, 10), await partialPut(capped, fast.double, `/${bucket}/b`, key, 100_000, 10)];
       await new Promise((r) => setTimeout(r, 200));
       await rejectsWith(capped.client().send(new PutObjectCommand({ Bucket: bucket, Key: 'c', Body: 'third', ...sse(key) })), 'SlowDown', 503);
       const got = await capped.client().send(new GetObjectCommand({ Bucket: bucket, Key: 'readable', ...sse(key) }));
@@ -144,6 +135,37 @@ describe('a cap on concurrent uploads', () => {
       await capped.client().send(new PutObjectCommand({ Bucket: bucket, Key: 'c', Body: 'third', ...sse(key) }));
     } finally {
       await capped.close();
+    }
+  });
+});
+
+describe('an upload body that stops', () => {
+  let fast: Fast;
+  const bucket = 'idle';
+  const key = newKey();
+  before(async () => {
+    fast = await startFast({ buckets: [bucket] });
+  });
+  after(async () => fast.close());
+
+  test('is S3\'s 400 RequestTimeout after SSEC_PROXY_BODY_IDLE_SECONDS, and nothing is stored', async () => {
+    const { startTestProxy: start } = await import('../support/proxy.ts');
+    const strict = await start(fast.double, { SSEC_PROXY_BODY_IDLE_SECONDS: '1' });
+    try {
+      const req = await partialPut(strict, fast.double, `/${bucket}/stopped`, key, 100_000, 1000);
+      const status = await new Promise<number>((resolve) => {
+        req.on('response', (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        setTimeout(() => resolve(0), 5000);
+      });
+      req.destroy();
+      assert.equal(status, 400);
+      assert.equal(strict.logs.findLast((l) => l.op === 'PutObject')?.status, 400);
+      assert.equal(fast.double.objects.get(bucket, 'stopped'), undefined);
+    } finally {
+      await strict.close();
     }
   });
 });
