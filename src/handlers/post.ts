@@ -3,11 +3,11 @@
  * with the SSE-C trio as form fields. The policy is checked as S3 checks it; the file is then stored like a
  * PutObject (encrypted when the form carries SSE-C).
  *
- * The upstream needs a Content-Length and a form gives the file's size only at its end, so the file is
- * buffered in memory, up to MAX_POST_FILE bytes (a documented limit; S3 allows 5 GB).
+ * The form is authenticated when its file part starts, before a byte of the file is read. The upstream needs a
+ * Content-Length and a form gives the file's size only at its end, so the file is held until then on local
+ * disk, encrypted under an ephemeral key (objects/spool.ts), up to MAX_POST_FILE bytes (S3 allows 5 GB).
  */
 import type { IncomingMessage } from 'node:http';
-import { Readable } from 'node:stream';
 import busboy from 'busboy';
 import { refuseOutsideAllowList } from '../s3/allow-list.ts';
 import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
@@ -21,6 +21,7 @@ import { scoped } from '../sse-c/data-key.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
 import { relayUpstreamError, type BucketContext } from '../context.ts';
 import { remember } from '../objects/layout.ts';
+import { spool, type Spooled } from '../objects/spool.ts';
 import { sealingStages, streamUpload } from '../objects/write.ts';
 
 export type { CredentialLookup };
@@ -30,7 +31,8 @@ const MAX_FIELDS_BYTES = 64 * 1024;
 
 interface Form {
   fields: Map<string, string>; // lower-case names
-  file: Buffer;
+  /** The file, held until its end (its size is needed before the upstream PUT); never whole in memory. */
+  file: Spooled;
   filename: string;
   fileContentType: string | undefined;
 }
@@ -57,7 +59,7 @@ async function readForm(req: IncomingMessage, admit: (fields: Map<string, string
     const fields = new Map<string, string>();
     let fileSeen = false;
     let preFileBytes = 0;
-    let file: Buffer | undefined;
+    let file: Promise<Spooled> | undefined;
     let filename = '';
     let fileContentType: string | undefined;
     bb.on('field', (name, value) => {
@@ -79,21 +81,18 @@ async function readForm(req: IncomingMessage, admit: (fields: Map<string, string
         stop(e);
         return;
       }
-      const chunks: Buffer[] = [];
-      let n = 0;
       const tooLarge = () => new S3Error('EntityTooLarge', 'Your proposed upload exceeds the maximum allowed size', { extra: { MaxSizeAllowed: String(max) } });
-      stream.on('data', (c: Buffer) => {
-        n += c.length;
-        if (n > max) return stop(tooLarge());
-        chunks.push(c);
-      });
-      stream.on('limit', () => stop(tooLarge()));
-      stream.on('end', () => (file = Buffer.concat(chunks, n)));
+      file = spool(stream, max, tooLarge);
+      file.catch(stop);
     });
-    bb.on('error', () => reject(new S3Error('MalformedPOSTRequest', 'The body of your POST request is not well-formed multipart/form-data.', { status: 400 })));
+    bb.on('error', () => {
+      // A file already held is let go: its spool is removed.
+      file?.then((held) => held[Symbol.asyncDispose]()).catch(() => {});
+      reject(new S3Error('MalformedPOSTRequest', 'The body of your POST request is not well-formed multipart/form-data.', { status: 400 }));
+    });
     bb.on('close', () => {
       if (file === undefined) reject(new S3Error('InvalidArgument', 'POST requires exactly one file upload per request.', { extra: { ArgumentName: 'file', ArgumentValue: '0' } }));
-      else resolve({ fields, file, filename, fileContentType });
+      else file.then((held) => resolve({ fields, file: held, filename, fileContentType }), reject);
     });
     req.pipe(bb);
   });
@@ -114,9 +113,10 @@ export async function postObject(ctx: BucketContext, lookup: CredentialLookup, n
     admitted = { identity, conditions, key: rawKey.replace(/\$\{filename\}/g, filename), customerKey };
     return Math.min(MAX_POST_FILE, maxContentLength(conditions));
   });
-  ctx.stats.bytesIn += form.file.length;
+  await using file = form.file;
+  ctx.stats.bytesIn += file.size;
   const { identity, conditions, key, customerKey } = admitted!;
-  checkPolicy(conditions, form.fields, bucket, form.file.length);
+  checkPolicy(conditions, form.fields, bucket, file.size);
 
   // Object headers come from the form's fields, as S3 takes them.
   const headers: Record<string, string> = {};
@@ -128,20 +128,20 @@ export async function postObject(ctx: BucketContext, lookup: CredentialLookup, n
   if (form.fields.get('acl')) headers['x-amz-acl'] = form.fields.get('acl')!;
   headers['content-type'] = form.fields.get('content-type') ?? form.fileContentType ?? 'binary/octet-stream';
   let stages: ReturnType<typeof sealingStages>['stages'] = [];
-  let length = form.file.length;
+  let length = file.size;
   const chunkSize = 2 ** ctx.config.chunkSizeLog2;
   if (customerKey) {
     const envelope = sealEnvelope({ customerKey: customerKey.key, bucket, key, chunkSizeLog2: ctx.config.chunkSizeLog2 });
     using dataKey = scoped(envelope.dataKey);
-    const sealed = sealingStages({ dataKey, chunkSize, partNumber: 0, plainSize: form.file.length, given: () => ({}) });
+    const sealed = sealingStages({ dataKey, chunkSize, partNumber: 0, plainSize: file.size, given: () => ({}) });
     stages = sealed.stages;
     length = sealed.cipherSize;
     headers[ENVELOPE_META] = envelope.value;
   }
-  const up = await streamUpload(ctx, { path: objectPath(bucket, key), query: [], headers, length }, Readable.from([form.file]), stages, identity);
+  const up = await streamUpload(ctx, { path: objectPath(bucket, key), query: [], headers, length }, file.read(), stages, identity);
   if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
   const etag = String(up.headers['etag'] ?? '');
-  if (customerKey) remember(ctx, { bucket, key, etag }, { encrypted: true, size: form.file.length, chunkSize });
+  if (customerKey) remember(ctx, { bucket, key, etag }, { encrypted: true, size: file.size, chunkSize });
   const out: Record<string, string> = { 'x-amz-request-id': ctx.requestId, etag, ...(customerKey ? ssecEchoHeaders(customerKey) : {}) };
   const location = `/${encodeURIComponent(bucket)}/${encodeURIComponent(key)}`;
   const redirect = form.fields.get('success_action_redirect') ?? form.fields.get('redirect');

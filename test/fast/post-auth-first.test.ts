@@ -85,3 +85,34 @@ describe('PostObject refuses before reading the file', () => {
     assert.equal(fast.double.objects.get(bucket, 'uploads/big.bin'), undefined);
   });
 });
+
+describe('an authenticated form with a large file', () => {
+  test('is stored whole, held on disk (encrypted) while it arrives, and the spool is gone afterwards', async () => {
+    const { readdirSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const spools = () => readdirSync(tmpdir()).filter((n) => n.startsWith('s3-ssec-proxy-spool-')).length;
+    const before = spools();
+    const head = formHead(fast.double.accessKeyId, fast.double.secretAccessKey, 60_000);
+    const file = Buffer.alloc(20 * 1024 * 1024, 7);
+    const body = Buffer.concat([Buffer.from(head), file, Buffer.from(`\r\n--${boundary}--\r\n`)]);
+    const url = new URL(fast.proxy.endpoint);
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = https.request(
+        { host: url.hostname, port: url.port, method: 'POST', path: `/${bucket}`, ca: fast.proxy.caPem, agent: false, headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(body.length) } },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+    assert.equal(status, 204);
+    const stored = fast.double.objects.get(bucket, 'uploads/big.bin')!;
+    assert.equal(stored.body.length, file.length);
+    assert.ok(stored.body.equals(file));
+    // The spool is removed as the handler ends, just after the answer.
+    for (let i = 0; i < 50 && spools() !== before; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(spools(), before, 'the spool directory was removed');
+  });
+});
