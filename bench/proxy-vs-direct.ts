@@ -300,6 +300,75 @@ async function main() {
     } finally {
       many.proxy.kill('SIGTERM');
     }
+    // Hostile clients, on a fresh proxy process: (1) a 200 MiB PostObject form signed with an unknown key — the
+    // RSS it costs; (2) 200 SSE-C uploads that send one byte every 2 s — how long a normal GET then takes.
+    const hostile = await startProxy(dir);
+    let unauthPost: string;
+    let slowUploads: string;
+    try {
+      const port2 = hostile.port;
+      const rss0 = procStat(hostile.proxy.pid!).rssMiB;
+      let peak = rss0;
+      const sampler = setInterval(() => (peak = Math.max(peak, procStat(hostile.proxy.pid!).rssMiB)), 20);
+      const boundary = 'bench-boundary';
+      const fields = { key: 'x', policy: 'e30=', 'x-amz-algorithm': 'AWS4-HMAC-SHA256', 'x-amz-credential': `AKUNKNOWN/20261205/${region}/s3/aws4_request`, 'x-amz-date': '20261205T000000Z', 'x-amz-signature': '0'.repeat(64) };
+      let head = '';
+      for (const [k, v] of Object.entries(fields)) head += `--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`;
+      head += `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n`;
+      const fileSize = 200 * MiB;
+      const tail = `\r\n--${boundary}--\r\n`;
+      const form = Readable.from((async function* () {
+        yield Buffer.from(head);
+        const block = Buffer.alloc(MiB);
+        for (let i = 0; i < fileSize / MiB; i++) yield block;
+        yield Buffer.from(tail);
+      })());
+      const postStatus = await request(`https://127.0.0.1:${port2}/${bucket}`, {
+        method: 'POST',
+        headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(Buffer.byteLength(head) + fileSize + Buffer.byteLength(tail)) },
+        body: form,
+        dispatcher: new Agent({ connect: { ca: cert.caPem } }),
+      }).then(
+        async (r) => {
+          await r.body.dump();
+          return String(r.statusCode);
+        },
+        (e: Error) => `cut (${e.message})`,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      clearInterval(sampler);
+      unauthPost = `answered ${postStatus}; proxy RSS +${(peak - rss0).toFixed(1)} MiB (from ${rss0.toFixed(0)} MiB)`;
+
+      const via: Target = { ...viaProxy, origin: `https://127.0.0.1:${port2}`, agent: new Agent({ connect: { ca: cert.caPem }, connections: 300 }) };
+      const seed = await send(via, 'PUT', `/${bucket}/slow-seed.bin`, { 'content-length': String(MiB) }, body(MiB));
+      await seed.body.text();
+      const stop = { done: false };
+      const trickle = (n: number) =>
+        new Readable({
+          read() {
+            if (stop.done) return this.destroy();
+            setTimeout(() => this.push(Buffer.alloc(1)), n === 0 ? 0 : 2000);
+          },
+        });
+      const slow = Array.from({ length: 200 }, (_, i) =>
+        send(via, 'PUT', `/${bucket}/slow-${i}.bin`, { 'content-length': String(1_000_000) }, trickle(i)).then(
+          (r) => r.body.dump(),
+          () => undefined,
+        ),
+      );
+      await new Promise((r) => setTimeout(r, 3000));
+      const get = await timed(async () => {
+        const r = await send(via, 'GET', `/${bucket}/slow-seed.bin`, {});
+        await r.body.dump({ limit: Infinity });
+        return r.statusCode;
+      });
+      stop.done = true;
+      slowUploads = `a 1 MiB SSE-C GET answered ${get.value} in ${(get.seconds * 1000).toFixed(0)} ms`;
+      hostile.proxy.kill('SIGKILL');
+      await Promise.allSettled(slow);
+    } finally {
+      hostile.proxy.kill('SIGKILL');
+    }
     const rows = [
       ['object size', `${SIZE / MiB} MiB`],
       ['PUT direct', `${d.putMBs.toFixed(0)} MiB/s`],
@@ -321,6 +390,8 @@ async function main() {
       ['plain upstream CopyObject of the same size, direct', `${directCopy.seconds.toFixed(2)} s`],
       ['proxy peak RSS', `${after.peakRssMiB.toFixed(0)} MiB (before: ${before.peakRssMiB.toFixed(0)} MiB)`],
       ['500 connections at once (250 PUT + 250 GET of 2 MiB, SSE-C), fresh proxy', crowd],
+      ['a 200 MiB PostObject form with an unknown key, fresh proxy', unauthPost],
+      ['while 200 SSE-C uploads trickle 1 byte every 2 s', slowUploads],
     ];
     for (const [k, v] of rows) console.log(`${k!.padEnd(52)} ${v}`);
   } catch (e) {
