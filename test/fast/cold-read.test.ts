@@ -6,17 +6,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import {
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  GetObjectCommand,
-  PutObjectCommand,
-  UploadPartCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { bodyBytes, newKey, sse } from '../support/proxy.ts';
 import { describeRequests, type RecordedRequest } from '../support/s3-double.ts';
-import { anotherProxy, assertNoBodyThrownAway, rejectsWith, startFast, upstreamOf, type Fast } from './harness.ts';
+import { anotherProxy, assertNoBodyThrownAway, rejectsWith, startFast, uploadMultipart, upstreamOf, type Fast } from './harness.ts';
 
 const MiB = 1024 * 1024;
 const bucket = 'cold';
@@ -50,20 +43,7 @@ const shape = (requests: RecordedRequest[]) => requests.map((r) => `${r.method} 
 before(async () => {
   fast = await startFast({ chunkSizeLog2: 12, buckets: [bucket] });
   const s3 = fast.s3;
-  const created = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'mp', ...sse(key) }));
-  const etags = [];
-  for (const [i, Body] of parts.entries()) {
-    etags.push((await s3.send(new UploadPartCommand({ Bucket: bucket, Key: 'mp', UploadId: created.UploadId, PartNumber: i + 1, Body, ...sse(key) }))).ETag);
-  }
-  await s3.send(
-    new CompleteMultipartUploadCommand({
-      Bucket: bucket,
-      Key: 'mp',
-      UploadId: created.UploadId,
-      MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
-      ...sse(key),
-    }),
-  );
+  await uploadMultipart(s3, bucket, 'mp', parts, key);
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'single', Body: single, ...sse(key) }));
 });
 

@@ -6,8 +6,15 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreateBucketCommand, S3ServiceException, type S3Client } from '@aws-sdk/client-s3';
-import { startTestProxy, type TestProxy } from '../support/proxy.ts';
+import {
+  CompleteMultipartUploadCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  S3ServiceException,
+  UploadPartCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { sse, startTestProxy, type SseKey, type TestProxy } from '../support/proxy.ts';
 import { describeRequests, startS3Double, type RecordedRequest, type S3Double } from '../support/s3-double.ts';
 
 export interface Fast {
@@ -38,6 +45,18 @@ export async function startFast(opts: { chunkSizeLog2?: number; buckets?: string
       await double.close();
     },
   };
+}
+
+/** An SSE-C multipart upload of `parts` (numbered from 1) to `bucket/name`, completed; returns the client's upload id. */
+export async function uploadMultipart(s3: S3Client, bucket: string, name: string, parts: Buffer[], k: SseKey): Promise<string> {
+  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: name, ...sse(k) }));
+  const etags: Array<string | undefined> = [];
+  for (const [i, Body] of parts.entries()) {
+    etags.push((await s3.send(new UploadPartCommand({ Bucket: bucket, Key: name, UploadId, PartNumber: i + 1, Body, ...sse(k) }))).ETag);
+  }
+  const MultipartUpload = { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) };
+  await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: name, UploadId, MultipartUpload, ...sse(k) }));
+  return UploadId!;
 }
 
 /** Another proxy (a cold replica: nothing learned yet) over the same double. */

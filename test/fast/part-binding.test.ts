@@ -7,11 +7,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { CompleteMultipartUploadCommand, CreateMultipartUploadCommand, GetObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { encryptedSize } from '../../src/format/layout.ts';
 import { TAIL_SIZE } from '../../src/format/tail.ts';
 import { bodyBytes, newKey, sse } from '../support/proxy.ts';
-import { anotherProxy, startFast, type Fast } from './harness.ts';
+import { anotherProxy, startFast, uploadMultipart, type Fast } from './harness.ts';
 
 const MiB = 1024 * 1024;
 const bucket = 'binding';
@@ -27,35 +27,15 @@ after(async () => {
   await fast.close();
 });
 
-/** Uploads `parts` as a multipart object under `key`; returns the upload id the client saw. */
-async function upload(name: string, parts: Buffer[]): Promise<string> {
-  const s3 = fast.s3;
-  const created = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: name, ...sse(key) }));
-  const etags: Array<string | undefined> = [];
-  for (const [i, Body] of parts.entries()) {
-    etags.push((await s3.send(new UploadPartCommand({ Bucket: bucket, Key: name, UploadId: created.UploadId, PartNumber: i + 1, Body, ...sse(key) }))).ETag);
-  }
-  await s3.send(
-    new CompleteMultipartUploadCommand({
-      Bucket: bucket,
-      Key: name,
-      UploadId: created.UploadId,
-      MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
-      ...sse(key),
-    }),
-  );
-  return created.UploadId!;
-}
-
 describe('two uploads to the same name under the same key', () => {
   const first = [randomBytes(5 * MiB), randomBytes(5 * MiB), randomBytes(1000)];
   const second = [randomBytes(5 * MiB), randomBytes(5 * MiB), randomBytes(1000)];
   let storedFirst: Buffer;
 
   test('have different upload ids and different ciphertext', async () => {
-    const a = await upload('same', first);
+    const a = await uploadMultipart(fast.s3, bucket, 'same', first, key);
     storedFirst = Buffer.from(fast.double.objects.get(bucket, 'same')!.body);
-    const b = await upload('same', second);
+    const b = await uploadMultipart(fast.s3, bucket, 'same', second, key);
     assert.notEqual(a.replace(/^.*\.ssec\d\./, ''), b.replace(/^.*\.ssec\d\./, ''));
   });
 

@@ -12,18 +12,15 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import {
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
-  UploadPartCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { bodyBytes, newKey, sse } from '../support/proxy.ts';
 import { describeRequests, type RecordedRequest, type S3Double } from '../support/s3-double.ts';
-import { anotherProxy, assertNoBodyThrownAway, startFast, upstreamOf, type Fast } from './harness.ts';
+import { anotherProxy, assertNoBodyThrownAway, startFast, uploadMultipart, upstreamOf, type Fast } from './harness.ts';
 
 const bucket = 'counts';
 const C = 65536;
@@ -168,13 +165,7 @@ describe('a multipart object (5 MiB + 1 and 1000 bytes)', () => {
   const range = `bytes=${P - 5}-${P + 5}`;
 
   before(async () => {
-    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'mp', ...sse(key) }));
-    const etags: Array<string | undefined> = [];
-    for (const [i, Body] of parts.entries()) {
-      etags.push((await s3.send(new UploadPartCommand({ Bucket: bucket, Key: 'mp', UploadId, PartNumber: i + 1, Body, ...sse(key) }))).ETag);
-    }
-    const MultipartUpload = { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) };
-    await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'mp', UploadId, MultipartUpload, ...sse(key) }));
+    await uploadMultipart(s3, bucket, 'mp', parts, key);
   });
 
   test('warm ranged GET across the part boundary: 1 GET, pinned', async () => {

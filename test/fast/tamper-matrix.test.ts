@@ -7,11 +7,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { CompleteMultipartUploadCommand, CreateMultipartUploadCommand, GetObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { encryptedSize } from '../../src/format/layout.ts';
 import { TAIL_SIZE } from '../../src/format/tail.ts';
 import { bodyBytes, newKey, sse } from '../support/proxy.ts';
-import { anotherProxy, startFast, type Fast } from './harness.ts';
+import { anotherProxy, startFast, uploadMultipart, type Fast } from './harness.ts';
 
 const MiB = 1024 * 1024;
 const bucket = 'matrix';
@@ -23,23 +23,12 @@ let original: Buffer;
 let otherUpload: Buffer;
 let parts: Buffer[];
 
-async function upload(name: string, data: Buffer[]): Promise<void> {
-  const created = await fast.s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: name, ...sse(key) }));
-  const etags: Array<string | undefined> = [];
-  for (const [i, Body] of data.entries()) {
-    etags.push((await fast.s3.send(new UploadPartCommand({ Bucket: bucket, Key: name, UploadId: created.UploadId, PartNumber: i + 1, Body, ...sse(key) }))).ETag);
-  }
-  await fast.s3.send(
-    new CompleteMultipartUploadCommand({ Bucket: bucket, Key: name, UploadId: created.UploadId, MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) }, ...sse(key) }),
-  );
-}
-
 before(async () => {
   fast = await startFast({ buckets: [bucket] });
   parts = sizes.map((n) => randomBytes(n));
-  await upload('obj', parts);
+  await uploadMultipart(fast.s3, bucket, 'obj', parts, key);
   original = Buffer.from(fast.double.objects.get(bucket, 'obj')!.body);
-  await upload('other', sizes.map((n) => randomBytes(n)));
+  await uploadMultipart(fast.s3, bucket, 'other', sizes.map((n) => randomBytes(n)), key);
   otherUpload = Buffer.from(fast.double.objects.get(bucket, 'other')!.body);
 });
 after(async () => fast.close());
