@@ -5,11 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
-import { clientSigner, newKey, sse, ssecHeaders, startTestProxy, type TestProxy } from '../support/proxy.ts';
+import { newKey, openSsecPut, sse, startTestProxy, type TestProxy } from '../support/proxy.ts';
 import { rejectsWith, startFast, type Fast } from './harness.ts';
 
 describe('a store that resets the connection in the middle of an answer', () => {
@@ -56,24 +55,13 @@ describe('a store that resets the connection in the middle of an answer', () => 
 /** Starts a signed SSE-C PUT of `total` bytes through `proxy`, sends `sent` of them, and returns the request. */
 async function partialPut(
   proxy: Pick<TestProxy, 'endpoint' | 'caPem'>,
-  signer: Parameters<typeof clientSigner>[0],
+  up: Parameters<typeof openSsecPut>[1],
   path: string,
   key: ReturnType<typeof newKey>,
   total: number,
   sent: number,
 ): Promise<http.ClientRequest> {
-  const url = new URL(proxy.endpoint);
-  const signed = await clientSigner(signer).sign({
-    method: 'PUT',
-    protocol: 'https:',
-    hostname: url.hostname,
-    port: Number(url.port),
-    path,
-    query: {},
-    headers: { host: url.host, 'content-length': String(total), 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...ssecHeaders(key) },
-  });
-  const req = https.request({ host: url.hostname, port: url.port, method: 'PUT', path, headers: signed.headers, ca: proxy.caPem, agent: false });
-  req.on('error', () => {});
+  const req = await openSsecPut(proxy, up, path, key, total);
   req.write(Buffer.alloc(sent, 1));
   return req;
 }

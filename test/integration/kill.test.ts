@@ -6,7 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import https from 'node:https';
 import { after, before, test } from 'node:test';
 import {
   CompleteMultipartUploadCommand,
@@ -17,7 +16,7 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { startCli } from '../support/cli.ts';
-import { bodyBytes, clientSigner, newKey, rgwUpstream, sse, ssecHeaders, startTestProxy, type TestProxy, type UpstreamInfo } from '../support/proxy.ts';
+import { bodyBytes, newKey, openSsecPut, rgwUpstream, sse, startTestProxy, type TestProxy, type UpstreamInfo } from '../support/proxy.ts';
 
 const MiB = 1024 * 1024;
 let up: UpstreamInfo;
@@ -45,18 +44,7 @@ test('SIGKILL in the middle of single SSE-C PUTs (at several points): nothing of
     await reader.client().send(new PutObjectCommand({ Bucket: bucket, Key: name, Body: previous, ...sse(key) }));
     const cli = await startCli(up);
     try {
-      const total = 8 * MiB;
-      const signed = await clientSigner(up).sign({
-        method: 'PUT',
-        protocol: 'https:',
-        hostname: '127.0.0.1',
-        port: cli.port,
-        path: `/${bucket}/${name}`,
-        query: {},
-        headers: { host: `127.0.0.1:${cli.port}`, 'content-length': String(total), 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...ssecHeaders(key) },
-      });
-      const req = https.request({ host: '127.0.0.1', port: cli.port, method: 'PUT', path: `/${bucket}/${name}`, headers: signed.headers, ca: cli.caPem, agent: false });
-      req.on('error', () => {});
+      const req = await openSsecPut({ endpoint: `https://127.0.0.1:${cli.port}`, caPem: cli.caPem }, up, `/${bucket}/${name}`, key, 8 * MiB);
       await new Promise<void>((resolve) => req.write(randomBytes(sentBeforeKill), () => resolve()));
       await new Promise((r) => setTimeout(r, 300));
       cli.child.kill('SIGKILL');

@@ -5,12 +5,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import https from 'node:https';
 import net from 'node:net';
 import { test } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { startCli } from '../support/cli.ts';
-import { clientSigner, newKey, rgwUpstream, sse, ssecHeaders } from '../support/proxy.ts';
+import { newKey, openSsecPut, rgwUpstream, sse } from '../support/proxy.ts';
 
 test('SIGTERM during a stalled upload: stops accepting, cuts it after the grace period, stores nothing of it', async () => {
   const up = await rgwUpstream();
@@ -25,19 +24,10 @@ test('SIGTERM during a stalled upload: stops accepting, cuts it after the grace 
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'stalled', Body: previous, ...sse(k) }));
 
     // A raw SSE-C upload that sends half its body and then stalls.
-    const signer = clientSigner(up);
     const total = 2_000_000;
-    const signed = await signer.sign({
-      method: 'PUT',
-      protocol: 'https:',
-      hostname: '127.0.0.1',
-      port,
-      path: `/${bucket}/stalled`,
-      query: {},
-      headers: { host: `127.0.0.1:${port}`, 'content-length': String(total), 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...ssecHeaders(k) },
-    });
+    const req = await openSsecPut({ endpoint: `https://127.0.0.1:${port}`, caPem: cli.caPem }, up, `/${bucket}/stalled`, k, total);
     const stalled = new Promise<string>((resolve) => {
-      const req = https.request({ host: '127.0.0.1', port, method: 'PUT', path: `/${bucket}/stalled`, headers: signed.headers, ca: cli.caPem, agent: false }, (res) => {
+      req.on('response', (res) => {
         res.resume();
         res.on('end', () => resolve(`answered ${res.statusCode}`));
       });
@@ -104,17 +94,7 @@ test('SIGTERM during an in-flight request: /readyz answers not ready at once, an
   // A request that stays in flight: a signed SSE-C PUT whose body stops after one byte.
   const bucket = `drain2-${randomBytes(4).toString('hex')}`;
   await cli.client().send(new CreateBucketCommand({ Bucket: bucket }));
-  const signed = await clientSigner(up).sign({
-    method: 'PUT',
-    protocol: 'https:',
-    hostname: '127.0.0.1',
-    port,
-    path: `/${bucket}/stalled`,
-    query: {},
-    headers: { host: `127.0.0.1:${port}`, 'content-length': '1000', 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...ssecHeaders(newKey()) },
-  });
-  const stalled = https.request({ host: '127.0.0.1', port, method: 'PUT', path: `/${bucket}/stalled`, headers: signed.headers, ca: cli.caPem, agent: false });
-  stalled.on('error', () => {});
+  const stalled = await openSsecPut({ endpoint: `https://127.0.0.1:${port}`, caPem: cli.caPem }, up, `/${bucket}/stalled`, newKey(), 1000);
   stalled.write('x');
   const idle = net.connect(port, '127.0.0.1'); // and a client that never starts TLS
   idle.on('error', () => {}); // the proxy resets it on shutdown

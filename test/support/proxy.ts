@@ -216,6 +216,33 @@ export async function rawRequest(
   });
 }
 
+/**
+ * A signed SSE-C PUT of `total` bytes to `path` through the proxy at `endpoint`, opened but with no body
+ * written yet: tests write part of it and stall, cut it, or kill the proxy under it. Errors are the test's to
+ * observe (`req.on('error')`); none is thrown.
+ */
+export async function openSsecPut(
+  t: { endpoint: string; caPem: string },
+  up: Pick<UpstreamInfo, 'accessKeyId' | 'secretAccessKey' | 'region'>,
+  path: string,
+  key: SseKey,
+  total: number,
+): Promise<import('node:http').ClientRequest> {
+  const url = new URL(t.endpoint);
+  const signed = await clientSigner(up).sign({
+    method: 'PUT',
+    protocol: 'https:',
+    hostname: url.hostname,
+    port: Number(url.port),
+    path,
+    query: {},
+    headers: { host: url.host, 'content-length': String(total), 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...ssecHeaders(key) },
+  });
+  const req = https.request({ host: url.hostname, port: url.port, method: 'PUT', path, headers: signed.headers, ca: t.caPem, agent: false });
+  req.on('error', () => {});
+  return req;
+}
+
 /** `<Code>` of an S3 XML error body. */
 export function errorCode(body: Buffer | string): string | undefined {
   return /<Code>([^<]+)<\/Code>/.exec(body.toString())?.[1];
