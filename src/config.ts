@@ -51,6 +51,8 @@ export interface Config {
   readonly copyMultipartThreshold: number;
   /** Uploads (object and part bodies) streamed at once; beyond, S3's 503 SlowDown. */
   readonly maxConcurrentUploads: number;
+  /** Client connections per listener; beyond, new ones are closed at once (the memory budget holds). */
+  readonly maxConnections: number;
   /** An upload body silent this long fails with S3's RequestTimeout. */
   readonly bodyIdleMs: number;
   /**
@@ -115,6 +117,7 @@ const fileSchema = z
     maxClockSkewMinutes: z.number().positive().max(60 * 24).optional(),
     copyMultipartThreshold: z.number().int().min(5 * 1024 * 1024).max(5 * 1024 ** 3).optional(),
     maxConcurrentUploads: z.number().int().min(1).max(100_000).optional(),
+    maxConnections: z.number().int().min(1).max(1_000_000).optional(),
     bodyIdleSeconds: z.number().min(1).max(3600).optional(),
     reencryptOnKeyChange: z.boolean().optional(),
     virtualHostDomain: z.string().regex(/^[a-z0-9.-]+$/i, 'must be a DNS name').optional(),
@@ -293,13 +296,18 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       problems.push('SSEC_PROXY_COPY_MULTIPART_THRESHOLD: must be a byte count between 5 MiB and 5 GiB');
     } else copyMultipartThreshold = n;
   }
-  const uploadsText = env.SSEC_PROXY_MAX_CONCURRENT_UPLOADS;
-  let maxConcurrentUploads = file.maxConcurrentUploads ?? 128;
-  if (uploadsText !== undefined && uploadsText !== '') {
-    const n = Number(uploadsText);
-    if (!Number.isInteger(n) || n < 1 || n > 100_000) problems.push('SSEC_PROXY_MAX_CONCURRENT_UPLOADS: must be an integer, 1..100000');
-    else maxConcurrentUploads = n;
-  }
+  /** A whole-number setting from the environment, else the file, else its default; out of range is a problem. */
+  const count = (name: string, fromFile: number | undefined, fallback: number, max: number): number => {
+    const text = env[name];
+    if (text === undefined || text === '') return fromFile ?? fallback;
+    const n = Number(text);
+    if (Number.isInteger(n) && n >= 1 && n <= max) return n;
+    problems.push(`${name}: must be an integer, 1..${max}`);
+    return fallback;
+  };
+  const maxConcurrentUploads = count('SSEC_PROXY_MAX_CONCURRENT_UPLOADS', file.maxConcurrentUploads, 128, 100_000);
+  // ~130 MiB + ~0.4 MiB per connection served (docs/OPERATIONS.md): 800 stays under the manifests' 512 Mi.
+  const maxConnections = count('SSEC_PROXY_MAX_CONNECTIONS', file.maxConnections, 800, 1_000_000);
   const idleText = env.SSEC_PROXY_BODY_IDLE_SECONDS;
   let bodyIdleMs = (file.bodyIdleSeconds ?? 20) * 1000;
   if (idleText !== undefined && idleText !== '') {
@@ -322,6 +330,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     probeAllLayouts: !multipartEtags,
     copyMultipartThreshold,
     maxConcurrentUploads,
+    maxConnections,
     bodyIdleMs,
     reencryptOnKeyChange: reencrypt,
     virtualHostDomain: virtualHostDomain?.toLowerCase(),

@@ -115,6 +115,7 @@ export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {
     s.keepAliveTimeout = 20_000;
     s.requestTimeout = 0; // uploads of many GiB are legitimate; a stalled body is cut by its own idle timeout
     s.headersTimeout = HEADERS_TIMEOUT_MS;
+    s.maxConnections = config.maxConnections;
     s.on('clientError', onClientError);
   }
   const listen = (s: http.Server, host: string, port: number) =>

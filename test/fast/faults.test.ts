@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { newKey, openSsecPut, sse, startTestProxy, type TestProxy } from '../support/proxy.ts';
@@ -154,6 +156,45 @@ describe('an upload body that stops', () => {
       assert.equal(fast.double.objects.get(bucket, 'stopped'), undefined);
     } finally {
       await strict.close();
+    }
+  });
+});
+
+describe('more connections than SSEC_PROXY_MAX_CONNECTIONS', () => {
+  let fast: Fast;
+  const bucket = 'crowded';
+  before(async () => {
+    fast = await startFast({ buckets: [bucket] });
+  });
+  after(async () => fast.close());
+
+  test('the connection beyond the cap is closed at once (the memory budget holds); one frees, the next is served', async () => {
+    const { startTestProxy: start } = await import('../support/proxy.ts');
+    const capped = await start(fast.double, { SSEC_PROXY_MAX_CONNECTIONS: '3' });
+    const url = new URL(capped.endpoint);
+    const idle: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const s = net.connect(Number(url.port), url.hostname);
+        await once(s, 'connect');
+        idle.push(s);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+      const extra = tls.connect({ port: Number(url.port), host: url.hostname, ca: capped.caPem, servername: 'localhost' });
+      const outcome = await new Promise<string>((resolve) => {
+        extra.once('secureConnect', () => resolve('handshake done'));
+        extra.once('error', () => resolve('refused'));
+        extra.once('close', () => resolve('refused'));
+      });
+      extra.destroy();
+      assert.equal(outcome, 'refused');
+      idle.pop()!.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      await capped.client().send(new PutObjectCommand({ Bucket: bucket, Key: 'served', Body: 'yes' }));
+      assert.equal(fast.double.objects.get(bucket, 'served')?.body.length, 3);
+    } finally {
+      for (const s of idle) s.destroy();
+      await capped.close();
     }
   });
 });

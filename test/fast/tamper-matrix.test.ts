@@ -86,6 +86,7 @@ describe('tamper matrix of a 3-part SSE-C object (cold replica, whole and ranged
     ['emptied', () => Buffer.alloc(0), 'no wrong byte'],
     // Residual risks (docs/SECURITY.md): whole parts removed leave a shorter object that holds together.
     ['RESIDUAL: the middle part removed whole', () => Buffer.concat([original.subarray(0, P), original.subarray(2 * P)]), 'wrong bytes accepted'],
+    ['RESIDUAL: the first part removed whole', () => original.subarray(P), 'wrong bytes accepted'],
     ['RESIDUAL: the last part removed whole (cut at a part boundary)', () => original.subarray(0, 2 * P), 'wrong bytes accepted'],
   ];
   test('the intact object reads back whole through a cold replica (so the reads below can succeed)', async () => {

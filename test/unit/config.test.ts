@@ -68,6 +68,17 @@ test('several client credentials from a file, each mapped to an upstream identit
   );
 });
 
+test('resource limits: defaults, the file, the environment over it; a bad value is a problem', () => {
+  assert.equal(loadConfig({ env: {} }).maxConnections, 800);
+  assert.equal(loadConfig({ env: {} }).maxConcurrentUploads, 128);
+  const file = join(dir, 'limits.json');
+  writeFileSync(file, JSON.stringify({ maxConnections: 50, maxConcurrentUploads: 7 }));
+  const c = loadConfig({ configPath: file, env: { SSEC_PROXY_MAX_CONNECTIONS: '60' } });
+  assert.equal(c.maxConnections, 60);
+  assert.equal(c.maxConcurrentUploads, 7);
+  assert.throws(() => loadConfig({ env: { SSEC_PROXY_MAX_CONNECTIONS: '0' } }), (e: unknown) => e instanceof ConfigError && /SSEC_PROXY_MAX_CONNECTIONS/.test(e.problems.join()));
+});
+
 test('a bad configuration lists every problem at once', () => {
   try {
     loadConfig({
