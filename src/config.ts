@@ -60,6 +60,8 @@ export interface Config {
    * existing data key (docs/SECURITY.md). Costs a full read and write of the object through the proxy.
    */
   readonly reencryptOnKeyChange: boolean;
+  /** Requests with no signature at all are forwarded unsigned (the store's ACLs decide); off: 403 at the proxy. */
+  readonly allowAnonymous: boolean;
   /**
    * Virtual-hosted-style addressing: requests to `bucket.<domain>` name the bucket in the Host header. The
    * certificate must cover `*.<domain>` (the generated development certificate does).
@@ -120,6 +122,7 @@ const fileSchema = z
     maxConnections: z.number().int().min(1).max(1_000_000).optional(),
     bodyIdleSeconds: z.number().min(1).max(3600).optional(),
     reencryptOnKeyChange: z.boolean().optional(),
+    allowAnonymous: z.boolean().optional(),
     virtualHostDomain: z.string().regex(/^[a-z0-9.-]+$/i, 'must be a DNS name').optional(),
     shutdownGraceSeconds: z.number().min(0).max(3600).optional(),
     adminListen: hostPort.optional(),
@@ -288,6 +291,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   }
   const multipartEtags = bool('SSEC_PROXY_UPSTREAM_MULTIPART_ETAGS', file.upstream?.multipartEtags ?? true);
   const reencrypt = bool('SSEC_PROXY_REENCRYPT_ON_KEY_CHANGE', file.reencryptOnKeyChange);
+  const allowAnonymous = bool('SSEC_PROXY_ALLOW_ANONYMOUS', file.allowAnonymous ?? true);
   const thresholdText = env.SSEC_PROXY_COPY_MULTIPART_THRESHOLD;
   let copyMultipartThreshold = file.copyMultipartThreshold ?? 5 * 1024 ** 3;
   if (thresholdText !== undefined && thresholdText !== '') {
@@ -333,6 +337,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     maxConnections,
     bodyIdleMs,
     reencryptOnKeyChange: reencrypt,
+    allowAnonymous,
     virtualHostDomain: virtualHostDomain?.toLowerCase(),
     shutdownGraceMs,
     admin: adminListen ? splitHostPort(adminListen) : undefined,

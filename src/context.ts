@@ -16,12 +16,12 @@ export interface RequestContext<R extends S3Request = S3Request> {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly s3: R;
-  /** The upstream identity this client's credential maps to. */
-  readonly identity: UpstreamIdentity;
+  /** The upstream identity this client's credential maps to; none for an anonymous client (sent unsigned). */
+  readonly identity: UpstreamIdentity | undefined;
   /** The payload mode the client signed (`x-amz-content-sha256` or UNSIGNED-PAYLOAD). */
   readonly payloadHash: string;
-  /** The verified signature (signing key and seed signature for aws-chunked bodies). */
-  readonly auth: VerifiedRequest;
+  /** The verified signature (signing key and seed signature for aws-chunked bodies); none when anonymous. */
+  readonly auth: VerifiedRequest | undefined;
   readonly upstream: Upstream;
   readonly config: Config;
   readonly requestId: string;
@@ -67,8 +67,17 @@ export type BucketContext = RequestContext<BucketRequest>;
  */
 export async function upstreamRequest(ctx: RequestContext, r: Omit<UpstreamRequest, 'identity'>): Promise<OwnedResponse> {
   ctx.stats.upstreamRequests++;
-  const up = await ctx.upstream.request({ identity: ctx.identity, ...r });
+  const origin = ctx.req.headers.origin;
+  // A browser's Origin goes with every request made for it, so the store's CORS rules answer it; their
+  // Access-Control-* headers are the client's answer's, whatever the handler writes.
+  const headers = typeof origin === 'string' ? { origin, ...r.headers } : r.headers;
+  const up = await ctx.upstream.request({ identity: ctx.identity, ...r, ...(headers ? { headers } : {}) });
   ctx.stats.upstreamStatus = up.statusCode;
+  if (typeof origin === 'string' && !ctx.res.headersSent) {
+    for (const [name, value] of Object.entries(up.headers)) {
+      if ((name.startsWith('access-control-') || name === 'vary') && value !== undefined) ctx.res.setHeader(name, value);
+    }
+  }
   return owned(up);
 }
 
@@ -88,6 +97,8 @@ export async function relayUpstreamError(ctx: RequestContext, up: UpstreamRespon
     body = replaceElements(replaceElements(body, 'Code', () => 'NoSuchUpload'), 'Message', () => NO_SUCH_UPLOAD);
   }
   if (body === '') await dump(up);
+  // One request id per answer: the header's (the proxy's, as in its log) also in the body.
+  body = replaceElements(body, 'RequestId', () => ctx.requestId);
   headers['content-length'] = String(Buffer.byteLength(body));
   headers['x-amz-request-id'] = ctx.requestId;
   ctx.res.writeHead(up.statusCode, headers);

@@ -22,7 +22,7 @@ import { copySourceBucket } from './s3/copy-source.ts';
 import { S3Error, SSEC_MESSAGES, toXml } from './s3/errors.ts';
 import { classify, type S3Request } from './s3/operation.ts';
 import { COPY_SSEC_PREFIX, hasSsecHeaders, refuseKeyInQuery } from './sse-c/customer-key.ts';
-import { verifyRequest, type VerifiedRequest } from './sigv4/verify.ts';
+import { classifyAuth, PAYLOAD_MODES, verifyRequest, type VerifiedRequest } from './sigv4/verify.ts';
 import { refuseOutsideAllowList } from './s3/allow-list.ts';
 import { mapTransportError, type Upstream, type UpstreamIdentity } from './upstream.ts';
 
@@ -93,6 +93,7 @@ export function createRequestHandler(deps: PipelineDeps) {
       case 'ListBuckets':
         return listBuckets(ctx);
       case 'ListMultipartUploads':
+      case 'PreflightRequest':
       case 'BucketOperation':
       case 'DeleteObject':
       case 'ObjectSubresource':
@@ -121,13 +122,13 @@ export function createRequestHandler(deps: PipelineDeps) {
           extra: { ArgumentName: 'x-amz-server-side-encryption', ArgumentValue: String(req.headers['x-amz-server-side-encryption']).slice(0, 16) },
         });
       }
-      const context = (identity: UpstreamIdentity, auth: VerifiedRequest | undefined, allowedBuckets?: readonly string[]): RequestContext => ({
+      const context = (identity: UpstreamIdentity | undefined, auth: VerifiedRequest | undefined, allowedBuckets?: readonly string[]): RequestContext => ({
         req,
         res,
         s3: s3!,
         identity,
-        payloadHash: auth?.payloadHash ?? 'UNSIGNED-PAYLOAD',
-        auth: auth as VerifiedRequest, // undefined only for PostObject, which never reads it
+        payloadHash: auth?.payloadHash ?? anonymousPayload(req.headers['x-amz-content-sha256']),
+        auth,
         upstream,
         config,
         requestId,
@@ -139,7 +140,18 @@ export function createRequestHandler(deps: PipelineDeps) {
       if (s3.op === 'PostObject' && typeof req.headers.authorization !== 'string') {
         // Browser form uploads carry their signature (over a policy) in the form itself; postObject
         // re-signs as the identity of the form's credential.
-        await postObject({ ...context({ accessKeyId: '', secretAccessKey: '' }, undefined), s3 }, (ak) => credentials.get(ak), now(), secure);
+        await postObject({ ...context(undefined, undefined), s3 }, (ak) => credentials.get(ak), now(), secure);
+        status = res.statusCode;
+        return;
+      }
+      // A CORS preflight carries no credentials (browsers send none): the store's CORS rules answer it.
+      // Anything else with no signature at all is an anonymous request: forwarded unsigned, never with a
+      // credential of the proxy's, so the store's ACLs and policies decide as they would directly.
+      if (s3.op === 'PreflightRequest' || classifyAuth({ url: req.url ?? '/', headers: req.headersDistinct }) === 'none') {
+        if (s3.op !== 'PreflightRequest' && !config.allowAnonymous) throw new S3Error('AccessDenied', 'Access Denied');
+        if (String(req.headers['x-amz-content-sha256']).startsWith('STREAMING-AWS4-')) throw new S3Error('AccessDenied', 'Access Denied');
+        refuseKeyInQuery(s3.query, req.headers);
+        await route(context(undefined, undefined));
         status = res.statusCode;
         return;
       }
@@ -187,6 +199,16 @@ export function createRequestHandler(deps: PipelineDeps) {
       deps.metrics?.observe(line);
     }
   };
+}
+
+/**
+ * The payload mode of an anonymous request: its own `x-amz-content-sha256` when it names one that needs no
+ * signature (a hex SHA-256, which is then checked, or an unsigned mode), else UNSIGNED-PAYLOAD. Signed
+ * streaming modes are refused when the body is read (their chunk signatures chain from a signature it lacks).
+ */
+function anonymousPayload(value: string | string[] | undefined): string {
+  if (typeof value !== 'string') return 'UNSIGNED-PAYLOAD';
+  return /^[0-9a-f]{64}$/.test(value) || PAYLOAD_MODES.has(value) ? value : 'UNSIGNED-PAYLOAD';
 }
 
 /** A refused request's unread body up to this size is read (and dropped) before the answer. */

@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import tls from 'node:tls';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import { S3Error } from './s3/errors.ts';
-import { createUpstreamSigner } from './sigv4/sign.ts';
+import { createUpstreamSigner, unsignedUpstreamRequest } from './sigv4/sign.ts';
 
 export interface UpstreamIdentity {
   readonly accessKeyId: string;
@@ -14,7 +14,8 @@ export interface UpstreamIdentity {
 }
 
 export interface UpstreamRequest {
-  identity: UpstreamIdentity;
+  /** Whose signature the upstream sees; `undefined` for an anonymous client (sent unsigned). */
+  identity: UpstreamIdentity | undefined;
   method: string;
   /** Percent-encoded path, e.g. `/bucket/a%20b`. */
   path: string;
@@ -92,7 +93,7 @@ export class Upstream {
       query[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
     }
     const headers: Record<string, string> = { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...r.headers };
-    return this.signer(r.identity).sign({
+    const request = {
       method: r.method,
       protocol: this.url.protocol as 'http:' | 'https:',
       hostname: this.url.hostname,
@@ -100,7 +101,8 @@ export class Upstream {
       path: r.path,
       query,
       headers,
-    });
+    };
+    return r.identity ? this.signer(r.identity).sign(request) : unsignedUpstreamRequest(request);
   }
 
   async request(r: UpstreamRequest): Promise<UpstreamResponse> {

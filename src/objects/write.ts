@@ -239,7 +239,7 @@ export async function writeRequestBody(
   w: BodyWrite,
 ): Promise<{ up: OwnedResponse; plainSize: number; checksums: () => Record<string, string> }> {
   const { req, res, s3 } = ctx;
-  const body = plainBody(req, ctx.auth);
+  const body = plainBody(req, ctx.payloadHash, ctx.auth);
   // Either way the last stage keeps the final bytes until every check of the body has passed.
   const sealed = w.seal && sealingStages({ ...w.seal, plainSize: body.length, given: body.checksums });
   // Refused for lack of a slot before "100 Continue" asks the client for its body.

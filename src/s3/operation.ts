@@ -30,7 +30,7 @@ type ObjectOperation =
   | 'GetObjectAttributes'
   | 'ObjectSubresource';
 
-export type OperationName = ServiceOperation | BucketOperationName | ObjectOperation;
+export type OperationName = ServiceOperation | BucketOperationName | ObjectOperation | 'PreflightRequest';
 
 interface RequestTarget {
   /** The raw (still percent-encoded) path as received, e.g. `/bucket/a%20b` (or `/a%20b` virtual-hosted). */
@@ -60,8 +60,15 @@ export interface ObjectRequest extends RequestTarget {
   readonly key: string;
 }
 
+/** A browser's CORS preflight (`OPTIONS`) for a bucket or an object: unauthenticated by design. */
+export interface PreflightRequest extends RequestTarget {
+  readonly op: 'PreflightRequest';
+  readonly bucket: string;
+  readonly key?: string;
+}
+
 /** A classified request: the operation says which of bucket and key it has. */
-export type S3Request = ServiceRequest | BucketRequest | ObjectRequest;
+export type S3Request = ServiceRequest | BucketRequest | ObjectRequest | PreflightRequest;
 
 /** Query parameters that select a different resource than the object's data (tagging, acl, ...). */
 const OBJECT_SUBRESOURCES = new Set([
@@ -155,6 +162,7 @@ export function classify(method: string, url: string, headers: Record<string, un
   const base = { rawPath, pathStyleRawPath, query };
   const has = (n: string) => queryHas(query, n);
 
+  if (method === 'OPTIONS' && bucket !== '') return { op: 'PreflightRequest', bucket, ...(key === '' ? {} : { key }), ...base };
   if (bucket === '') return { op: 'ListBuckets', ...base };
   if (key === '') {
     if (method === 'POST' && !has('delete') && isForm(headers)) return { op: 'PostObject', bucket, ...base };

@@ -32,8 +32,7 @@ function header(req: IncomingMessage, name: string): string | undefined {
  * trailer signatures), exact length, Content-MD5, the signed SHA-256 and any x-amz-checksum-* (header or
  * trailer). Each check fails at the latest at the end of the body, before a later stage can finish.
  */
-export function plainBody(req: IncomingMessage, auth: VerifiedRequest): PlainBody {
-  const payloadHash = auth.payloadHash;
+export function plainBody(req: IncomingMessage, payloadHash: string, auth: VerifiedRequest | undefined): PlainBody {
   const stages: Transform[] = [];
   let length: number;
   const trailerValues = new Map<string, string>();
@@ -44,6 +43,8 @@ export function plainBody(req: IncomingMessage, auth: VerifiedRequest): PlainBod
     }
     if (!/^\d+$/.test(decoded)) throw new S3Error('InvalidArgument', 'x-amz-decoded-content-length must be a non-negative integer.');
     length = Number(decoded);
+    // Chunk signatures chain from the request's own signature: an anonymous request has none to check.
+    if (!auth && !payloadHash.startsWith('STREAMING-UNSIGNED')) throw new S3Error('AccessDenied', 'Access Denied');
     const declared = (header(req, 'x-amz-trailer') ?? '')
       .split(',')
       .map((s) => s.trim().toLowerCase())
@@ -52,7 +53,7 @@ export function plainBody(req: IncomingMessage, auth: VerifiedRequest): PlainBod
       createAwsChunkedDecoder({
         mode: payloadHash as StreamingMode,
         declaredTrailers: declared,
-        signing: { key: auth.signingKey, seedSignature: auth.signature, amzDate: auth.amzDate, scope: auth.scope },
+        signing: auth && { key: auth.signingKey, seedSignature: auth.signature, amzDate: auth.amzDate, scope: auth.scope },
         onTrailers: (t) => t.forEach((v, k) => trailerValues.set(k, v)),
       }),
     );

@@ -64,6 +64,36 @@ function hostHeader(req: UpstreamRequest): string {
   return req.port === undefined || req.port === defaultPort ? host : `${host}:${req.port}`;
 }
 
+/** Path, host and headers as they go on the wire, signed or not. */
+function prepare(req: UpstreamRequest): { path: string; host: string; headers: Record<string, string> } {
+  const path = normaliseUpstreamPath(req.path);
+  const host = hostHeader(req);
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    const lower = name.toLowerCase();
+    if (Object.hasOwn(headers, lower)) throw new TypeError(`header given twice: ${lower}`);
+    if (lower === 'host' || lower === 'authorization' || lower === 'x-amz-date' || lower === 'date') continue;
+    headers[lower] = value;
+  }
+  headers['host'] = host;
+  headers['x-amz-content-sha256'] ??= UNSIGNED_PAYLOAD;
+  return { path, host, headers };
+}
+
+function urlOf(req: UpstreamRequest, host: string, path: string): string {
+  const qs = canonicalQueryFromRecord(req.query);
+  return `${req.protocol}//${host}${path}${qs === '' ? '' : `?${qs}`}`;
+}
+
+/**
+ * An anonymous client's request as it goes to the upstream: the same path, query and headers, with no
+ * signature at all, so the store's ACLs and policies decide as they would for the client directly.
+ */
+export function unsignedUpstreamRequest(req: UpstreamRequest): SignedUpstreamRequest {
+  const { path, host, headers } = prepare(req);
+  return { headers, url: urlOf(req, host, path) };
+}
+
 export function createUpstreamSigner(opts: UpstreamSignerOptions): UpstreamSigner {
   const signer = new SignatureV4({
     credentials: { accessKeyId: opts.accessKeyId, secretAccessKey: opts.secretAccessKey },
@@ -76,19 +106,7 @@ export function createUpstreamSigner(opts: UpstreamSignerOptions): UpstreamSigne
 
   return {
     async sign(req, signOpts = {}) {
-      const path = normaliseUpstreamPath(req.path);
-      const host = hostHeader(req);
-
-      const headers: Record<string, string> = {};
-      for (const [name, value] of Object.entries(req.headers)) {
-        const lower = name.toLowerCase();
-        if (Object.hasOwn(headers, lower)) throw new TypeError(`header given twice: ${lower}`);
-        if (lower === 'host' || lower === 'authorization' || lower === 'x-amz-date' || lower === 'date') continue;
-        headers[lower] = value;
-      }
-      headers['host'] = host;
-      headers['x-amz-content-sha256'] ??= UNSIGNED_PAYLOAD;
-
+      const { path, host, headers } = prepare(req);
       const query: Record<string, string | string[]> = {};
       for (const [name, value] of Object.entries(req.query)) query[name] = typeof value === 'string' ? value : [...value];
 
@@ -105,8 +123,7 @@ export function createUpstreamSigner(opts: UpstreamSignerOptions): UpstreamSigne
 
       const out: Record<string, string> = {};
       for (const [name, value] of Object.entries(signed.headers)) out[name.toLowerCase()] = value;
-      const qs = canonicalQueryFromRecord(req.query);
-      return { headers: out, url: `${req.protocol}//${host}${path}${qs === '' ? '' : `?${qs}`}` };
+      return { headers: out, url: urlOf(req, host, path) };
     },
   };
 }

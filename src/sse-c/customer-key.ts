@@ -95,10 +95,10 @@ export function parseCustomerKey(
   return { key, keyMd5: actualMd5.toString('base64') };
 }
 
-/** base64 (standard alphabet, padding optional) or undefined when the text is not base64. */
+/** base64 (standard alphabet, padded as S3 and MinIO require) or undefined when the text is not that. */
 function decodeBase64Strict(text: string): Buffer | undefined {
   const t = text.trim();
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(t) || t.length % 4 === 1) return undefined;
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(t) || t.length % 4 !== 0) return undefined;
   return Buffer.from(t, 'base64');
 }
 

@@ -164,3 +164,21 @@ describe('listings show the plaintext size', () => {
     }
   });
 });
+
+describe('a part uploaded again with the same bytes', () => {
+  test('gets a new ETag (fresh ciphertext, as SSE-C ETags on AWS are not content MD5s); Complete takes the latest, the superseded one is S3\'s InvalidPart', async () => {
+    const { UploadId } = await fast.s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'again', ...sse(key) }));
+    const body = randomBytes(1000);
+    const first = await fast.s3.send(new UploadPartCommand({ Bucket: bucket, Key: 'again', UploadId, PartNumber: 1, Body: body, ...sse(key) }));
+    const second = await fast.s3.send(new UploadPartCommand({ Bucket: bucket, Key: 'again', UploadId, PartNumber: 1, Body: body, ...sse(key) }));
+    assert.notEqual(first.ETag, second.ETag, 'one nonce is never used twice, so the same bytes encrypt differently');
+    await rejectsWith(
+      fast.s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'again', UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: first.ETag }] }, ...sse(key) })),
+      'InvalidPart',
+      400,
+    );
+    await fast.s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'again', UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: second.ETag }] }, ...sse(key) }));
+    const got = await bodyBytes((await fast.s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'again', ...sse(key) }))).Body);
+    assert.ok(got.equals(body));
+  });
+});

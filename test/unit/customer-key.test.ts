@@ -84,3 +84,14 @@ test('an MD5 of another key → 400 with S3\'s message; the error never carries 
     assert.ok(!JSON.stringify({ ...e, m: e.message }).includes(b64));
   }
 });
+
+test('an MD5 or a key without its base64 padding is refused as S3 and MinIO do (400 writes, 403 reads for the key)', () => {
+  const h = trio();
+  const unpaddedMd5 = md5.replace(/=+$/, '');
+  assert.notEqual(unpaddedMd5, md5);
+  assert.deepEqual(code(() => parseCustomerKey({ ...h, 'x-amz-server-side-encryption-customer-key-md5': unpaddedMd5 }, 'write')).slice(0, 2), ['InvalidArgument', 400]);
+  assert.deepEqual(code(() => parseCustomerKey({ ...h, 'x-amz-server-side-encryption-customer-key-md5': unpaddedMd5 }, 'read')).slice(0, 2), ['InvalidArgument', 400]);
+  const unpaddedKey = b64.replace(/=+$/, '');
+  assert.deepEqual(code(() => parseCustomerKey({ ...h, 'x-amz-server-side-encryption-customer-key': unpaddedKey }, 'write')).slice(0, 2), ['InvalidArgument', 400]);
+  assert.deepEqual(code(() => parseCustomerKey({ ...h, 'x-amz-server-side-encryption-customer-key': unpaddedKey }, 'read')).slice(0, 2), ['AccessDenied', 403]);
+});
