@@ -4,13 +4,14 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createProxyServer } from 'http-proxy-3';
 import type { RequestContext } from './context.ts';
 import { acceptBody } from './context.ts';
 import { clientResponseHeaders, forwardableRequestHeaders } from './s3/headers.ts';
 import { canonicalPath, upstreamQuery } from './s3/operation.ts';
-import { S3Error } from './s3/errors.ts';
+import { requestTimeout, S3Error } from './s3/errors.ts';
 import type { Upstream } from './upstream.ts';
 
 interface Prepared {
@@ -38,12 +39,17 @@ export function createPassthrough(upstream: Upstream) {
   });
   const prepared = new WeakMap<http.IncomingMessage, Prepared>();
 
+  const outgoing = new WeakMap<http.IncomingMessage, http.ClientRequest>();
+  /** Starts a request's body flowing, once its upstream headers are final. */
+  const startBody = new WeakMap<http.IncomingMessage, () => void>();
   proxy.on('proxyReq', (proxyReq, req) => {
+    outgoing.set(req, proxyReq);
     const p = prepared.get(req);
     if (!p) return;
     for (const name of proxyReq.getHeaderNames()) proxyReq.removeHeader(name);
     for (const [name, value] of Object.entries(p.headers)) proxyReq.setHeader(name, value);
     proxyReq.path = p.path;
+    startBody.get(req)?.();
   });
 
   const started = new WeakMap<http.IncomingMessage, bigint>();
@@ -100,10 +106,34 @@ export function createPassthrough(upstream: Upstream) {
     // them; the proxy has answered the 100 itself.
     delete req.headers.expect;
     ctx.stats.upstreamRequests++;
+    // A body silent for `bodyIdleMs` ends the request (S3's RequestTimeout), as for the proxy's own uploads: a
+    // slow client must not hold an upstream connection for ever.
+    let idleOut = false;
+    const hasBody = (cl !== undefined && cl !== '0') || te !== undefined;
+    let body: Transform | undefined;
+    if (hasBody) {
+      const idle = setTimeout(() => {
+        idleOut = true;
+        // The upstream request is abandoned (nothing stored); the client still gets S3's answer.
+        outgoing.get(req)?.destroy();
+        body?.destroy();
+      }, ctx.config.bodyIdleMs).unref();
+      // Not a 'data' listener on req: that would start the body flowing before the upstream can take it.
+      body = new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          idle.refresh();
+          done(null, chunk);
+        },
+      });
+      req.once('close', () => clearTimeout(idle));
+      const guard = body;
+      startBody.set(req, () => req.pipe(guard));
+    }
     await new Promise<void>((resolve, reject) => {
       res.on('finish', resolve);
-      res.on('close', resolve);
-      proxy.web(req, res, {}, (err) => {
+      res.on('close', () => (idleOut ? reject(requestTimeout()) : resolve()));
+      proxy.web(req, res, body ? { buffer: body } : {}, (err) => {
+        if (idleOut) return reject(requestTimeout());
         upstream.observer?.failed();
         reject(
           err instanceof S3Error

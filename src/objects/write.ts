@@ -11,7 +11,7 @@ import { encryptedSize } from '../format/layout.ts';
 import { createEncryptStream } from '../format/stream.ts';
 import { sealTail, TAIL_SIZE } from '../format/tail.ts';
 import { checksumOfHeader, createChecksumCompute, type ChecksumName } from '../s3/checksums.ts';
-import { S3Error } from '../s3/errors.ts';
+import { requestTimeout, S3Error } from '../s3/errors.ts';
 import { forwardableRequestHeaders, PLAINTEXT_DESCRIBING } from '../s3/headers.ts';
 import { wipe } from '../sse-c/data-key.ts';
 import type { UpstreamIdentity } from '../upstream.ts';
@@ -137,20 +137,31 @@ function verdict(failure: unknown): unknown {
   return failure;
 }
 
-/** Uploads streaming now, in this process. */
+/** Uploads streaming now, in this process, and how many of them are anonymous. */
 let uploading = 0;
+let anonymousUploading = 0;
 
 /**
  * One of `maxConcurrentUploads` upload slots, released when its `using` scope ends; none left is S3's 503
- * SlowDown, answered before the body is read (clients retry with backoff).
+ * SlowDown, answered before the body is read (clients retry with backoff). Anonymous uploads (which only the
+ * store can refuse, once it has the body) get at most a quarter of the slots, so they never starve
+ * authenticated ones.
  */
 export function uploadSlot(ctx: RequestContext): Disposable {
-  if (uploading >= ctx.config.maxConcurrentUploads) throw new S3Error('SlowDown', 'Please reduce your request rate.', { status: 503 });
+  const anonymous = ctx.identity === undefined;
+  const anonymousCap = Math.max(1, Math.floor(ctx.config.maxConcurrentUploads / 4));
+  if (uploading >= ctx.config.maxConcurrentUploads || (anonymous && anonymousUploading >= anonymousCap)) {
+    throw new S3Error('SlowDown', 'Please reduce your request rate.', { status: 503 });
+  }
   uploading++;
+  if (anonymous) anonymousUploading++;
   let released = false;
   return {
     [Symbol.dispose]: () => {
-      if (!released) uploading--;
+      if (!released) {
+        uploading--;
+        if (anonymous) anonymousUploading--;
+      }
       released = true;
     },
   };
@@ -188,7 +199,7 @@ export async function streamUpload(
     : source;
   source.on('error', (e) => (failure ??= e));
   const door = identity ? { ...ctx, identity } : ctx;
-  using _slot = slot ?? uploadSlot(ctx);
+  using _slot = slot ?? uploadSlot(door);
   let up: OwnedResponse;
   try {
     up = await upstreamRequest(door, {
@@ -213,11 +224,6 @@ export async function streamUpload(
   }
   await up[Symbol.asyncDispose]();
   return up;
-}
-
-/** S3's answer to a client that stopped sending its body (`bodyIdleMs`, 20 s by default as on S3). */
-function requestTimeout(): S3Error {
-  return new S3Error('RequestTimeout', 'Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.');
 }
 
 /** The request's body written as the object (or part) the request names. */

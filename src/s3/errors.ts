@@ -114,6 +114,11 @@ export class S3Error extends Error {
 }
 
 /** The SSE-C messages S3 uses, word for word (design-notes §1). */
+/** S3's answer to a client that stopped sending its body (20 s by default, as on S3). */
+export function requestTimeout(): S3Error {
+  return new S3Error('RequestTimeout', 'Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.');
+}
+
 export const SSEC_MESSAGES = {
   needKey:
     'The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.',

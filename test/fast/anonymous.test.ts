@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { errorCode, newKey, rawRequest, sse, ssecHeaders } from '../support/proxy.ts';
+import { errorCode, newKey, openSsecPut, rawRequest, sse, ssecHeaders, startTestProxy } from '../support/proxy.ts';
 import { anotherProxy, startFast, type Fast } from './harness.ts';
 
 let fast: Fast;
@@ -56,4 +56,21 @@ test('a request with aws-chunked signed framing but no signature is refused befo
   });
   assert.equal(r.status, 403);
   assert.equal(fast.double.requests.length, 0);
+});
+
+test('anonymous uploads hold at most a quarter of the upload slots: beyond, 503 SlowDown; signed uploads still go through', async () => {
+  const capped = await startTestProxy(fast.double, { SSEC_PROXY_MAX_CONCURRENT_UPLOADS: '4' });
+  const none = { accessKeyId: 'none', secretAccessKey: 'none', region: 'us-east-1' };
+  try {
+    const held = await openSsecPut(capped, none, `/${bucket}/slow`, key, 100_000, { sign: false });
+    held.write(Buffer.alloc(10, 1));
+    await new Promise((r) => setTimeout(r, 200));
+    const second = await rawRequest(capped, none, { method: 'PUT', path: `/${bucket}/second`, sign: false, headers: ssecHeaders(key), body: 'x' });
+    assert.equal(second.status, 503);
+    assert.equal(errorCode(second.body), 'SlowDown');
+    await capped.client().send(new PutObjectCommand({ Bucket: bucket, Key: 'signed', Body: 'still served', ...sse(key) }));
+    held.destroy();
+  } finally {
+    await capped.close();
+  }
 });

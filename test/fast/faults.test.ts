@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import https from 'node:https';
 import { once } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
@@ -195,6 +196,38 @@ describe('more connections than SSEC_PROXY_MAX_CONNECTIONS', () => {
     } finally {
       for (const s of idle) s.destroy();
       await capped.close();
+    }
+  });
+});
+
+describe('a plain (pass-through) upload body that stops', () => {
+  let fast: Fast;
+  const bucket = 'idle-plain';
+  before(async () => {
+    fast = await startFast({ buckets: [bucket] });
+  });
+  after(async () => fast.close());
+
+  test('is S3\'s 400 RequestTimeout after SSEC_PROXY_BODY_IDLE_SECONDS, the store\'s request abandoned, nothing stored', async () => {
+    const { startTestProxy: start } = await import('../support/proxy.ts');
+    const strict = await start(fast.double, { SSEC_PROXY_BODY_IDLE_SECONDS: '1' });
+    try {
+      const url = new URL(strict.endpoint);
+      const req = https.request({ host: url.hostname, port: url.port, method: 'PUT', path: `/${bucket}/stalled`, ca: strict.caPem, agent: false, headers: { 'content-length': '100000' } });
+      req.on('error', () => {});
+      req.write(Buffer.alloc(1000, 1));
+      const status = await new Promise<number>((resolve) => {
+        req.on('response', (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        setTimeout(() => resolve(0), 5000);
+      });
+      req.destroy();
+      assert.equal(status, 400);
+      assert.equal(fast.double.objects.get(bucket, 'stalled'), undefined);
+    } finally {
+      await strict.close();
     }
   });
 });

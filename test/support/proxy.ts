@@ -217,7 +217,7 @@ export async function rawRequest(
 }
 
 /**
- * A signed SSE-C PUT of `total` bytes to `path` through the proxy at `endpoint`, opened but with no body
+ * A signed (or, `sign: false`, anonymous) SSE-C PUT of `total` bytes to `path` through the proxy at `endpoint`, opened but with no body
  * written yet: tests write part of it and stall, cut it, or kill the proxy under it. Errors are the test's to
  * observe (`req.on('error')`); none is thrown.
  */
@@ -227,17 +227,14 @@ export async function openSsecPut(
   path: string,
   key: SseKey,
   total: number,
+  opts: { sign?: boolean } = {},
 ): Promise<import('node:http').ClientRequest> {
   const url = new URL(t.endpoint);
-  const signed = await clientSigner(up).sign({
-    method: 'PUT',
-    protocol: 'https:',
-    hostname: url.hostname,
-    port: Number(url.port),
-    path,
-    query: {},
-    headers: { host: url.host, 'content-length': String(total), 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...ssecHeaders(key) },
-  });
+  const headers: Record<string, string> = { host: url.host, 'content-length': String(total), 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...ssecHeaders(key) };
+  const signed =
+    opts.sign === false
+      ? { headers }
+      : await clientSigner(up).sign({ method: 'PUT', protocol: 'https:', hostname: url.hostname, port: Number(url.port), path, query: {}, headers });
   const req = https.request({ host: url.hostname, port: url.port, method: 'PUT', path, headers: signed.headers, ca: t.caPem, agent: false });
   req.on('error', () => {});
   return req;
