@@ -61,6 +61,11 @@ export interface Config {
    */
   readonly reencryptOnKeyChange: boolean;
   /**
+   * Accept AWS Signature Version 2 (header, query and POST policy), verified and re-signed with SigV4 like any
+   * request. Off: refused as S3 refuses it in regions without SigV2.
+   */
+  readonly allowSigV2: boolean;
+  /**
    * Virtual-hosted-style addressing: requests to `bucket.<domain>` name the bucket in the Host header. The
    * certificate must cover `*.<domain>` (the generated development certificate does).
    */
@@ -120,6 +125,7 @@ const fileSchema = z
     maxConnections: z.number().int().min(1).max(1_000_000).optional(),
     bodyIdleSeconds: z.number().min(1).max(3600).optional(),
     reencryptOnKeyChange: z.boolean().optional(),
+    allowSigV2: z.boolean().optional(),
     virtualHostDomain: z.string().regex(/^[a-z0-9.-]+$/i, 'must be a DNS name').optional(),
     shutdownGraceSeconds: z.number().min(0).max(3600).optional(),
     adminListen: hostPort.optional(),
@@ -288,6 +294,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   }
   const multipartEtags = bool('SSEC_PROXY_UPSTREAM_MULTIPART_ETAGS', file.upstream?.multipartEtags ?? true);
   const reencrypt = bool('SSEC_PROXY_REENCRYPT_ON_KEY_CHANGE', file.reencryptOnKeyChange);
+  // Many existing clients still sign with SigV2 (boto's s3 signer, s3cmd, old SDKs), so it is on by default.
+  const allowSigV2 = bool('SSEC_PROXY_ALLOW_SIGV2', file.allowSigV2 ?? true);
   const thresholdText = env.SSEC_PROXY_COPY_MULTIPART_THRESHOLD;
   let copyMultipartThreshold = file.copyMultipartThreshold ?? 5 * 1024 ** 3;
   if (thresholdText !== undefined && thresholdText !== '') {
@@ -333,6 +341,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     maxConnections,
     bodyIdleMs,
     reencryptOnKeyChange: reencrypt,
+    allowSigV2,
     virtualHostDomain: virtualHostDomain?.toLowerCase(),
     shutdownGraceMs,
     admin: adminListen ? splitHostPort(adminListen) : undefined,
