@@ -224,8 +224,13 @@ export function verifyRequestV2(input: VerifyInput, opts: VerifyV2Options): Veri
   }
   const secret = opts.lookupSecret(accessKeyId);
   if (secret === undefined) throw invalidAccessKey();
-  const expected = signV2(secret, stringToSignV2(input.method, opts.resourcePath, rawQuery, input.headers, dateLine));
-  if (!signatureMatches(signature, expected)) throw mismatch();
+  // A bucket's own resource is `/bucket/` in S3's string to sign (botocore and s3cmd sign it so for the path
+  // `/bucket`); a client that signed the path as sent is accepted too.
+  const resources = /^\/[^/]+$/.test(opts.resourcePath) ? [opts.resourcePath + '/', opts.resourcePath] : [opts.resourcePath];
+  const expected = resources
+    .map((r) => signV2(secret, stringToSignV2(input.method, r, rawQuery, input.headers, dateLine)))
+    .find((sig) => signatureMatches(signature, sig));
+  if (expected === undefined) throw mismatch();
   return {
     accessKeyId,
     region: opts.region,
