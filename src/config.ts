@@ -63,6 +63,11 @@ export interface Config {
   /** Requests with no signature at all are forwarded unsigned (the store's ACLs decide); off: 403 at the proxy. */
   readonly allowAnonymous: boolean;
   /**
+   * Accept AWS Signature Version 2 (header, query and POST policy), verified and re-signed with SigV4 like any
+   * request. Off: refused as S3 refuses it in regions without SigV2.
+   */
+  readonly allowSigV2: boolean;
+  /**
    * Virtual-hosted-style addressing: requests to `bucket.<domain>` name the bucket in the Host header. The
    * certificate must cover `*.<domain>` (the generated development certificate does).
    */
@@ -123,6 +128,7 @@ const fileSchema = z
     bodyIdleSeconds: z.number().min(1).max(3600).optional(),
     reencryptOnKeyChange: z.boolean().optional(),
     allowAnonymous: z.boolean().optional(),
+    allowSigV2: z.boolean().optional(),
     virtualHostDomain: z.string().regex(/^[a-z0-9.-]+$/i, 'must be a DNS name').optional(),
     shutdownGraceSeconds: z.number().min(0).max(3600).optional(),
     adminListen: hostPort.optional(),
@@ -292,6 +298,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const multipartEtags = bool('SSEC_PROXY_UPSTREAM_MULTIPART_ETAGS', file.upstream?.multipartEtags ?? true);
   const reencrypt = bool('SSEC_PROXY_REENCRYPT_ON_KEY_CHANGE', file.reencryptOnKeyChange);
   const allowAnonymous = bool('SSEC_PROXY_ALLOW_ANONYMOUS', file.allowAnonymous ?? true);
+  // Many existing clients still sign with SigV2 (boto's s3 signer, s3cmd, old SDKs), so it is on by default.
+  const allowSigV2 = bool('SSEC_PROXY_ALLOW_SIGV2', file.allowSigV2 ?? true);
   const thresholdText = env.SSEC_PROXY_COPY_MULTIPART_THRESHOLD;
   let copyMultipartThreshold = file.copyMultipartThreshold ?? 5 * 1024 ** 3;
   if (thresholdText !== undefined && thresholdText !== '') {
@@ -338,6 +346,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     bodyIdleMs,
     reencryptOnKeyChange: reencrypt,
     allowAnonymous,
+    allowSigV2,
     virtualHostDomain: virtualHostDomain?.toLowerCase(),
     shutdownGraceMs,
     admin: adminListen ? splitHostPort(adminListen) : undefined,

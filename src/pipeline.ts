@@ -22,7 +22,8 @@ import { copySourceBucket } from './s3/copy-source.ts';
 import { S3Error, SSEC_MESSAGES, toXml } from './s3/errors.ts';
 import { classify, type S3Request } from './s3/operation.ts';
 import { COPY_SSEC_PREFIX, hasSsecHeaders, refuseKeyInQuery } from './sse-c/customer-key.ts';
-import { classifyAuth, PAYLOAD_MODES, verifyRequest, type VerifiedRequest } from './sigv4/verify.ts';
+import { classifyAuth, PAYLOAD_MODES, type VerifiedRequest } from './sigv4/verify.ts';
+import { authenticateRequest } from './sigv2/verify.ts';
 import { refuseOutsideAllowList } from './s3/allow-list.ts';
 import { mapTransportError, type Upstream, type UpstreamIdentity } from './upstream.ts';
 
@@ -155,13 +156,16 @@ export function createRequestHandler(deps: PipelineDeps) {
         status = res.statusCode;
         return;
       }
-      const auth = verifyRequest(
+      const auth = authenticateRequest(
         { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headersDistinct },
         {
           lookupSecret: (ak) => credentials.get(ak)?.secret,
           now: now(),
           region: config.region,
           maxSkewMs: config.maxClockSkewMs,
+          allowSigV2: config.allowSigV2,
+          resourcePath: s3.pathStyleRawPath,
+          defaultRegion: config.region,
         },
       );
       const credential = credentials.get(auth.accessKeyId)!;

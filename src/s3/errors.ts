@@ -10,6 +10,7 @@ export type S3ErrorCode =
   | 'AuthorizationQueryParametersError'
   | 'BadDigest'
   | 'EntityTooLarge'
+  | 'EntityTooSmall'
   | 'ExpiredToken'
   | 'IncompleteBody'
   | 'InternalError'
@@ -53,6 +54,7 @@ const DEFAULT_STATUS: Record<S3ErrorCode, number> = {
   AuthorizationQueryParametersError: 400,
   BadDigest: 400,
   EntityTooLarge: 400,
+  EntityTooSmall: 400,
   ExpiredToken: 400,
   IncompleteBody: 400,
   InternalError: 500,

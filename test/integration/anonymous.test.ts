@@ -89,6 +89,32 @@ describe('anonymous requests through the proxy, decided by the store', () => {
     assert.ok(back.equals(body));
   });
 
+  test('an anonymous POST form (no policy, SSE-C fields) to a public-write bucket is stored encrypted; to a private one the store\'s 403', async () => {
+    const file = randomBytes(40_000);
+    const form = (fields: Record<string, string>) => {
+      const boundary = `----anon${randomBytes(6).toString('hex')}`;
+      const parts = Object.entries(fields).map(([n, v]) => `--${boundary}\r\nContent-Disposition: form-data; name="${n}"\r\n\r\n${v}\r\n`);
+      const body = Buffer.concat([
+        Buffer.from(parts.join('') + `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="f.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`),
+        file,
+        Buffer.from(`\r\n--${boundary}--\r\n`),
+      ]);
+      return { body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } };
+    };
+    const ssecFields = Object.fromEntries(Object.entries(ssecHeaders(key)));
+    const ok = form({ key: 'posted.bin', ...ssecFields });
+    const r = await anonymous({ method: 'POST', path: `/${writableBucket}`, headers: ok.headers, body: ok.body });
+    assert.equal(r.status, 204, r.body.toString());
+    const stored = await bodyBytes((await directClient(up).send(new GetObjectCommand({ Bucket: writableBucket, Key: 'posted.bin' }))).Body);
+    assert.ok(stored.indexOf(file.subarray(0, 32)) < 0, 'the store holds ciphertext');
+    const back = await bodyBytes((await s3.send(new GetObjectCommand({ Bucket: writableBucket, Key: 'posted.bin', ...sse(key) }))).Body);
+    assert.ok(back.equals(file));
+    const refused = form({ key: 'posted.bin', ...ssecFields });
+    const denied = await anonymous({ method: 'POST', path: `/${privateBucket}`, headers: refused.headers, body: refused.body });
+    assert.equal(denied.status, 403);
+    assert.equal(errorCode(denied.body), 'AccessDenied');
+  });
+
   test('SSEC_PROXY_ALLOW_ANONYMOUS=false: 403 AccessDenied at the proxy, nothing forwarded', async () => {
     const closed = await startTestProxy(up, { SSEC_PROXY_ALLOW_ANONYMOUS: 'false' });
     try {

@@ -137,3 +137,89 @@ test('a form signed by a credential limited to other buckets → 403 AccessDenie
     await limited.close();
   }
 });
+
+/**
+ * Real clients: python-requests builds forms the way ceph s3-tests and many apps do (`files=`: every field a
+ * part with a filename), signed with SigV2 and with SigV4 (SSE-C fields included); boto3 1.26 signs requests
+ * with SigV2 (`signature_version='s3'`), header and presigned query.
+ */
+const PY = `
+import base64, datetime, hashlib, hmac, json, os, sys
+from collections import OrderedDict
+import requests, boto3
+from botocore.config import Config
+ep, bucket, ak, sk, region, ca = (os.environ[n] for n in ('EP', 'BUCKET', 'AK', 'SK', 'REGION', 'CA'))
+url = ep + '/' + bucket
+out = {}
+exp = (datetime.datetime.utcnow() + datetime.timedelta(minutes=10)).strftime('%Y-%m-%dT%H:%M:%SZ')
+def b64(doc): return base64.b64encode(json.dumps(doc).encode())
+# s3-tests' test_post_object_authenticated_request, verbatim in shape (SigV2 policy)
+policy = b64({'expiration': exp, 'conditions': [{'bucket': bucket}, ['starts-with', '$key', 'foo'], {'acl': 'private'}, ['starts-with', '$Content-Type', 'text/plain'], ['content-length-range', 0, 1024]]})
+sig = base64.b64encode(hmac.new(sk.encode(), policy, hashlib.sha1).digest())
+payload = OrderedDict([('key', 'foo.txt'), ('AWSAccessKeyId', ak), ('acl', 'private'), ('signature', sig), ('policy', policy), ('Content-Type', 'text/plain'), ('file', ('bar'))])
+r = requests.post(url, files=payload, verify=ca)
+out['v2'] = [r.status_code, r.text]
+# the same with success_action_status 201 and a key from the file name
+policy = b64({'expiration': exp, 'conditions': [{'bucket': bucket}, ['starts-with', '$key', 'foo'], ['eq', '$success_action_status', '201']]})
+sig = base64.b64encode(hmac.new(sk.encode(), policy, hashlib.sha1).digest())
+payload = OrderedDict([('key', 'foo-\${filename}'), ('AWSAccessKeyId', ak), ('signature', sig), ('policy', policy), ('success_action_status', '201'), ('file', ('named.txt', 'baz'))])
+r = requests.post(url, files=payload, verify=ca)
+out['v2_201'] = [r.status_code, r.text]
+# SigV4 with SSE-C fields, every field a file part
+key = base64.b64decode(os.environ['SSEC_KEY'])
+ssec = OrderedDict([('x-amz-server-side-encryption-customer-algorithm', 'AES256'), ('x-amz-server-side-encryption-customer-key', os.environ['SSEC_KEY']), ('x-amz-server-side-encryption-customer-key-MD5', base64.b64encode(hashlib.md5(key).digest()).decode())])
+now = datetime.datetime.utcnow()
+date = now.strftime('%Y%m%dT%H%M%SZ')
+cred = '%s/%s/%s/s3/aws4_request' % (ak, date[:8], region)
+conds = [{'bucket': bucket}, ['starts-with', '$key', 'sse/'], {'x-amz-algorithm': 'AWS4-HMAC-SHA256'}, {'x-amz-credential': cred}, {'x-amz-date': date}] + [{k: v} for k, v in ssec.items()]
+policy = b64({'expiration': exp, 'conditions': conds})
+def h(k, m): return hmac.new(k, m.encode(), hashlib.sha256).digest()
+skey = h(h(h(h(('AWS4' + sk).encode(), date[:8]), region), 's3'), 'aws4_request')
+payload = OrderedDict([('key', 'sse/form.bin'), ('x-amz-algorithm', 'AWS4-HMAC-SHA256'), ('x-amz-credential', cred), ('x-amz-date', date), ('policy', policy), ('x-amz-signature', hmac.new(skey, policy, hashlib.sha256).hexdigest())] + list(ssec.items()) + [('file', ('form.bin', os.environ['FILE']))])
+r = requests.post(url, files=payload, verify=ca)
+out['v4_ssec'] = [r.status_code, r.text]
+# boto3 signing with SigV2: header auth (SSE-C put/get/head) and a presigned GET
+s3 = boto3.client('s3', endpoint_url=ep, aws_access_key_id=ak, aws_secret_access_key=sk, region_name=region, verify=ca, config=Config(signature_version='s3', s3={'addressing_style': 'path'}))
+sse = dict(SSECustomerAlgorithm='AES256', SSECustomerKey=key)
+s3.put_object(Bucket=bucket, Key='v2/obj.bin', Body=os.environ['FILE'].encode(), **sse)
+out['v2_get'] = s3.get_object(Bucket=bucket, Key='v2/obj.bin', **sse)['Body'].read().decode()
+try:
+    s3.head_object(Bucket=bucket, Key='v2/obj.bin'); out['v2_head_nokey'] = 'ok'
+except Exception as e:
+    out['v2_head_nokey'] = e.response['Error']['Code']
+out['v2_list'] = [o['Key'] for o in s3.list_objects(Bucket=bucket, Prefix='v2/').get('Contents', [])]
+s3.put_object(Bucket=bucket, Key='v2/plain.txt', Body=b'plain')
+out['v2_presigned'] = requests.get(s3.generate_presigned_url('get_object', Params={'Bucket': bucket, 'Key': 'v2/plain.txt'}, ExpiresIn=300), verify=ca).text
+bad = boto3.client('s3', endpoint_url=ep, aws_access_key_id=ak, aws_secret_access_key='wrong', region_name=region, verify=ca, config=Config(signature_version='s3', s3={'addressing_style': 'path'}))
+try:
+    bad.get_object(Bucket=bucket, Key='v2/plain.txt'); out['v2_bad'] = 'ok'
+except Exception as e:
+    out['v2_bad'] = e.response['Error']['Code']
+print(json.dumps(out))
+`;
+
+test('python-requests forms (SigV2, SigV4 with SSE-C fields) and boto3 SigV2 header and presigned requests', async () => {
+  const k = newKey();
+  const file = randomBytes(3000).toString('hex');
+  const { execFile } = await import('node:child_process');
+  const env = { ...process.env, EP: t.endpoint, BUCKET: bucket, AK: up.accessKeyId, SK: up.secretAccessKey, REGION: up.region, CA: t.caPath, SSEC_KEY: k.b64, FILE: file };
+  const stdout = await new Promise<string>((resolve, reject) =>
+    execFile('/usr/bin/python3', ['-c', PY], { env, timeout: 120_000 }, (err, out, errOut) => (err ? reject(new Error(errOut || String(err))) : resolve(out))),
+  );
+  const out = JSON.parse(stdout) as Record<string, unknown>;
+  assert.deepEqual(out.v2, [204, '']);
+  const [status201, xml] = out.v2_201 as [number, string];
+  assert.equal(status201, 201, xml);
+  assert.match(xml, /<Key>foo-named\.txt<\/Key>/);
+  assert.deepEqual(out.v4_ssec, [204, '']);
+  const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'foo.txt' }));
+  assert.equal(await got.Body!.transformToString(), 'bar');
+  const enc = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'sse/form.bin', ...sse(k) }));
+  assert.equal(await enc.Body!.transformToString(), file);
+  await assert.rejects(s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'sse/form.bin' })));
+  assert.equal(out.v2_get, file);
+  assert.equal(out.v2_head_nokey, '400');
+  assert.deepEqual(out.v2_list, ['v2/obj.bin']);
+  assert.equal(out.v2_presigned, 'plain');
+  assert.equal(out.v2_bad, 'SignatureDoesNotMatch');
+});
