@@ -14,8 +14,10 @@ import { listBuckets, listObjects } from './handlers/list.ts';
 import { postObject } from './handlers/post.ts';
 import { putObject } from './handlers/put.ts';
 import { copyObject, uploadPartCopy } from './handlers/copy.ts';
+import { deleteBucketPolicy, getBucketPolicy, putBucketPolicy } from './handlers/bucket-policy.ts';
 import type { Metrics } from './admin.ts';
 import { createLogger } from './log.ts';
+import { enforceBucketPolicy } from './policy/stored.ts';
 import { ObjectInfoCache } from './objects/info-cache.ts';
 import { createPassthrough } from './passthrough.ts';
 import { copySourceBucket } from './s3/copy-source.ts';
@@ -92,6 +94,12 @@ export function createRequestHandler(deps: PipelineDeps) {
         return getObjectAttributes({ ...ctx, s3 });
       case 'ListBuckets':
         return listBuckets(ctx);
+      case 'PutBucketPolicy':
+        return putBucketPolicy({ ...ctx, s3 });
+      case 'GetBucketPolicy':
+        return getBucketPolicy({ ...ctx, s3 });
+      case 'DeleteBucketPolicy':
+        return deleteBucketPolicy({ ...ctx, s3 });
       case 'ListMultipartUploads':
       case 'BucketOperation':
       case 'DeleteObject':
@@ -156,6 +164,7 @@ export function createRequestHandler(deps: PipelineDeps) {
       refuseOutsideAllowList(credential.buckets, [s3.bucket, copySourceBucket(req.headers['x-amz-copy-source'])]);
       refuseKeyInQuery(s3.query, req.headers);
       const ctx = context(credential.identity, auth, credential.buckets);
+      await enforceBucketPolicy(ctx);
       await route(ctx);
       status = res.statusCode;
     } catch (e) {

@@ -20,6 +20,7 @@ import type { UpstreamIdentity } from '../upstream.ts';
 import { scoped } from '../sse-c/data-key.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
 import { relayUpstreamError, type BucketContext } from '../context.ts';
+import { postObjectPolicy } from '../policy/stored.ts';
 import { remember } from '../objects/layout.ts';
 import { spool, type Spooled } from '../objects/spool.ts';
 import { sealingStages, streamUpload } from '../objects/write.ts';
@@ -101,6 +102,7 @@ async function readForm(req: IncomingMessage, admit: (fields: Map<string, string
 export async function postObject(ctx: BucketContext, lookup: CredentialLookup, now: Date, secure: boolean): Promise<void> {
   const bucket = ctx.s3.bucket;
   let admitted: { identity: UpstreamIdentity; conditions: unknown[]; key: string; customerKey: CustomerKey | undefined } | undefined;
+  const policy = await postObjectPolicy(ctx, bucket);
   const form = await readForm(ctx.req, (fields, filename) => {
     const { identity, buckets, conditions } = authenticatePost(fields, lookup, now, ctx.config.region);
     refuseOutsideAllowList(buckets, [bucket]);
@@ -111,6 +113,7 @@ export async function postObject(ctx: BucketContext, lookup: CredentialLookup, n
     const customerKey = parseCustomerKey(Object.fromEntries(fields), 'write');
     if (customerKey && !secure) throw new S3Error('InvalidRequest', SSEC_MESSAGES.needTls);
     admitted = { identity, conditions, key: rawKey.replace(/\$\{filename\}/g, filename), customerKey };
+    policy(admitted.key, fields.get('x-amz-server-side-encryption-customer-algorithm'));
     return Math.min(MAX_POST_FILE, maxContentLength(conditions));
   });
   await using file = form.file;
