@@ -60,6 +60,14 @@ export default tseslint.config(
     },
   },
   {
+    // Bucket policies: documents and their evaluation, and the replica's read of the store's copy.
+    files: ['src/policy/**/*.ts'],
+    rules: only([
+      { regex: '^\\.\\./(handlers|objects)/', message: 'policy/ sits below handlers/ and objects/.' },
+      { regex: '^(undici|http-proxy-3)$', message: 'policy/ reaches the upstream through upstream.ts.' },
+    ]),
+  },
+  {
     files: ['src/passthrough.ts'],
     rules: only([{ regex: '^\\./(handlers|sigv4)/', message: 'The pass-through uses neither handlers nor SigV4 verification.' }]),
   },

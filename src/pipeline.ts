@@ -14,8 +14,10 @@ import { listBuckets, listObjects } from './handlers/list.ts';
 import { postObject } from './handlers/post.ts';
 import { putObject } from './handlers/put.ts';
 import { copyObject, uploadPartCopy } from './handlers/copy.ts';
+import { deleteBucketPolicy, getBucketPolicy, putBucketPolicy } from './handlers/bucket-policy.ts';
 import type { Metrics } from './admin.ts';
 import { createLogger } from './log.ts';
+import { enforceBucketPolicy } from './policy/stored.ts';
 import { ObjectInfoCache } from './objects/info-cache.ts';
 import { createPassthrough } from './passthrough.ts';
 import { copySourceBucket } from './s3/copy-source.ts';
@@ -93,6 +95,12 @@ export function createRequestHandler(deps: PipelineDeps) {
         return getObjectAttributes({ ...ctx, s3 });
       case 'ListBuckets':
         return listBuckets(ctx);
+      case 'PutBucketPolicy':
+        return putBucketPolicy({ ...ctx, s3 });
+      case 'GetBucketPolicy':
+        return getBucketPolicy({ ...ctx, s3 });
+      case 'DeleteBucketPolicy':
+        return deleteBucketPolicy({ ...ctx, s3 });
       case 'ListMultipartUploads':
       case 'PreflightRequest':
       case 'BucketOperation':
@@ -152,7 +160,9 @@ export function createRequestHandler(deps: PipelineDeps) {
         if (s3.op !== 'PreflightRequest' && !config.allowAnonymous) throw new S3Error('AccessDenied', 'Access Denied');
         if (String(req.headers['x-amz-content-sha256']).startsWith('STREAMING-AWS4-')) throw new S3Error('AccessDenied', 'Access Denied');
         refuseKeyInQuery(s3.query, req.headers);
-        await route(context(undefined, undefined));
+        const anonymous = context(undefined, undefined);
+        if (s3.op !== 'PreflightRequest') await enforceBucketPolicy(anonymous);
+        await route(anonymous);
         status = res.statusCode;
         return;
       }
@@ -172,6 +182,7 @@ export function createRequestHandler(deps: PipelineDeps) {
       refuseOutsideAllowList(credential.buckets, [s3.bucket, copySourceBucket(req.headers['x-amz-copy-source'])]);
       refuseKeyInQuery(s3.query, req.headers);
       const ctx = context(credential.identity, auth, credential.buckets);
+      await enforceBucketPolicy(ctx);
       await route(ctx);
       status = res.statusCode;
     } catch (e) {

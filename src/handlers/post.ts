@@ -22,6 +22,7 @@ import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/cu
 import { scoped } from '../sse-c/data-key.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
 import { relayUpstreamError, type BucketContext } from '../context.ts';
+import { postObjectPolicy } from '../policy/stored.ts';
 import { remember } from '../objects/layout.ts';
 import { spool, type Spooled } from '../objects/spool.ts';
 import { sealingStages, streamUpload, uploadSlot } from '../objects/write.ts';
@@ -184,6 +185,8 @@ export async function postObject(ctx: BucketContext, lookup: CredentialLookup, n
   // An anonymous form takes its upload slot (from the anonymous share) before its file is spooled: only the
   // store can refuse it, once it has the file, so anonymous spools are as bounded as anonymous uploads.
   let slot: Disposable | undefined;
+  // The bucket's policy (its SSE-C conditions) is read before the form; its verdict on the fields comes with them.
+  const policy = await postObjectPolicy(ctx, bucket);
   let form: Awaited<ReturnType<typeof readForm>>;
   try {
     form = await readForm(ctx.req, ({ fields: sent, names }, filename) => {
@@ -202,6 +205,7 @@ export async function postObject(ctx: BucketContext, lookup: CredentialLookup, n
         // No policy to check: S3 takes an anonymous form where the bucket lets anyone write; so does the store.
         slot = uploadSlot(ctx);
         admitted = { auth: undefined, fields, key, customerKey: customerKey() };
+        policy(key, fields.get('x-amz-server-side-encryption-customer-algorithm'), true);
         return MAX_POST_FILE;
       }
       const auth = authenticatePost(fields, lookup, now, ctx.config.region, ctx.config.allowSigV2);
@@ -209,6 +213,7 @@ export async function postObject(ctx: BucketContext, lookup: CredentialLookup, n
       // Every condition but the file's size, before the file is read.
       checkPolicy(auth, fields, names, bucket);
       admitted = { auth, fields, key, customerKey: customerKey() };
+      policy(key, fields.get('x-amz-server-side-encryption-customer-algorithm'), false);
       return Math.min(MAX_POST_FILE, sizeRange(auth.policy).max);
     });
   } catch (e) {

@@ -26,12 +26,14 @@ export type S3ErrorCode =
   | 'InvalidURI'
   | 'KeyTooLongError'
   | 'MalformedXML'
+  | 'MalformedPolicy'
   | 'MalformedPOSTRequest'
   | 'InvalidPolicyDocument'
   | 'MethodNotAllowed'
   | 'MissingContentLength'
   | 'MissingSecurityHeader'
   | 'NoSuchBucket'
+  | 'NoSuchBucketPolicy'
   | 'NoSuchKey'
   | 'NoSuchUpload'
   | 'NotImplemented'
@@ -70,12 +72,14 @@ const DEFAULT_STATUS: Record<S3ErrorCode, number> = {
   InvalidURI: 400,
   KeyTooLongError: 400,
   MalformedXML: 400,
+  MalformedPolicy: 400,
   MalformedPOSTRequest: 400,
   InvalidPolicyDocument: 400,
   MethodNotAllowed: 405,
   MissingContentLength: 411,
   MissingSecurityHeader: 400,
   NoSuchBucket: 404,
+  NoSuchBucketPolicy: 404,
   NoSuchKey: 404,
   NoSuchUpload: 404,
   NotImplemented: 501,

@@ -13,6 +13,9 @@ type BucketOperationName =
   | 'ListObjectVersions'
   | 'ListMultipartUploads'
   | 'BucketOperation'
+  | 'PutBucketPolicy'
+  | 'GetBucketPolicy'
+  | 'DeleteBucketPolicy'
   | 'PostObject';
 /** Operations on an object. */
 type ObjectOperation =
@@ -170,6 +173,12 @@ export function classify(method: string, url: string, headers: Record<string, un
       if (has('versions')) return { op: 'ListObjectVersions', bucket, ...base };
       if (has('uploads')) return { op: 'ListMultipartUploads', bucket, ...base };
       return { op: queryGet(query, 'list-type') === '2' ? 'ListObjectsV2' : 'ListObjects', bucket, ...base };
+    }
+    if (has('policy')) {
+      // Handled by the proxy: the SSE-C statements of a policy are its to enforce (handlers/bucket-policy.ts).
+      if (method === 'PUT') return { op: 'PutBucketPolicy', bucket, ...base };
+      if (method === 'GET') return { op: 'GetBucketPolicy', bucket, ...base };
+      if (method === 'DELETE') return { op: 'DeleteBucketPolicy', bucket, ...base };
     }
     return { op: 'BucketOperation', bucket, ...base };
   }

@@ -9,7 +9,7 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { CreateBucketCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteBucketPolicyCommand, GetObjectCommand, HeadObjectCommand, PutBucketPolicyCommand, type S3Client } from '@aws-sdk/client-s3';
 import { deriveSigningKey } from '../../src/sigv4/canonical.ts';
 import { errorCode, newKey, rgwUpstream, sse, startTestProxy, type SseKey, type TestProxy, type UpstreamInfo } from '../support/proxy.ts';
 
@@ -222,4 +222,22 @@ test('python-requests forms (SigV2, SigV4 with SSE-C fields) and boto3 SigV2 hea
   assert.deepEqual(out.v2_list, ['v2/obj.bin']);
   assert.equal(out.v2_presigned, 'plain');
   assert.equal(out.v2_bad, 'SignatureDoesNotMatch');
+});
+
+test("a bucket policy requiring SSE-C (AWS's Null condition) holds for forms: without the SSE-C fields 403 and nothing stored", async () => {
+  const Policy = JSON.stringify({
+    Version: '2012-10-17',
+    Statement: [{ Effect: 'Deny', Principal: '*', Action: 's3:PutObject', Resource: `arn:aws:s3:::${bucket}/*`, Condition: { Null: { 's3:x-amz-server-side-encryption-customer-algorithm': 'true' } } }],
+  });
+  await s3.send(new PutBucketPolicyCommand({ Bucket: bucket, Policy }));
+  try {
+    const plain = await post(form(undefined, { file: randomBytes(100), key: 'uploads/policy-plain' }));
+    assert.equal(plain.status, 403, plain.body);
+    assert.equal(errorCode(plain.body), 'AccessDenied');
+    await assert.rejects(s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'uploads/policy-plain' })), (e: Error) => e.name === 'NotFound');
+    const sealed = await post(form(newKey(), { file: randomBytes(100), key: 'uploads/policy-sealed' }));
+    assert.equal(sealed.status, 204, sealed.body);
+  } finally {
+    await s3.send(new DeleteBucketPolicyCommand({ Bucket: bucket }));
+  }
 });

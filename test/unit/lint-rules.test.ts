@@ -23,6 +23,7 @@ const cases: Array<[file: string, bad: string, good: string]> = [
   ['src/handlers/x.ts', "import { y } from 'undici';", "import { y } from '../context.ts';"],
   ['src/objects/x.ts', "import { y } from '../handlers/get.ts';", "import { y } from '../format/parts.ts';"],
   ['src/objects/x.ts', "import { y } from 'undici';", "import { y } from '../context.ts';"],
+  ['src/policy/x.ts', "import { y } from '../handlers/bucket-policy.ts';", "import { y } from '../s3/errors.ts';"],
   ['src/passthrough.ts', "import { y } from './handlers/put.ts';", "import { y } from './context.ts';"],
   ['src/passthrough.ts', "import { y } from './sigv4/body.ts';", "import { y } from './s3/headers.ts';"],
 ];
