@@ -175,6 +175,42 @@ export function storeSuite(store: StoreUnderTest): void {
       assert.equal(errorCode(r.body), 'InvalidRequest');
     });
 
+    describe('parts of plain objects (the stores\' own answers would be wrong: see docs/CLIENTS.md)', () => {
+      const single = randomBytes(1000);
+      const parts = [randomBytes(5 * MiB), randomBytes(4321)];
+      const whole = Buffer.concat(parts);
+      before(async () => {
+        await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'plain-single', Body: single }));
+        const created = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'plain-mp' }));
+        const done = [];
+        for (const [i, body] of parts.entries()) {
+          const r = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: 'plain-mp', UploadId: created.UploadId, PartNumber: i + 1, Body: body }));
+          done.push({ PartNumber: i + 1, ETag: r.ETag });
+        }
+        await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'plain-mp', UploadId: created.UploadId, MultipartUpload: { Parts: done } }));
+      });
+
+      test('?partNumber=1 is the whole object (206, its Content-Range, no PartsCount); N > 1 → 416 InvalidPartNumber, never another part\'s bytes', async () => {
+        for (const [name, data] of [['plain-single', single], ['plain-mp', whole]] as const) {
+          const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: name, PartNumber: 1 }));
+          assert.equal(head.$metadata.httpStatusCode, 206, name);
+          assert.equal(head.ContentLength, data.length);
+          assert.equal(head.PartsCount, undefined);
+          const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: name, PartNumber: 1 }));
+          assert.equal(got.$metadata.httpStatusCode, 206, name);
+          assert.equal(got.ContentRange, `bytes 0-${data.length - 1}/${data.length}`);
+          assert.equal(got.PartsCount, undefined);
+          assert.ok((await bodyBytes(got.Body)).equals(data), name);
+          for (const method of ['GET', 'HEAD'] as const) {
+            const r = await rawRequest(t, up, { method, path: `/${bucket}/${name}`, query: { partNumber: '2' } });
+            assert.equal(r.status, 416, `${method} ${name}`);
+            if (method === 'GET') assert.equal(errorCode(r.body), 'InvalidPartNumber');
+          }
+        }
+      });
+
+    });
+
     test('DeleteObject: SSE-C and plain objects are gone afterwards (404 NoSuchKey)', async () => {
       const k = newKey();
       await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'del-enc', Body: 'a', ...sse(k) }));
