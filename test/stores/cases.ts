@@ -175,7 +175,7 @@ export function storeSuite(store: StoreUnderTest): void {
       assert.equal(errorCode(r.body), 'InvalidRequest');
     });
 
-    describe('parts of plain objects (the stores\' own answers would be wrong: see docs/CLIENTS.md)', () => {
+    describe('parts and attributes of plain objects (the stores\' own answers would be wrong: see docs/CLIENTS.md)', () => {
       const single = randomBytes(1000);
       const parts = [randomBytes(5 * MiB), randomBytes(4321)];
       const whole = Buffer.concat(parts);
@@ -209,6 +209,23 @@ export function storeSuite(store: StoreUnderTest): void {
         }
       });
 
+      test('GetObjectAttributes: size, ETag and storage class from the store; a multipart object\'s PartsCount (no Part list without checksums, as S3)', async () => {
+        const a = await s3.send(
+          new GetObjectAttributesCommand({ Bucket: bucket, Key: 'plain-single', ObjectAttributes: ['ObjectSize', 'ETag', 'StorageClass', 'ObjectParts'] }),
+        );
+        assert.equal(a.ObjectSize, single.length);
+        assert.equal(a.StorageClass, 'STANDARD');
+        assert.equal(a.ObjectParts, undefined, 'a single PUT has no parts');
+        assert.equal(`"${a.ETag}"`, (await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'plain-single' }))).ETag);
+        const m = await s3.send(new GetObjectAttributesCommand({ Bucket: bucket, Key: 'plain-mp', ObjectAttributes: ['ObjectSize', 'ETag', 'ObjectParts'] }));
+        assert.equal(m.ObjectSize, whole.length);
+        assert.equal(`"${m.ETag}"`, (await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'plain-mp' }))).ETag);
+        assert.equal(m.ObjectParts?.TotalPartsCount, 2);
+        assert.equal(m.ObjectParts?.Parts, undefined);
+        const missing = await rawRequest(t, up, { method: 'GET', path: `/${bucket}/no-such-object`, query: { attributes: '' }, headers: { 'x-amz-object-attributes': 'ObjectSize' } });
+        assert.equal(missing.status, 404);
+        assert.equal(errorCode(missing.body), 'NoSuchKey');
+      });
     });
 
     test('DeleteObject: SSE-C and plain objects are gone afterwards (404 NoSuchKey)', async () => {
