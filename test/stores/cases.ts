@@ -184,7 +184,10 @@ export function storeSuite(store: StoreUnderTest): void {
         const created = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'plain-mp' }));
         const done = [];
         for (const [i, body] of parts.entries()) {
-          const r = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: 'plain-mp', UploadId: created.UploadId, PartNumber: i + 1, Body: body }));
+          // The last part as a stream: the SDK sends it aws-chunked, which the proxy decodes (Swift would refuse it).
+          const r = await s3.send(
+            new UploadPartCommand({ Bucket: bucket, Key: 'plain-mp', UploadId: created.UploadId, PartNumber: i + 1, Body: i === 0 ? body : Readable.from([body]), ContentLength: body.length }),
+          );
           done.push({ PartNumber: i + 1, ETag: r.ETag });
         }
         await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: 'plain-mp', UploadId: created.UploadId, MultipartUpload: { Parts: done } }));
