@@ -111,7 +111,7 @@ for p in "$SWIFT_PORT" "$OBJ_PORT" "$CONT_PORT" "$ACC_PORT"; do
     exit 1
   fi
 done
-case "$NODE_DIR" in /dev/shm/*|/tmp/*|"$DIR"/*) ;; *) log "SWIFT_NODE_DIR must be under /dev/shm, /tmp or DIR"; exit 2;; esac
+case "$NODE_DIR" in /dev/shm/?*|/tmp/?*|"$DIR"/?*) ;; *) log "SWIFT_NODE_DIR must be a directory under /dev/shm, /tmp or DIR"; exit 2;; esac
 rm -rf "${DIR:?}"/{etc,run,log,env,env.tmp} "${NODE_DIR:?}"
 mkdir -p "$DIR"/{etc,run,log} "$NODE_DIR/d1"
 echo "$NODE_DIR" > "$DIR/run/node_dir"
