@@ -125,6 +125,17 @@ export function storeSuite(store: StoreUnderTest): void {
       assert.equal(errorCode(past.body), 'InvalidRange');
     });
 
+    test('conditional GETs: If-Match → 200, If-None-Match → 304, another ETag → 412 PreconditionFailed', async () => {
+      const put = await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'cond', Body: 'conditional', ...sse(k) }));
+      const ok = await status('GET', 'cond', { ...ssecHeaders(k), 'if-match': put.ETag! });
+      assert.equal(ok.status, 200);
+      assert.equal(ok.body.toString(), 'conditional');
+      assert.equal((await status('GET', 'cond', { ...ssecHeaders(k), 'if-none-match': put.ETag! })).status, 304);
+      const other = await status('GET', 'cond', { ...ssecHeaders(k), 'if-match': '"0123456789abcdef0123456789abcdef"' });
+      assert.equal(other.status, 412);
+      assert.equal(errorCode(other.body), 'PreconditionFailed');
+    });
+
     test('the wrong key → 403 AccessDenied on GET and HEAD, no key → 400, and no plaintext either way', async () => {
       await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'locked', Body: 'secret text', ...sse(k) }));
       const wrong = await status('GET', 'locked', ssecHeaders(newKey()));
@@ -402,6 +413,16 @@ export function storeSuite(store: StoreUnderTest): void {
       const r = await rawRequest(t, up, { method: 'GET', path: `/${bucket}/mp`, query: { partNumber: '5' }, headers: ssecHeaders(k) });
       assert.equal(r.status, 416);
       assert.equal(errorCode(r.body), 'InvalidPartNumber');
+    });
+
+    test('conditional GETs with the multipart ETag: If-Match → 200, If-None-Match → 304, another ETag → 412', async () => {
+      const ok = await status('GET', 'mp', { ...ssecHeaders(k), 'if-match': etag!, range: 'bytes=0-9' });
+      assert.equal(ok.status, 206);
+      assert.ok(ok.body.equals(whole.subarray(0, 10)));
+      assert.equal((await status('GET', 'mp', { ...ssecHeaders(k), 'if-none-match': etag! })).status, 304);
+      const other = await status('GET', 'mp', { ...ssecHeaders(k), 'if-match': '"0123456789abcdef0123456789abcdef-4"' });
+      assert.equal(other.status, 412);
+      assert.equal(errorCode(other.body), 'PreconditionFailed');
     });
 
     test('GetObjectAttributes: plaintext ObjectSize and part sizes, the ETag without quotes', async () => {
