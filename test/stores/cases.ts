@@ -148,6 +148,17 @@ export function storeSuite(store: StoreUnderTest): void {
       assert.equal(errorCode(none.body), 'InvalidRequest');
     });
 
+    test('keys with spaces, +, =, ~, %, unicode and slashes round-trip, and list as written', async () => {
+      const names = ['odd/a b+c=d~e', 'odd/100% sure', 'odd/ünïcødé/日本', 'odd/semi;colon,comma'];
+      for (const name of names) {
+        await s3.send(new PutObjectCommand({ Bucket: bucket, Key: name, Body: name, ...sse(k) }));
+        assert.equal((await read(name, k)).toString(), name);
+      }
+      const list = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'odd/' }));
+      assert.deepEqual((list.Contents ?? []).map((o) => o.Key).sort(), [...names].sort());
+      assert.deepEqual((list.Contents ?? []).map((o) => o.Size), (list.Contents ?? []).map((o) => Buffer.byteLength(o.Key!)));
+    });
+
     test('user metadata and Content-Type round-trip; the proxy\'s envelope is never shown', async () => {
       await s3.send(
         new PutObjectCommand({ Bucket: bucket, Key: 'meta', Body: 'm', ContentType: 'text/x-test', Metadata: { colour: 'blue' }, ...sse(k) }),
