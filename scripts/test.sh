@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh [TEST_FILE_OR_GLOB | --node-test-option ...]  -- what `npm test` runs.
 #
-#   npm test                                   all of test/unit, test/fast, test/integration, test/e2e
+#   npm test                                   all of test/unit, test/fast, test/integration, test/stores, test/e2e
 #   npm test -- test/unit/dev-cert.test.ts     only these files (globs allowed, quote them)
 #   npm test -- --test-name-pattern=ranged     arguments starting with '-' go to `node --test`
 #
@@ -13,17 +13,24 @@
 #    (deliberately not AWS_* / S3_ENDPOINT, which aws-cli and SDKs would pick up on their own).
 #    Skipped when every selected file is under test/unit/ or test/fast/ (NEED_RGW=1 forces it) or when
 #    RGW_ENDPOINT is already set (an external upstream).
+#    Likewise OpenStack Swift with s3api (scripts/start-swift.sh), the second store of test/stores/:
+#    SWIFT_ENDPOINT, SWIFT_ACCESS_KEY_ID, SWIFT_SECRET_ACCESS_KEY, SWIFT_REGION, SWIFT_DIR; started only
+#    when a selected file is under test/stores/ (as in the default list; NEED_SWIFT=1 forces it), not at
+#    all when SWIFT_ENDPOINT is already set.
 # 3. Runs the tests with Node 24 (node_modules/.bin/node), one file at a time.
-# 4. Stops RGW again if this script started it (KEEP_RGW=1 leaves it running for the next run).
-# A missing or broken RGW is a failure, never a skip.
+# 4. Stops RGW and Swift again if this script started them (KEEP_RGW=1 / KEEP_SWIFT=1 leave them running).
+# A missing or broken RGW or Swift is a failure, never a skip.
 #
 # Environment: RGW_DIR (default /tmp/s3-ssec-proxy-rgw), RGW_PORT, MON_PORT, OSD_BACKEND,
-# OSD_SIZE_GB (passed to start-rgw.sh), KEEP_RGW=1, NEED_RGW=1, SKIP_APT=1 (never install packages).
+# OSD_SIZE_GB (passed to start-rgw.sh), KEEP_RGW=1, NEED_RGW=1, SKIP_APT=1 (never install packages),
+# SWIFT_DIR (default /tmp/s3-ssec-proxy-swift), SWIFT_PORT (default 8089; passed to start-swift.sh),
+# KEEP_SWIFT=1, NEED_SWIFT=1.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export RGW_DIR=${RGW_DIR:-/tmp/s3-ssec-proxy-rgw}
+export SWIFT_DIR=${SWIFT_DIR:-/tmp/s3-ssec-proxy-swift}
 
 log() { echo "[test.sh $(date +%T)] $*" >&2; }
 now() { date +%s.%N; }
@@ -56,12 +63,14 @@ for a in "$@"; do
   esac
 done
 if [ ${#files[@]} -eq 0 ]; then
-  files=('test/unit/**/*.test.ts' 'test/fast/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts')
+  files=('test/unit/**/*.test.ts' 'test/fast/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/stores/**/*.test.ts' 'test/e2e/**/*.test.ts')
 fi
 
 need_rgw=${NEED_RGW:-0}
+need_swift=${NEED_SWIFT:-0}
 for f in "${files[@]}"; do
   case "$f" in test/unit/*|./test/unit/*|test/fast/*|./test/fast/*) ;; *) need_rgw=1 ;; esac
+  case "$f" in test/stores*|./test/stores*) need_swift=1 ;; esac
 done
 
 # ---------- 1. Debian packages ----------
@@ -73,7 +82,8 @@ as_root() {
 }
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
-PACKAGES=(ceph-mon ceph-osd radosgw ceph-common ceph-base awscli python3-boto3 rclone curl openssl chromium)
+PACKAGES=(ceph-mon ceph-osd radosgw ceph-common ceph-base swift swift-proxy swift-object swift-container swift-account
+          awscli python3-boto3 rclone curl openssl chromium)
 if [ "${SKIP_APT:-0}" != 1 ] && command -v dpkg-query >/dev/null 2>&1; then
   missing=()
   for p in "${PACKAGES[@]}"; do pkg_installed "$p" || missing+=("$p"); done
@@ -95,11 +105,16 @@ done
 
 # ---------- 2. RGW ----------
 started_rgw=0
+started_swift=0
 cleanup() {
   local status=$?
   if [ "$started_rgw" = 1 ] && [ "${KEEP_RGW:-0}" != 1 ]; then
     log "stopping the RGW this run started ($RGW_DIR)"
     bash "$ROOT/scripts/stop-rgw.sh" "$RGW_DIR" >&2 || true
+  fi
+  if [ "$started_swift" = 1 ] && [ "${KEEP_SWIFT:-0}" != 1 ]; then
+    log "stopping the Swift this run started ($SWIFT_DIR)"
+    bash "$ROOT/scripts/stop-swift.sh" "$SWIFT_DIR" >&2 || true
   fi
   exit "$status"
 }
@@ -140,6 +155,39 @@ elif [ "$need_rgw" = 1 ]; then
   fi
 else
   log "only unit tests selected: not starting RGW (NEED_RGW=1 to force)"
+fi
+
+# ---------- 2b. Swift (the second store of test/stores/) ----------
+if [ -n "${SWIFT_ENDPOINT:-}" ]; then
+  log "using the Swift from the environment: $SWIFT_ENDPOINT"
+  : "${SWIFT_ACCESS_KEY_ID:?SWIFT_ENDPOINT is set but SWIFT_ACCESS_KEY_ID is not}"
+  : "${SWIFT_SECRET_ACCESS_KEY:?SWIFT_ENDPOINT is set but SWIFT_SECRET_ACCESS_KEY is not}"
+  export SWIFT_REGION=${SWIFT_REGION:-us-east-1}
+elif [ "$need_swift" = 1 ]; then
+  t=$(now)
+  mkdir -p "$SWIFT_DIR"
+  start_log=$SWIFT_DIR/start-swift.log
+  if ! bash "$ROOT/scripts/start-swift.sh" "$SWIFT_DIR" 2>&1 >/dev/null | tee "$start_log" >&2; then
+    log "Swift did not start; see $start_log and $SWIFT_DIR/log/"
+    if [ "${CI:-}" = true ]; then log "CI=true: a missing Swift fails the run"; fi
+    exit 1
+  fi
+  grep -q 'already running under' "$start_log" || started_swift=1
+  swift_value() { sed -n "s/^export $1=//p" "$SWIFT_DIR/env" | tail -n 1; }
+  SWIFT_ENDPOINT=$(swift_value SWIFT_ENDPOINT)
+  SWIFT_ACCESS_KEY_ID=$(swift_value SWIFT_ACCESS_KEY_ID)
+  SWIFT_SECRET_ACCESS_KEY=$(swift_value SWIFT_SECRET_ACCESS_KEY)
+  SWIFT_REGION=$(swift_value SWIFT_REGION)
+  if [ -z "$SWIFT_ENDPOINT" ] || [ -z "$SWIFT_ACCESS_KEY_ID" ] || [ -z "$SWIFT_SECRET_ACCESS_KEY" ]; then
+    log "$SWIFT_DIR/env lacks the SWIFT_* variables; see $start_log"
+    exit 1
+  fi
+  export SWIFT_ENDPOINT SWIFT_ACCESS_KEY_ID SWIFT_SECRET_ACCESS_KEY SWIFT_REGION=${SWIFT_REGION:-us-east-1} SWIFT_DIR
+  if [ "$started_swift" = 1 ]; then
+    log "Swift started in $(since "$t")s at $SWIFT_ENDPOINT"
+  else
+    log "Swift already running at $SWIFT_ENDPOINT (checked in $(since "$t")s)"
+  fi
 fi
 
 # ---------- 3. tests ----------

@@ -166,21 +166,31 @@ async function send(ctx: ObjectContext, body: Readable): Promise<void> {
 
 /** No SSE-C headers: an unencrypted object streams through; an encrypted one is S3's 400. */
 async function readUnencrypted(ctx: ObjectContext, isHead: boolean): Promise<void> {
-  const range = ctx.req.headers.range;
+  // The parts of an unencrypted object are the store's, and stores get them wrong (RGW 16 sends the whole
+  // object for every N, Swift answers 405): it is answered as one part, so no N > 1 gets another part's bytes.
+  const partNumber = partNumberOf(ctx.s3.query, 'optional');
+  const range = partNumber === undefined ? ctx.req.headers.range : undefined;
   const extra: Record<string, string> = typeof range === 'string' ? { range } : {};
   const mode = ctx.req.headers['x-amz-checksum-mode'];
-  if (typeof mode === 'string') extra['x-amz-checksum-mode'] = mode;
+  if (typeof mode === 'string' && partNumber === undefined) extra['x-amz-checksum-mode'] = mode;
   await using up = await upstreamRequest(ctx, {
     method: isHead ? 'HEAD' : 'GET',
     path: objectPath(ctx.s3.bucket, ctx.s3.key),
-    query: upstreamQuery(ctx.s3.query),
+    query: upstreamQuery(ctx.s3.query, ['partNumber']),
     headers: readHeaders(ctx, extra),
   });
   if (up.headers[ENVELOPE_META] !== undefined) throw new S3Error('InvalidRequest', SSEC_MESSAGES.needKey);
   if (up.statusCode !== 200 && up.statusCode !== 206) return relayUpstreamError(ctx, up);
   const headers = clientResponseHeaders(up.headers, { encrypted: false });
   headers['x-amz-request-id'] = ctx.requestId;
-  ctx.res.writeHead(up.statusCode, headers);
+  let status = up.statusCode;
+  if (partNumber !== undefined) {
+    const size = Number(up.headers['content-length']);
+    if (partNumber !== 1 || !(size > 0)) throw invalidPartNumber();
+    headers['content-range'] = contentRange({ start: 0, end: size - 1 }, size);
+    status = 206;
+  }
+  ctx.res.writeHead(status, headers);
   if (isHead) {
     ctx.res.end();
     return;

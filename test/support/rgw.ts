@@ -96,7 +96,7 @@ export function parseEnvFile(text: string): Record<string, string> {
   return out;
 }
 
-function runLogged(cmd: string, args: string[], logPath: string, timeoutMs: number): Promise<number | string> {
+export function runLogged(cmd: string, args: string[], logPath: string, timeoutMs: number): Promise<number | string> {
   return new Promise((resolvePromise, reject) => {
     const log = createWriteStream(logPath, { flags: 'w' });
     log.on('open', () => {
@@ -116,7 +116,7 @@ function runLogged(cmd: string, args: string[], logPath: string, timeoutMs: numb
   });
 }
 
-async function tail(path: string, lines = 30): Promise<string> {
+export async function tail(path: string, lines = 30): Promise<string> {
   try {
     return (await readFile(path, 'utf8')).split('\n').slice(-lines).join('\n');
   } catch {
