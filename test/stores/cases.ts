@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import https from 'node:https';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -490,6 +490,78 @@ export function storeSuite(store: StoreUnderTest): void {
       });
       assert.equal(r.status, 200, r.body);
       assert.equal(r.body, 'presigned body');
+    });
+  });
+
+  /**
+   * Issue 12 on each store: what the store itself supports reaches the client as directly (anonymous access,
+   * CORS rules, bucket policies: RGW has them, Swift's s3api answers its own refusal), and what the proxy does on
+   * its own works on both (PostObject forms become PUTs; SSE-C conditions are the proxy's to enforce only where
+   * the store keeps a policy).
+   */
+  describe('drop-in on this store', () => {
+    /** A SigV4-signed browser form for `key` with the SSE-C trio as fields. */
+    function signedForm(key: string, k: SseKey, file: Buffer) {
+      const now = new Date();
+      const day = now.toISOString().slice(0, 10).replace(/-/g, '');
+      const amzDate = `${day}T${now.toISOString().slice(11, 19).replace(/:/g, '')}Z`;
+      const credential = `${up.accessKeyId}/${day}/${up.region}/s3/aws4_request`;
+      const fields: Record<string, string> = { key, ...ssecHeaders(k), 'x-amz-algorithm': 'AWS4-HMAC-SHA256', 'x-amz-credential': credential, 'x-amz-date': amzDate };
+      const policy = Buffer.from(
+        JSON.stringify({
+          expiration: new Date(Date.now() + 600_000).toISOString(),
+          conditions: [{ bucket }, ...Object.entries(fields).map(([n, v]) => ({ [n]: v }))],
+        }),
+      ).toString('base64');
+      const hmac = (k2: Buffer | string, d: string) => createHmac('sha256', k2).update(d).digest();
+      const signingKey = hmac(hmac(hmac(hmac(`AWS4${up.secretAccessKey}`, day), up.region), 's3'), 'aws4_request');
+      Object.assign(fields, { policy, 'x-amz-signature': createHmac('sha256', signingKey).update(policy).digest('hex') });
+      const boundary = `----store${randomBytes(6).toString('hex')}`;
+      const head = Object.entries(fields).map(([n, v]) => `--${boundary}\r\nContent-Disposition: form-data; name="${n}"\r\n\r\n${v}\r\n`).join('');
+      const body = Buffer.concat([Buffer.from(`${head}--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n`), file, Buffer.from(`\r\n--${boundary}--\r\n`)]);
+      return { body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } };
+    }
+
+    test('a signed PostObject form with SSE-C fields: 204, stored encrypted, read back with the key (the proxy writes it as a PUT)', async () => {
+      const k = newKey();
+      const file = randomBytes(30_000);
+      const form = signedForm('posted.bin', k, file);
+      const r = await rawRequest(t, up, { method: 'POST', path: `/${bucket}`, sign: false, headers: form.headers, body: form.body });
+      assert.equal(r.status, 204, r.body.toString());
+      assert.ok((await read('posted.bin', k)).equals(file));
+      const stored = await bodyBytes((await direct.send(new GetObjectCommand({ Bucket: bucket, Key: 'posted.bin' }))).Body);
+      assert.ok(stored.indexOf(file.subarray(0, 32)) < 0);
+    });
+
+    test('a bucket policy requiring SSE-C: RGW keeps it and the proxy enforces it; Swift answers NotImplemented, as directly', async () => {
+      const Policy = JSON.stringify({
+        Version: '2012-10-17',
+        Statement: [{ Effect: 'Deny', Principal: '*', Action: 's3:PutObject', Resource: `arn:aws:s3:::${bucket}/guarded/*`, Condition: { Null: { 's3:x-amz-server-side-encryption-customer-algorithm': 'true' } } }],
+      });
+      const put = await rawRequest(t, up, { method: 'PUT', path: `/${bucket}`, query: { policy: '' }, body: Policy });
+      if (store.kind === 'swift') {
+        assert.equal(put.status, 501);
+        assert.equal(errorCode(put.body), 'NotImplemented');
+        await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'guarded/plain', Body: 'no policy here' }));
+        return;
+      }
+      assert.equal(put.status, 204, put.body.toString());
+      try {
+        const plain = await rawRequest(t, up, { method: 'PUT', path: `/${bucket}/guarded/plain`, body: 'refused' });
+        assert.equal(plain.status, 403);
+        await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'guarded/sealed', Body: 'ok', ...sse(newKey()) }));
+      } finally {
+        await rawRequest(t, up, { method: 'DELETE', path: `/${bucket}`, query: { policy: '' } });
+      }
+    });
+
+    test('an anonymous GET of a public-read object: RGW serves it; Swift\'s s3api has no anonymous access and refuses, as directly', async () => {
+      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'public.txt', Body: 'public', ACL: 'public-read' }));
+      const r = await rawRequest(t, up, { method: 'GET', path: `/${bucket}/public.txt`, sign: false });
+      const straight = await fetch(`${up.endpoint}/${bucket}/public.txt`);
+      assert.equal(r.status, straight.status, 'the proxy answers what the store answers directly');
+      if (store.kind === 'rgw') assert.equal(r.body.toString(), 'public');
+      else assert.ok(r.status >= 400);
     });
   });
 }
