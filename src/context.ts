@@ -73,7 +73,8 @@ export async function upstreamRequest(ctx: RequestContext, r: Omit<UpstreamReque
   const headers = typeof origin === 'string' ? { origin, ...r.headers } : r.headers;
   const up = await ctx.upstream.request({ identity: ctx.identity, ...r, ...(headers ? { headers } : {}) });
   ctx.stats.upstreamStatus = up.statusCode;
-  if (typeof origin === 'string' && !ctx.res.headersSent) {
+  // Only the answers about the request's own bucket speak for it (a copy's source bucket has its own rules).
+  if (typeof origin === 'string' && !ctx.res.headersSent && r.path.split('/')[1] === ctx.s3.bucket) {
     for (const [name, value] of Object.entries(up.headers)) {
       if ((name.startsWith('access-control-') || name === 'vary') && value !== undefined) ctx.res.setHeader(name, value);
     }

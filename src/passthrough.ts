@@ -9,6 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { createProxyServer } from 'http-proxy-3';
 import type { RequestContext } from './context.ts';
 import { acceptBody } from './context.ts';
+import { uploadSlot } from './objects/write.ts';
 import { clientResponseHeaders, forwardableRequestHeaders } from './s3/headers.ts';
 import { canonicalPath, upstreamQuery } from './s3/operation.ts';
 import { requestTimeout, S3Error } from './s3/errors.ts';
@@ -101,6 +102,10 @@ export function createPassthrough(upstream: Upstream) {
     if (te !== undefined && cl === undefined) headers['transfer-encoding'] = 'chunked';
     prepared.set(req, { path: signed.url.slice(upstream.url.origin.length), headers });
     if (opts.onAnswer) answered.set(req, opts.onAnswer);
+    // A body held open by a slow (or anonymous) client takes an upload slot like the proxy's own uploads, so
+    // pass-through writes cannot hold every store connection either; refused before 100-continue.
+    const hasBody = (cl !== undefined && cl !== '0') || te !== undefined;
+    using _slot = hasBody ? uploadSlot(ctx) : undefined;
     acceptBody(req, res);
     // Node's client sends the headers at once when a request carries Expect, before 'proxyReq' could replace
     // them; the proxy has answered the 100 itself.
@@ -109,7 +114,6 @@ export function createPassthrough(upstream: Upstream) {
     // A body silent for `bodyIdleMs` ends the request (S3's RequestTimeout), as for the proxy's own uploads: a
     // slow client must not hold an upstream connection for ever.
     let idleOut = false;
-    const hasBody = (cl !== undefined && cl !== '0') || te !== undefined;
     let body: Transform | undefined;
     if (hasBody) {
       const idle = setTimeout(() => {

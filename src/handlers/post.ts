@@ -13,7 +13,7 @@ import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import busboy from 'busboy';
 import { refuseOutsideAllowList } from '../s3/allow-list.ts';
-import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
+import { requestTimeout, S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
 import { ENVELOPE_META } from '../s3/headers.ts';
 import { objectPath } from '../s3/operation.ts';
 import { parseTagging, parseXml, xmlEscape } from '../s3/xml.ts';
@@ -52,7 +52,35 @@ interface Form {
  * authenticates and checks them then, before a byte of the file is read, and gives the most file bytes to
  * accept. A refused form is never read further.
  */
-async function readForm(req: IncomingMessage, admit: (form: Pick<Form, 'fields' | 'names'>, filename: string | undefined) => number): Promise<Form> {
+/** The fields before the file (read before the form is authenticated) must arrive within this, however slowly. */
+const PRE_FILE_MS = 30_000;
+
+async function readForm(
+  req: IncomingMessage,
+  idleMs: number,
+  admit: (form: Pick<Form, 'fields' | 'names'>, filename: string | undefined) => number,
+): Promise<Form> {
+  let idle: NodeJS.Timeout | undefined;
+  let deadline: NodeJS.Timeout | undefined;
+  try {
+    return await readFormWithin(req, admit, (stop) => {
+      // A client that stops sending (or drips its fields) is S3's RequestTimeout, so it cannot hold a
+      // connection, an upload slot or a spool for ever.
+      idle = setTimeout(() => stop(requestTimeout()), idleMs).unref();
+      req.on('data', () => idle?.refresh());
+      deadline = setTimeout(() => stop(requestTimeout(), true), PRE_FILE_MS).unref();
+    });
+  } finally {
+    clearTimeout(idle);
+    clearTimeout(deadline);
+  }
+}
+
+function readFormWithin(
+  req: IncomingMessage,
+  admit: (form: Pick<Form, 'fields' | 'names'>, filename: string | undefined) => number,
+  guard: (stop: (e: unknown, onlyBeforeFile?: boolean) => void) => void,
+): Promise<Form> {
   return new Promise((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
@@ -62,11 +90,14 @@ async function readForm(req: IncomingMessage, admit: (form: Pick<Form, 'fields' 
       return;
     }
     let failed = false;
+    let fileSource: Readable | undefined;
     const stop = (e: unknown) => {
       if (failed) return;
       failed = true;
       req.unpipe(bb);
       bb.removeAllListeners('close');
+      // A file being spooled ends with the form (its spool is removed).
+      fileSource?.destroy(new Error('form refused'));
       reject(e);
     };
     const fields = new Map<string, string>();
@@ -85,6 +116,8 @@ async function readForm(req: IncomingMessage, admit: (form: Pick<Form, 'fields' 
     let file: Promise<Spooled> | undefined;
     let fileContentType: string | undefined;
     const startFile = (source: Readable, filename: string | undefined) => {
+      fileSource = source;
+      source.on('error', () => {}); // its spool sees the failure; the form's own answer is `stop`'s
       file = Promise.all(pending).then(() => {
         if (failed) throw new Error('form refused');
         let max: number;
@@ -153,6 +186,9 @@ async function readForm(req: IncomingMessage, admit: (form: Pick<Form, 'fields' 
         stop(new S3Error('InvalidArgument', 'POST requires exactly one file upload per request.', { extra: { ArgumentName: 'file', ArgumentValue: '0' } }));
       } else file.then((held) => resolve({ fields, names, file: held, fileContentType }), stop);
     });
+    guard((e, onlyBeforeFile) => {
+      if (!onlyBeforeFile || file === undefined) stop(e);
+    });
     req.pipe(bb);
   });
 }
@@ -189,7 +225,7 @@ export async function postObject(ctx: BucketContext, lookup: CredentialLookup, n
   const policy = await postObjectPolicy(ctx, bucket);
   let form: Awaited<ReturnType<typeof readForm>>;
   try {
-    form = await readForm(ctx.req, ({ fields: sent, names }, filename) => {
+    form = await readForm(ctx.req, ctx.config.bodyIdleMs, ({ fields: sent, names }, filename) => {
       // `${filename}` is expanded in every field before the policy is checked (S3's rule); a file part without
       // a filename leaves it as it is, as S3 does.
       const fields = new Map(sent);

@@ -98,10 +98,12 @@ export function readStoredPolicy(stored: string): { original: string; statements
   const raw = isObject(doc) ? [doc.Statement].flat().filter(isObject) : [];
   const found = raw.filter((s) => s.Sid === CARRIER_SID).at(-1);
   if (!found) return { original: stored, statements: [] };
+  const resources = [found.Resource].flat();
   const chunks: string[] = [];
-  for (const r of [found.Resource].flat()) {
-    const m = typeof r === 'string' ? /\/\.ssec-proxy-policy\/v1\/(\d+)\/([A-Za-z0-9_-]+)$/.exec(r) : null;
-    if (!m) throw new Error('the stored policy carrier is unreadable');
+  for (const r of resources) {
+    const m = typeof r === 'string' ? /\/\.ssec-proxy-policy\/v1\/(\d{1,6})\/([A-Za-z0-9_-]+)$/.exec(r) : null;
+    // An index beyond the resources' count cannot be one the proxy wrote (and would make a huge sparse array).
+    if (!m || Number(m[1]) >= resources.length) throw new Error('the stored policy carrier is unreadable');
     chunks[Number(m[1])] = m[2]!;
   }
   if (chunks.length === 0 || chunks.some((c) => c === undefined) || Object.keys(chunks).length !== chunks.length) {

@@ -28,23 +28,31 @@ export type LoadedPolicy =
 
 /** Per-bucket entries for POLICY_TTL_MS; concurrent misses share one fetch; failures are not kept. */
 export class PolicyCache {
-  private readonly entries = new Map<string, { at: number; value: Promise<LoadedPolicy> }>();
+  private readonly entries = new Map<string, { at: number; bucket: string; value: Promise<LoadedPolicy> }>();
   constructor(private readonly now: () => number = () => performance.now()) {}
 
-  get(key: string, load: () => Promise<LoadedPolicy>): Promise<LoadedPolicy> {
+  /** The bucket's policy as `reader` (an access key id; undefined: the proxy's own identity) may read it. */
+  get(bucket: string, reader: string | undefined, load: () => Promise<LoadedPolicy>): Promise<LoadedPolicy> {
+    // A key that cannot collide, whatever the bucket name and access key hold.
+    const key = JSON.stringify([bucket, reader ?? null]);
     const t = this.now();
     const hit = this.entries.get(key);
     if (hit && t - hit.at < POLICY_TTL_MS) return hit.value;
     if (this.entries.size >= MAX_ENTRIES) for (const [k, e] of this.entries) if (t - e.at >= POLICY_TTL_MS) this.entries.delete(k);
+    // Still full (a burst of bucket names within one TTL): the oldest go, so the cache stays bounded.
+    for (const k of this.entries.keys()) {
+      if (this.entries.size < MAX_ENTRIES) break;
+      this.entries.delete(k);
+    }
     const value = load();
-    this.entries.set(key, { at: t, value });
+    this.entries.set(key, { at: t, bucket, value });
     value.catch(() => this.entries.get(key)?.value === value && this.entries.delete(key));
     return value;
   }
 
   /** After this replica changed the bucket's policy: its next request reads it again. */
   forget(bucket: string): void {
-    for (const k of this.entries.keys()) if (k === bucket || k.startsWith(bucket + '\u0000')) this.entries.delete(k);
+    for (const [k, e] of this.entries) if (e.bucket === bucket) this.entries.delete(k);
   }
 }
 
@@ -113,9 +121,9 @@ export async function loadBucketPolicy(ctx: RequestContext, bucket: string): Pro
   const client = identityOf(ctx);
   const first = service ?? client;
   if (!first) return { kind: 'refused' };
-  const loaded = await cache.get(bucket, () => fetchPolicy(ctx.upstream, bucket, first));
+  const loaded = await cache.get(bucket, service ? undefined : first.accessKeyId, () => fetchPolicy(ctx.upstream, bucket, first));
   if (loaded.kind !== 'refused' || !client || client.accessKeyId === first.accessKeyId) return loaded;
-  return cache.get(`${bucket}\u0000${client.accessKeyId}`, () => fetchPolicy(ctx.upstream, bucket, client));
+  return cache.get(bucket, client.accessKeyId, () => fetchPolicy(ctx.upstream, bucket, client));
 }
 
 async function fetchPolicy(upstream: Upstream, bucket: string, identity: UpstreamIdentity): Promise<LoadedPolicy> {

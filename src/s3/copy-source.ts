@@ -1,5 +1,6 @@
 /** `x-amz-copy-source`: the one parser (CopyObject, UploadPartCopy, and the allow-list check). */
 import { S3Error } from './errors.ts';
+import { isBucketName } from './operation.ts';
 
 export interface CopySource {
   readonly bucket: string;
@@ -10,19 +11,23 @@ export interface CopySource {
 /** `[/]bucket/key[?versionId=v]`, percent-encoded; S3's InvalidArgument otherwise. */
 export function parseCopySource(value: string): CopySource {
   const [path = '', query = ''] = value.split('?', 2);
-  const p = path.startsWith('/') ? path.slice(1) : path;
-  const slash = p.indexOf('/');
   const bad = () =>
     new S3Error('InvalidArgument', 'Copy Source must mention the source bucket and key: sourcebucket/sourcekey', {
       extra: { ArgumentName: 'x-amz-copy-source' },
     });
-  if (slash <= 0 || slash === p.length - 1) throw bad();
   try {
-    const bucket = decodeURIComponent(p.slice(0, slash));
-    const key = decodeURIComponent(p.slice(slash + 1));
+    // Decoded first, then split, as S3 and the stores read it: `a%2Fb/k` is bucket `a`, key `b/k`.
+    const decoded = decodeURIComponent(path);
+    const p = decoded.startsWith('/') ? decoded.slice(1) : decoded;
+    const slash = p.indexOf('/');
+    if (slash <= 0 || slash === p.length - 1) throw bad();
+    const bucket = p.slice(0, slash);
+    if (!isBucketName(bucket)) throw bad();
+    const key = p.slice(slash + 1);
     const versionId = new URLSearchParams(query).get('versionId') ?? undefined;
     return versionId ? { bucket, key, versionId } : { bucket, key };
-  } catch {
+  } catch (e) {
+    if (e instanceof S3Error) throw e;
     throw bad();
   }
 }
@@ -36,11 +41,13 @@ export function copySourceBucket(header: string | string[] | undefined): string 
   try {
     return parseCopySource(header).bucket;
   } catch {
-    const first = header.replace(/^\//, '').split(/[/?]/)[0] ?? '';
+    const path = header.split('?', 1)[0] ?? '';
+    let decoded = path;
     try {
-      return decodeURIComponent(first);
+      decoded = decodeURIComponent(path);
     } catch {
-      return first;
+      /* the raw text, then */
     }
+    return decoded.replace(/^\//, '').split('/')[0] ?? '';
   }
 }

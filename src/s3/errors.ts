@@ -16,6 +16,7 @@ export type S3ErrorCode =
   | 'InternalError'
   | 'InvalidAccessKeyId'
   | 'InvalidArgument'
+  | 'InvalidBucketName'
   | 'InvalidDigest'
   | 'InvalidEncryptionAlgorithmError'
   | 'InvalidPart'
@@ -62,6 +63,7 @@ const DEFAULT_STATUS: Record<S3ErrorCode, number> = {
   InternalError: 500,
   InvalidAccessKeyId: 403,
   InvalidArgument: 400,
+  InvalidBucketName: 400,
   InvalidDigest: 400,
   InvalidEncryptionAlgorithmError: 400,
   InvalidPart: 400,

@@ -73,16 +73,20 @@ export interface PreflightRequest extends RequestTarget {
 /** A classified request: the operation says which of bucket and key it has. */
 export type S3Request = ServiceRequest | BucketRequest | ObjectRequest | PreflightRequest;
 
-/** Query parameters that select a different resource than the object's data (tagging, acl, ...). */
-const OBJECT_SUBRESOURCES = new Set([
-  'acl',
-  'tagging',
-  'legal-hold',
-  'retention',
-  'torrent',
-  'restore',
-  'select',
-  'select-type',
+/**
+ * Query parameters that select a different resource than the object's data (tagging, acl, ...), with the methods
+ * S3 defines for each. Any other method with one is refused: a store may ignore the parameter and take the
+ * request for a write of the object's data (RGW 16 does, for `PUT ?torrent`), which would bypass encryption.
+ */
+const OBJECT_SUBRESOURCES: ReadonlyMap<string, ReadonlySet<string>> = new Map([
+  ['acl', new Set(['GET', 'PUT'])],
+  ['tagging', new Set(['GET', 'PUT', 'DELETE'])],
+  ['legal-hold', new Set(['GET', 'PUT'])],
+  ['retention', new Set(['GET', 'PUT'])],
+  ['torrent', new Set(['GET'])],
+  ['restore', new Set(['POST'])],
+  ['select', new Set(['POST'])],
+  ['select-type', new Set(['POST'])],
 ]);
 
 /** Query parameters of the bucket listings; any other parameter names a bucket subresource. */
@@ -130,6 +134,11 @@ function decodeComponent(s: string): string {
   }
 }
 
+/** S3's bucket-name grammar, legacy names included (upper case, `_`, up to 255): nothing else is a bucket. */
+export function isBucketName(name: string): boolean {
+  return /^[A-Za-z0-9._-]{1,255}$/.test(name);
+}
+
 export function queryGet(q: S3Request['query'], name: string): string | undefined {
   for (const [k, v] of q) if (k === name) return v;
   return undefined;
@@ -162,6 +171,9 @@ export function classify(method: string, url: string, headers: Record<string, un
   const slash = path.indexOf('/');
   const bucket = decodeComponent(slash < 0 ? path : path.slice(0, slash));
   const key = slash < 0 ? '' : decodeComponent(path.slice(slash + 1));
+  // Names of S3's grammar only (legacy ones included): a bucket name is a cache key, a policy resource and an
+  // allow-list subject here, so nothing that could read as another bucket (`/`, NUL, control characters).
+  if (bucket !== '' && !isBucketName(bucket)) throw new S3Error('InvalidBucketName', 'The specified bucket is not valid.', { extra: { BucketName: bucket.replace(/[^\x20-\x7e]/g, '?').slice(0, 255) } });
   const base = { rawPath, pathStyleRawPath, query };
   const has = (n: string) => queryHas(query, n);
 
@@ -183,7 +195,11 @@ export function classify(method: string, url: string, headers: Record<string, un
     return { op: 'BucketOperation', bucket, ...base };
   }
   const obj = { bucket, key, ...base };
-  if ([...OBJECT_SUBRESOURCES].some(has)) return { op: 'ObjectSubresource', ...obj };
+  const subresources = [...OBJECT_SUBRESOURCES.keys()].filter(has);
+  if (subresources.length > 0) {
+    if (subresources.every((n) => OBJECT_SUBRESOURCES.get(n)!.has(method)) && !has('uploads') && !has('uploadId')) return { op: 'ObjectSubresource', ...obj };
+    throw methodNotAllowed(method);
+  }
   const copy = headers['x-amz-copy-source'] !== undefined;
   switch (method) {
     case 'PUT':
@@ -198,15 +214,20 @@ export function classify(method: string, url: string, headers: Record<string, un
     case 'POST':
       if (has('uploads')) return { op: 'CreateMultipartUpload', ...obj };
       if (has('uploadId')) return { op: 'CompleteMultipartUpload', ...obj };
-      return { op: 'ObjectSubresource', ...obj };
+      // A form or anything else POSTed to a key: S3 takes forms only on the bucket; a store may write the key.
+      throw methodNotAllowed(method);
     case 'DELETE':
       if (has('uploadId')) return { op: 'AbortMultipartUpload', ...obj };
       return { op: 'DeleteObject', ...obj };
     default:
-      throw new S3Error('MethodNotAllowed', 'The specified method is not allowed against this resource.', {
-        extra: { Method: method.slice(0, 16), ResourceType: 'OBJECT' },
-      });
+      throw methodNotAllowed(method);
   }
+}
+
+function methodNotAllowed(method: string): S3Error {
+  return new S3Error('MethodNotAllowed', 'The specified method is not allowed against this resource.', {
+    extra: { Method: method.slice(0, 16), ResourceType: 'OBJECT' },
+  });
 }
 
 

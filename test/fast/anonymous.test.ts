@@ -78,3 +78,22 @@ test('anonymous uploads hold at most a quarter of the upload slots: beyond, 503 
     await capped.close();
   }
 });
+
+test('anonymous plain (pass-through) uploads take from the same anonymous share: a second one trickling is 503 SlowDown', async () => {
+  const capped = await startTestProxy(fast.double, { SSEC_PROXY_MAX_CONCURRENT_UPLOADS: '4' });
+  const none = { accessKeyId: 'none', secretAccessKey: 'none', region: 'us-east-1' };
+  try {
+    const url = new URL(capped.endpoint);
+    const https = await import('node:https');
+    const held = https.request({ host: url.hostname, port: url.port, method: 'PUT', path: `/${bucket}/plain-slow`, ca: capped.caPem, agent: false, headers: { 'content-length': '100000' } });
+    held.on('error', () => {});
+    held.write(Buffer.alloc(10, 1));
+    await new Promise((r) => setTimeout(r, 200));
+    const second = await rawRequest(capped, none, { method: 'PUT', path: `/${bucket}/plain-second`, sign: false, body: 'x' });
+    assert.equal(second.status, 503);
+    assert.equal(errorCode(second.body), 'SlowDown');
+    held.destroy();
+  } finally {
+    await capped.close();
+  }
+});

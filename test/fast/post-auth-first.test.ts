@@ -116,3 +116,37 @@ describe('an authenticated form with a large file', () => {
     assert.equal(spools(), before, 'the spool directory was removed');
   });
 });
+
+describe('a form that stops arriving', () => {
+  test('half a field, then silence: S3\'s 400 RequestTimeout after SSEC_PROXY_BODY_IDLE_SECONDS, the connection freed (also with anonymous access off)', async () => {
+    const { startTestProxy } = await import('../support/proxy.ts');
+    const strict = await startTestProxy(fast.double, { SSEC_PROXY_BODY_IDLE_SECONDS: '1', SSEC_PROXY_ALLOW_ANONYMOUS: 'false' });
+    try {
+      const url = new URL(strict.endpoint);
+      const req = https.request({
+        host: url.hostname,
+        port: url.port,
+        method: 'POST',
+        path: `/${bucket}`,
+        ca: strict.caPem,
+        agent: false,
+        headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': '100000' },
+      });
+      req.on('error', () => {});
+      req.write(`--${boundary}\r\nContent-Disposition: form-data; name="key"\r\n\r\nhal`);
+      const answer = await new Promise<{ status: number; body: string }>((resolve) => {
+        req.on('response', (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        setTimeout(() => resolve({ status: 0, body: 'no answer in 10 s' }), 10_000);
+      });
+      req.destroy();
+      assert.equal(answer.status, 400, answer.body);
+      assert.match(answer.body, /<Code>RequestTimeout<\/Code>/);
+    } finally {
+      await strict.close();
+    }
+  });
+});

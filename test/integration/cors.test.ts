@@ -118,6 +118,20 @@ describe('CORS through the proxy', () => {
   });
 });
 
+describe('CORS answers of another bucket', () => {
+  test('a copy into a bucket without CORS rules, from one that has them: no Access-Control-* (the source\'s rules are not the destination\'s)', async () => {
+    const plainBucket = `${bucket}-norules`;
+    await s3.send(new CreateBucketCommand({ Bucket: plainBucket }));
+    const r = await rawRequest(t, up, {
+      method: 'PUT',
+      path: `/${plainBucket}/copied.txt`,
+      headers: { origin, 'x-amz-copy-source': `/${bucket}/sealed.txt`, ...ssecHeaders(key), ...Object.fromEntries(Object.entries(ssecHeaders(key)).map(([n, v]) => [n.replace('x-amz-', 'x-amz-copy-source-'), v])) },
+    });
+    assert.equal(r.status, 200, r.body.toString());
+    assert.equal(r.headers['access-control-allow-origin'], undefined);
+  });
+});
+
 describe('request ids', () => {
   test('a relayed store error names the same request id in its header and its XML body', async () => {
     const r = await rawRequest(t, up, { method: 'GET', path: `/${bucket}/nothing-here`, headers: ssecHeaders(key) });

@@ -66,6 +66,32 @@ test('an unknown method on an object → 405', () => {
   assert.throws(() => classify('PATCH', '/b/k', {}), /not allowed/);
 });
 
+test('an object subresource with a method S3 does not define for it, or a bare POST on a key → 405, never passed through', () => {
+  // A store may ignore the parameter and take the request for a write of the object's data (RGW 16 does).
+  for (const [method, url, headers] of [
+    ['PUT', '/b/k?torrent', {}],
+    ['PUT', '/b/k?restore', {}],
+    ['PUT', '/b/k?select', {}],
+    ['PUT', '/b/k?torrent', { 'x-amz-copy-source': '/b/src' }],
+    ['POST', '/b/k?uploads&torrent', {}],
+    ['POST', '/b/k', { 'content-type': 'multipart/form-data; boundary=x' }],
+    ['POST', '/b/k', {}],
+    ['DELETE', '/b/k?acl', {}],
+  ] as Array<[string, string, Record<string, string>]>) {
+    assert.throws(() => classify(method, url, headers), (e: unknown) => (e as { code?: string; status?: number }).code === 'MethodNotAllowed' && (e as { status?: number }).status === 405, `${method} ${url}`);
+  }
+  for (const [method, url] of [
+    ['GET', '/b/k?torrent'],
+    ['POST', '/b/k?restore'],
+    ['POST', '/b/k?select&select-type=2'],
+    ['PUT', '/b/k?tagging'],
+    ['DELETE', '/b/k?tagging'],
+    ['PUT', '/b/k?acl'],
+  ] as const) {
+    assert.equal(classify(method, url, {}).op, 'ObjectSubresource', `${method} ${url}`);
+  }
+});
+
 test('virtual-hosted style: the bucket comes from Host under the configured domain; path style still works', () => {
   const vh = classify('GET', '/dir/a%20b?versionId=1', { host: 'my.bucket.s3.example.com:8443' }, 's3.example.com');
   assert.equal(vh.op, 'GetObject');
@@ -77,4 +103,11 @@ test('virtual-hosted style: the bucket comes from Host under the configured doma
   assert.deepEqual([ps.bucket, ps.key], ['b', 'k']);
   const other = classify('GET', '/b/k', { host: 'x.elsewhere.com' }, 's3.example.com');
   assert.deepEqual([other.bucket, other.key], ['b', 'k']);
+});
+
+test('a bucket name outside S3\'s grammar (NUL, `/` through %2F, control characters, too long) → 400 InvalidBucketName before anything else', () => {
+  for (const url of ['/b%00AKID/x', '/a%2Fb/x', '/b%0A/x', `/${'a'.repeat(256)}/x`, '/b%20c']) {
+    assert.throws(() => classify('GET', url, {}), (e: unknown) => (e as { code?: string }).code === 'InvalidBucketName', url);
+  }
+  assert.equal(classify('GET', '/Legacy_Bucket.name-1/x', {}).bucket, 'Legacy_Bucket.name-1');
 });

@@ -225,18 +225,38 @@ test('the replica cache: one fetch per bucket per TTL (absences too), shared by 
   const cache = new PolicyCache(() => t);
   let fetches = 0;
   const load = async () => (fetches++, { kind: 'none' as const });
-  await Promise.all([cache.get('b', load), cache.get('b', load)]);
+  await Promise.all([cache.get('b', undefined, load), cache.get('b', undefined, load)]);
   t = POLICY_TTL_MS - 1;
-  await cache.get('b', load);
+  await cache.get('b', undefined, load);
   assert.equal(fetches, 1);
   t = POLICY_TTL_MS;
-  await cache.get('b', load);
+  await cache.get('b', undefined, load);
   assert.equal(fetches, 2);
   cache.forget('b');
-  await cache.get('b', load);
+  await cache.get('b', undefined, load);
   assert.equal(fetches, 3);
   // A failed read is not kept.
-  await assert.rejects(cache.get('c', async () => Promise.reject(new Error('down'))));
-  await cache.get('c', load);
+  await assert.rejects(cache.get('c', undefined, async () => Promise.reject(new Error('down'))));
+  await cache.get('c', undefined, load);
   assert.equal(fetches, 4);
+  // Another reader's entry is its own, whatever the names hold (a bucket name with NUL once collided).
+  await cache.get('b\u0000AK', undefined, load);
+  await cache.get('b', 'AK', load);
+  assert.equal(fetches, 6);
+});
+
+test('a carrier edited in the store with a huge chunk index is refused at once (no sparse array walked)', () => {
+  const stored = JSON.stringify({
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Sid: CARRIER_SID,
+        Effect: 'Deny',
+        Principal: '*',
+        Action: 's3:GetObject',
+        Resource: [`arn:aws:s3:::${bucket}/.ssec-proxy-policy/v1/0/AAAA`, `arn:aws:s3:::${bucket}/.ssec-proxy-policy/v1/4294967294/AAAA`],
+      },
+    ],
+  });
+  assert.throws(() => readStoredPolicy(stored), /unreadable/);
 });
