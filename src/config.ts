@@ -62,6 +62,8 @@ export interface Config {
   readonly reencryptOnKeyChange: boolean;
   /** Requests with no signature at all are forwarded unsigned (the store's ACLs decide); off: 403 at the proxy. */
   readonly allowAnonymous: boolean;
+  /** The store keeps no bucket policies (the embedded development store): none to read or enforce. */
+  readonly noBucketPolicies?: boolean;
   /**
    * Accept AWS Signature Version 2 (header, query and POST policy), verified and re-signed with SigV4 like any
    * request. Off: refused as S3 refuses it in regions without SigV2.

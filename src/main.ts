@@ -45,6 +45,7 @@ async function serve(config: Config): Promise<void> {
       },
       region: config.region,
       probeAllLayouts: true, // s3rver's multipart ETags have no "-N"
+      noBucketPolicies: true,
     };
   }
   const up = effective.upstream!;

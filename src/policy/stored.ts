@@ -116,6 +116,8 @@ function identityOf(ctx: RequestContext): UpstreamIdentity | undefined {
  * with the client's when that one may not: a client owning its bucket can always read its policy.
  */
 export async function loadBucketPolicy(ctx: RequestContext, bucket: string): Promise<LoadedPolicy> {
+  // The embedded development store has no bucket policies (it answers 405, which elsewhere means "not yours").
+  if (ctx.config.noBucketPolicies) return { kind: 'none' };
   const cache = policyCache(ctx.upstream);
   const service = ctx.config.upstream ? { accessKeyId: ctx.config.upstream.accessKeyId, secretAccessKey: ctx.config.upstream.secretAccessKey } : undefined;
   const client = identityOf(ctx);
