@@ -182,16 +182,21 @@ test('SIGTERM: /readyz not ready at once, every worker drains, an upload in flig
     });
     req.on('error', reject);
   });
-  await new Promise<void>((resolve) => req.write(body.subarray(0, 500_000), () => resolve()));
-  await new Promise((r) => setTimeout(r, 300));
-  const exited = new Promise<number | null>((resolve) => cli.child.once('exit', (code) => resolve(code)));
-  cli.child.kill('SIGTERM');
-  await until('drain starts', () => /SIGTERM: closing listeners/.test(cli.output().toString()));
-  assert.equal((await admin('/readyz')).status, 503, 'not ready as soon as shutdown starts');
-  await until('both workers drain', () => (cli.output().toString().match(/\[worker: \d+\] drain: closing listeners/g) ?? []).length === 2);
-  req.end(body.subarray(500_000));
-  assert.equal(await answered, 200, 'the upload in flight got its answer');
-  assert.equal(await exited, 0, 'exited after the drain, not by the failsafe');
+  answered.catch(() => {}); // observed below; a failed assertion must not leave it unhandled
+  try {
+    await new Promise<void>((resolve) => req.write(body.subarray(0, 500_000), () => resolve()));
+    await new Promise((r) => setTimeout(r, 300));
+    const exited = new Promise<number | null>((resolve) => cli.child.once('exit', (code) => resolve(code)));
+    cli.child.kill('SIGTERM');
+    await until('drain starts', () => /SIGTERM: closing listeners/.test(cli.output().toString()));
+    assert.equal((await admin('/readyz')).status, 503, 'not ready as soon as shutdown starts');
+    await until('both workers drain', () => (cli.output().toString().match(/\[worker: \d+\] drain: closing listeners/g) ?? []).length === 2);
+    req.end(body.subarray(500_000));
+    assert.equal(await answered, 200, 'the upload in flight got its answer');
+    assert.equal(await exited, 0, 'exited after the drain, not by the failsafe');
+  } finally {
+    req.destroy();
+  }
 
   const reader = await startTestProxy(up);
   try {
