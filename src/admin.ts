@@ -84,7 +84,11 @@ export interface Admin {
 export async function startAdmin(opts: {
   host: string;
   port: number;
-  metrics: Metrics;
+  /** This process's metrics, or `collect` (the cluster primary: every worker's, aggregated). */
+  metrics?: Metrics;
+  collect?: () => Promise<string>;
+  /** Why the process cannot serve now (the cluster primary: no worker listening), or undefined. */
+  unready?: () => string | undefined;
   upstream: Upstream;
   identity: UpstreamIdentity;
 }): Promise<Admin> {
@@ -92,6 +96,8 @@ export async function startAdmin(opts: {
   let draining = false;
   const readiness = async () => {
     if (draining) return { ok: false, detail: 'shutting down' };
+    const why = opts.unready?.();
+    if (why) return { ok: false, detail: why };
     if (ready && Date.now() - ready.at < 2000) return ready;
     try {
       // ListBuckets: reachable, and the credentials are accepted (403 otherwise).
@@ -115,7 +121,11 @@ export async function startAdmin(opts: {
       return;
     }
     if (path === '/metrics') {
-      void opts.metrics.registry.metrics().then((m) => send(200, opts.metrics.registry.contentType, m));
+      const collect = opts.collect ?? (() => opts.metrics!.registry.metrics());
+      collect().then(
+        (m) => send(200, Registry.PROMETHEUS_CONTENT_TYPE, m),
+        (e: unknown) => send(500, 'text/plain', `metrics not collected: ${(e as Error).message}\n`),
+      );
       return;
     }
     send(404, 'text/plain', 'not found\n');

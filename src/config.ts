@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { availableCpus } from './cpus.ts';
 
 export interface Credential {
   /** The key pair clients sign with. */
@@ -78,6 +79,11 @@ export interface Config {
   readonly shutdownGraceMs: number;
   /** PEM bundle of CAs to trust for an https upstream (in addition to the system's). */
   readonly upstreamCa: string | undefined;
+  /**
+   * Worker processes sharing the listeners (node:cluster); 1: a single process, no cluster. Default: the CPUs
+   * available to the process (cgroup quota included).
+   */
+  readonly workers: number;
   /** The admin listener (/metrics, /healthz, /readyz), off when undefined. */
   readonly admin: { readonly host: string; readonly port: number } | undefined;
 }
@@ -134,6 +140,7 @@ const fileSchema = z
     virtualHostDomain: z.string().regex(/^[a-z0-9.-]+$/i, 'must be a DNS name').optional(),
     shutdownGraceSeconds: z.number().min(0).max(3600).optional(),
     adminListen: hostPort.optional(),
+    workers: z.number().int().min(1).max(1024).optional(),
   })
   .strict();
 
@@ -153,6 +160,8 @@ function issuesOf(err: z.ZodError, where: string): string[] {
 export interface LoadOptions {
   configPath?: string | undefined;
   env?: NodeJS.ProcessEnv;
+  /** The CPUs available (the default worker count); measured when undefined. */
+  cpus?: number;
 }
 
 /** Reads, merges and validates. Throws ConfigError listing every problem. */
@@ -322,6 +331,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const maxConcurrentUploads = count('SSEC_PROXY_MAX_CONCURRENT_UPLOADS', file.maxConcurrentUploads, 128, 100_000);
   // ~130 MiB + ~0.4 MiB per connection served (docs/OPERATIONS.md): 800 stays under the manifests' 512 Mi.
   const maxConnections = count('SSEC_PROXY_MAX_CONNECTIONS', file.maxConnections, 800, 1_000_000);
+  const workers = count('SSEC_PROXY_WORKERS', file.workers, opts.cpus ?? availableCpus(), 1024);
   const idleText = env.SSEC_PROXY_BODY_IDLE_SECONDS;
   let bodyIdleMs = (file.bodyIdleSeconds ?? 20) * 1000;
   if (idleText !== undefined && idleText !== '') {
@@ -351,6 +361,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     allowSigV2,
     virtualHostDomain: virtualHostDomain?.toLowerCase(),
     shutdownGraceMs,
+    workers,
     admin: adminListen ? splitHostPort(adminListen) : undefined,
     upstreamCa,
   };

@@ -4,7 +4,16 @@
  * the names that could carry secrets should they ever be added, so SSE-C keys, signatures and credentials
  * cannot reach a log.
  */
+import cluster from 'node:cluster';
 import { pino, type Logger } from 'pino';
+
+/** The cluster worker this process is (SSEC_PROXY_WORKERS > 1), named in every log line; undefined otherwise. */
+export const workerId: number | undefined = cluster.isWorker ? cluster.worker?.id : undefined;
+
+/** One line for an operator on stderr, naming the worker that writes it. */
+export function note(msg: string): void {
+  process.stderr.write(workerId === undefined ? `${msg}\n` : `[worker: ${workerId}] ${msg}\n`);
+}
 
 export const REDACTED_PATHS = [
   'headers',
@@ -21,7 +30,7 @@ export const REDACTED_PATHS = [
 export function createLogger(destination: NodeJS.WritableStream = process.stdout): Logger {
   return pino(
     {
-      base: undefined,
+      base: workerId === undefined ? undefined : { worker: workerId },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: REDACTED_PATHS, remove: true },

@@ -2,6 +2,7 @@
  * Entry point: parse the command line and configuration, start the listeners, drain on SIGTERM.
  * The only module with process-level effects.
  */
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -9,10 +10,12 @@ import { ConfigError, loadConfig, type Config } from './config.ts';
 import { startEmbeddedS3 } from './embedded-s3.ts';
 import { Metrics, startAdmin } from './admin.ts';
 import { describeKey, generateKey } from './keygen.ts';
+import { note } from './log.ts';
 import { startProxy } from './server.ts';
 import { ensureDevCertificate } from './tls/dev-cert.ts';
 import { Upstream } from './upstream.ts';
 import { wipe } from './sse-c/data-key.ts';
+import { superviseWorkers, type FromWorker, type ToWorker, type WorkerSetup } from './workers.ts';
 
 const HELP = `s3-ssec-proxy — an S3 proxy that gives any S3 store SSE-C (customer-key) encryption
 
@@ -29,7 +32,8 @@ function version(): string {
   return pkg.version;
 }
 
-async function serve(config: Config): Promise<void> {
+/** What every serving process shares: the upstream (the embedded store, started once) and the certificate. */
+async function prepare(config: Config) {
   const stateDir = resolve(config.stateDir);
   let embedded: Awaited<ReturnType<typeof startEmbeddedS3>> | undefined;
   let effective = config;
@@ -48,17 +52,25 @@ async function serve(config: Config): Promise<void> {
       noBucketPolicies: true,
     };
   }
-  const up = effective.upstream!;
   let tls: { cert: string | Buffer; key: string | Buffer };
   let caPath: string | undefined;
+  let devTls: WorkerSetup['devTls'];
   if (config.tls) {
     tls = { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) };
   } else {
     const domain = config.virtualHostDomain;
     const dev = await ensureDevCertificate(stateDir, domain ? [domain, `*.${domain}`] : []);
     tls = { cert: dev.certPem, key: dev.keyPem };
+    devTls = { cert: dev.certPem, key: dev.keyPem };
     caPath = dev.caPath;
   }
+  const setup: WorkerSetup = { upstream: effective.upstream!, probeAllLayouts: effective.probeAllLayouts, devTls };
+  return { effective, tls, caPath, embedded, setup };
+}
+
+/** The listeners of one serving process (the only one, or a cluster worker). */
+async function startServing(config: Config, effective: Config, tls: { cert: string | Buffer; key: string | Buffer }) {
+  const up = effective.upstream!;
   const metrics = new Metrics();
   const upstream = new Upstream(up.url, up.region, {
     uploadConnections: config.maxConcurrentUploads,
@@ -66,49 +78,150 @@ async function serve(config: Config): Promise<void> {
     ...(config.upstreamCa ? { ca: config.upstreamCa } : {}),
   });
   const proxy = await startProxy({ config: effective, upstream, tls, metrics, ...(config.tls ? { tlsFiles: config.tls } : {}) });
-  const adminIdentity = effective.credentials[0]?.upstream ?? up;
-  const admin = config.admin
-    ? await startAdmin({ ...config.admin, metrics, upstream, identity: adminIdentity })
-    : undefined;
-  const endpoint = `https://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${proxy.httpsPort}`;
+  return { metrics, upstream, proxy };
+}
+
+function banner(
+  config: Config,
+  p: { httpsPort: number; httpPort: number | undefined; adminPort: number | undefined; embedded: boolean; caPath: string | undefined; effective: Config },
+): string {
+  const up = p.effective.upstream!;
+  const endpoint = `https://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${p.httpsPort}`;
   const lines = [
-    `s3-ssec-proxy ${version()} listening on ${endpoint}${proxy.httpPort ? ` and http://${config.http!.host}:${proxy.httpPort}` : ''}`,
-    `upstream: ${embedded ? `embedded local S3 store (${up.url}, data in ${join(stateDir, 's3')})` : up.url}`,
-    ...(admin ? [`admin: http://${config.admin!.host}:${admin.port}/metrics, /healthz, /readyz`] : []),
+    `s3-ssec-proxy ${version()} listening on ${endpoint}${p.httpPort ? ` and http://${config.http!.host}:${p.httpPort}` : ''}` +
+      (config.workers > 1 ? ` (${config.workers} workers)` : ''),
+    `upstream: ${p.embedded ? `embedded local S3 store (${up.url}, data in ${join(resolve(config.stateDir), 's3')})` : up.url}`,
+    ...(p.adminPort !== undefined ? [`admin: http://${config.admin!.host}:${p.adminPort}/metrics, /healthz, /readyz`] : []),
   ];
-  if (embedded) {
+  if (p.embedded) {
     lines.push(
       '',
       'Try it with aws-cli (credentials of the embedded store):',
       `  export AWS_ACCESS_KEY_ID=${up.accessKeyId} AWS_SECRET_ACCESS_KEY=${up.secretAccessKey} AWS_DEFAULT_REGION=${up.region}`,
-      `  export AWS_CA_BUNDLE=${caPath}`,
+      `  export AWS_CA_BUNDLE=${p.caPath}`,
       '  head -c 32 /dev/urandom > key.bin',
       `  aws --endpoint-url ${endpoint} s3 mb s3://demo`,
       `  aws --endpoint-url ${endpoint} s3 cp README.md s3://demo/README.md --sse-c AES256 --sse-c-key fileb://key.bin`,
       `  aws --endpoint-url ${endpoint} s3 cp s3://demo/README.md - --sse-c AES256 --sse-c-key fileb://key.bin`,
     );
   }
-  process.stderr.write(lines.join('\n') + '\n');
+  return lines.join('\n') + '\n';
+}
+
+/** Whatever happens during a drain (a store that never answers, a stuck socket), the process exits by then. */
+function failsafe(config: Config, last?: () => void): void {
+  setTimeout(() => {
+    last?.();
+    note('shutdown did not finish in time: exiting anyway');
+    process.exit(1);
+  }, config.shutdownGraceMs + 5000).unref();
+}
+
+function onSignals(stop: (signal: string) => void): void {
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** SSEC_PROXY_WORKERS=1: one process serves everything, no cluster. */
+async function serve(config: Config): Promise<void> {
+  const { effective, tls, caPath, embedded } = await prepare(config);
+  const { metrics, upstream, proxy } = await startServing(config, effective, tls);
+  const adminIdentity = effective.credentials[0]?.upstream ?? effective.upstream!;
+  const admin = config.admin
+    ? await startAdmin({ ...config.admin, metrics, upstream, identity: adminIdentity })
+    : undefined;
+  process.stderr.write(banner(config, { ...proxy, adminPort: admin?.port, embedded: !!embedded, caPath, effective }));
 
   let stopping = false;
-  const stop = async (signal: string) => {
+  onSignals(async (signal) => {
     if (stopping) return;
     stopping = true;
-    process.stderr.write(`${signal}: closing listeners, finishing in-flight requests (up to ${config.shutdownGraceMs / 1000} s)\n`);
+    note(`${signal}: closing listeners, finishing in-flight requests (up to ${config.shutdownGraceMs / 1000} s)`);
     admin?.drain();
-    // Whatever happens below (a store that never answers, a stuck socket), the process exits.
-    setTimeout(() => {
-      process.stderr.write('shutdown did not finish in time: exiting anyway\n');
-      process.exit(1);
-    }, config.shutdownGraceMs + 5000).unref();
+    failsafe(config);
     await proxy.close(config.shutdownGraceMs);
     await admin?.close();
     await upstream.close();
     await embedded?.stop();
     process.exit(0);
+  });
+}
+
+/**
+ * The cluster primary: the embedded store and the certificate once, the admin listener over every worker's
+ * metrics, and the workers' supervision. It serves no request itself.
+ */
+async function servePrimary(config: Config): Promise<void> {
+  const { effective, caPath, embedded, setup } = await prepare(config);
+  const up = effective.upstream!;
+  let supervised: Awaited<ReturnType<typeof superviseWorkers>>;
+  try {
+    supervised = await superviseWorkers({ count: config.workers, setup, note });
+  } catch (e) {
+    await embedded?.stop();
+    throw e;
+  }
+  const { supervisor } = supervised;
+  // Only for /readyz's ListBuckets: the requests themselves go through the workers' own.
+  const upstream = new Upstream(up.url, up.region, config.upstreamCa ? { ca: config.upstreamCa } : {});
+  const admin = config.admin
+    ? await startAdmin({
+        ...config.admin,
+        collect: () => supervisor.metrics(),
+        unready: () => (supervisor.listening() === 0 ? 'no worker listening' : undefined),
+        upstream,
+        identity: effective.credentials[0]?.upstream ?? up,
+      })
+    : undefined;
+  process.stderr.write(banner(config, { ...supervised, adminPort: admin?.port, embedded: !!embedded, caPath, effective }));
+
+  let stopping = false;
+  onSignals(async (signal) => {
+    if (stopping) return;
+    stopping = true;
+    note(`${signal}: closing listeners, finishing in-flight requests (up to ${config.shutdownGraceMs / 1000} s) in ${config.workers} workers`);
+    admin?.drain();
+    failsafe(config, () => supervisor.kill());
+    await supervisor.drain();
+    await admin?.close();
+    await upstream.close();
+    await embedded?.stop();
+    process.exit(0);
+  });
+}
+
+/** A cluster worker: the primary's setup, then the listeners; drains when the primary says (or on a signal). */
+async function serveWorker(config: Config): Promise<void> {
+  const setup = await new Promise<WorkerSetup>((resolve) => {
+    const onSetup = (m: ToWorker) => {
+      if (m.type !== 'ssec:setup') return;
+      process.off('message', onSetup);
+      resolve(m.setup);
+    };
+    process.on('message', onSetup);
+  });
+  const effective: Config = { ...config, upstream: setup.upstream, probeAllLayouts: setup.probeAllLayouts };
+  const tls = setup.devTls ?? { cert: readFileSync(config.tls!.cert), key: readFileSync(config.tls!.key) };
+  const { metrics, upstream, proxy } = await startServing(config, effective, tls);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    note(`${signal}: closing listeners, finishing in-flight requests (up to ${config.shutdownGraceMs / 1000} s)`);
+    failsafe(config);
+    await proxy.close(config.shutdownGraceMs);
+    await upstream.close();
+    process.exit(0);
   };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('message', (m: ToWorker) => {
+    if (m.type === 'ssec:drain') void stop('drain');
+    else if (m.type === 'ssec:metrics') {
+      void metrics.registry.getMetricsAsJSON().then((json) => process.send!({ type: 'ssec:metrics', id: m.id, metrics: json } satisfies FromWorker));
+    }
+  });
+  onSignals((signal) => void stop(signal));
+  process.send!({ type: 'ssec:listening', httpsPort: proxy.httpsPort, httpPort: proxy.httpPort } satisfies FromWorker);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -154,7 +267,9 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write('configuration OK\n');
       return 0;
     case 'serve':
-      await serve(config);
+      if (cluster.isWorker) await serveWorker(config);
+      else if (config.workers > 1) await servePrimary(config);
+      else await serve(config);
       return -1; // keep running
     default:
       process.stderr.write(`unknown command "${command}"\n\n${HELP}\n`);
@@ -167,7 +282,7 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exit(code);
   },
   (e: unknown) => {
-    process.stderr.write(`fatal: ${e instanceof Error ? e.message : String(e)}\n`);
+    note(`fatal: ${e instanceof Error ? e.message : String(e)}`);
     process.exit(1);
   },
 );

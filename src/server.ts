@@ -7,6 +7,7 @@ import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { note } from './log.ts';
 import { createRequestHandler, type PipelineDeps } from './pipeline.ts';
 import { S3Error, toXml } from './s3/errors.ts';
 
@@ -85,10 +86,10 @@ export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {
     if (!files) return;
     try {
       tlsServer.setSecureContext({ cert: readFileSync(files.cert), key: readFileSync(files.key) });
-      process.stderr.write(`reloaded the TLS certificate from ${files.cert}\n`);
+      note(`reloaded the TLS certificate from ${files.cert}`);
     } catch (e) {
       // A half-written pair (cert replaced before key): keep serving the old one; the next change retries.
-      process.stderr.write(`TLS certificate not reloaded: ${(e as Error).message}\n`);
+      note(`TLS certificate not reloaded: ${(e as Error).message}`);
     }
   };
   if (files) for (const f of [files.cert, files.key]) watchFile(f, { interval: 1000 }, reload);
