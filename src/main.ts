@@ -64,7 +64,7 @@ async function prepare(config: Config) {
     devTls = { cert: dev.certPem, key: dev.keyPem };
     caPath = dev.caPath;
   }
-  const setup: WorkerSetup = { upstream: effective.upstream!, probeAllLayouts: effective.probeAllLayouts, devTls };
+  const setup: WorkerSetup = { upstream: effective.upstream!, probeAllLayouts: effective.probeAllLayouts, ...(effective.noBucketPolicies ? { noBucketPolicies: true } : {}), devTls };
   return { effective, tls, caPath, embedded, setup };
 }
 
@@ -200,7 +200,7 @@ async function serveWorker(config: Config): Promise<void> {
     };
     process.on('message', onSetup);
   });
-  const effective: Config = { ...config, upstream: setup.upstream, probeAllLayouts: setup.probeAllLayouts };
+  const effective: Config = { ...config, upstream: setup.upstream, probeAllLayouts: setup.probeAllLayouts, ...(setup.noBucketPolicies ? { noBucketPolicies: true } : {}) };
   const tls = setup.devTls ?? { cert: readFileSync(config.tls!.cert), key: readFileSync(config.tls!.key) };
   const { metrics, upstream, proxy } = await startServing(config, effective, tls);
 

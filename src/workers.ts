@@ -23,6 +23,8 @@ export type FromWorker =
 export interface WorkerSetup {
   readonly upstream: { readonly url: string; readonly region: string; readonly accessKeyId: string; readonly secretAccessKey: string };
   readonly probeAllLayouts: boolean;
+  /** The store keeps no bucket policies (the embedded one). */
+  readonly noBucketPolicies?: boolean;
   /** PEM of the generated development certificate; undefined when the config names certificate files. */
   readonly devTls: { readonly cert: string; readonly key: string } | undefined;
 }
