@@ -179,6 +179,12 @@ interface Proxy {
   stop: () => Promise<void>;
 }
 
+/** Every process this bench starts, killed on the way out even when a phase throws. */
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
 async function startProxy(dir: string, workers: number, upstream = endpoint): Promise<Proxy> {
   const port = await freePort();
   const child = spawn(process.execPath, [join(ROOT, 'bin/s3-ssec-proxy.js')], {
@@ -194,6 +200,7 @@ async function startProxy(dir: string, workers: number, upstream = endpoint): Pr
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
+  children.add(child);
   let log = '';
   await new Promise<void>((resolve, reject) => {
     child.stderr!.on('data', (c: Buffer) => {
@@ -282,6 +289,7 @@ async function floor(cert: { certPem: string; keyPem: string; caPem: string }, d
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, FLOOR_CERT: cert.certPem, FLOOR_KEY: cert.keyPem },
   });
+  children.add(relay);
   const port = await new Promise<number>((resolve, reject) => {
     relay.stdout!.once('data', (c: Buffer) => resolve(Number(c.toString().trim())));
     relay.once('exit', (code) => reject(new Error(`floor relay exited ${code}`)));
