@@ -1,7 +1,8 @@
 /**
- * `npm run bench`: PUT and GET of a large SSE-C object through the proxy, and the same object size directly to
- * the same RGW, in one run. Prints throughput of each, their ratio, the proxy's CPU seconds per GiB and its
- * peak RSS. The proxy runs as its own process (the real CLI) so its CPU and memory are its own.
+ * `npm run bench` (full runs, after bench/run.ts): PUT and GET of a large SSE-C object through the proxy, and the
+ * same object size directly to the same RGW, in one run; then replicas, key rotation, crowds and hostile clients.
+ * Prints throughput of each, their ratio, the proxy's CPU seconds per GiB and its peak RSS. The proxy runs as its
+ * own process the way the bin runs it (dist/ from `npm run build`, else tsx), so its CPU and memory are its own.
  *
  * Env: RGW_ENDPOINT, RGW_ACCESS_KEY_ID, RGW_SECRET_ACCESS_KEY (set by scripts/bench.sh), BENCH_SIZE_MIB (1024).
  */
@@ -154,7 +155,7 @@ async function multipartPut(t: Target, bucket: string, key: string): Promise<num
 async function startProxy(dir: string) {
   const port = await freePort();
   const nodeArgs = (process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proxy = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, 'src/main.ts')], {
+  const proxy = spawn(process.execPath, [...nodeArgs, join(ROOT, 'bin/s3-ssec-proxy.js')], {
     env: {
       ...process.env,
       SSEC_PROXY_LISTEN: `127.0.0.1:${port}`,

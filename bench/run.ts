@@ -1,0 +1,647 @@
+/**
+ * `npm run bench` (issue 13): every comparison in one run on the same machine, each against the baseline it is
+ * like, with the targets printed as met / not met beside the figures. Progress goes to stderr; the table, then
+ * one JSON line, to stdout; an SVG chart (throughput and proxy CPU per GiB per case) to BENCH_SVG.
+ *
+ *   node --import tsx bench/run.ts [--quick]
+ *
+ * The proxy runs the production path (`node bin/s3-ssec-proxy.js`, which loads dist/ from `npm run build`) as
+ * its own process tree, so its CPU (utime+stime of the process and its workers, /proc) and RSS are its own.
+ * Env (set by scripts/bench.sh): RGW_ENDPOINT, RGW_TLS_ENDPOINT, RGW_TLS_CA, RGW_ACCESS_KEY_ID,
+ * RGW_SECRET_ACCESS_KEY, BENCH_RGW_CONF (ceph.conf of the bench RGW, for `radosgw-admin gc process` between
+ * phases), BENCH_SIZE_MIB, BENCH_WORKERS (N, default 2), BENCH_SVG.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { connect } from 'node:tls';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Agent, request } from 'undici';
+import { createUpstreamSigner } from '../src/sigv4/sign.ts';
+import { ensureDevCertificate } from '../src/tls/dev-cert.ts';
+import { freePort } from '../test/support/net.ts';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const QUICK = process.argv.includes('--quick');
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const SIZE = Number(process.env.BENCH_SIZE_MIB ?? (QUICK ? 64 : 1024)) * MiB;
+const WORKERS = Number(process.env.BENCH_WORKERS ?? 2);
+const SMALL_SIZE = 4096;
+const SMALL_CONCURRENCY = 32;
+const SMALL_REQUESTS = QUICK ? 1600 : 12_800; // PUT + GET pairs count two each
+const WARMUP = 8 * MiB;
+const STREAMS = 64;
+const STREAM_SIZE = (QUICK ? 4 : 64) * MiB;
+const endpoint = process.env.RGW_ENDPOINT ?? 'http://127.0.0.1:7480';
+const tlsEndpoint = process.env.RGW_TLS_ENDPOINT;
+const tlsCa = process.env.RGW_TLS_CA ? readFileSync(process.env.RGW_TLS_CA, 'utf8') : undefined;
+const accessKeyId = process.env.RGW_ACCESS_KEY_ID ?? 'PROXYTESTACCESSKEY01';
+const secretAccessKey = process.env.RGW_SECRET_ACCESS_KEY ?? 'proxytestsecretkey000000000000000000000000';
+const region = 'us-east-1';
+const svgPath = process.env.BENCH_SVG ?? (QUICK ? join(tmpdir(), 'ssec-bench-quick.svg') : join(ROOT, 'docs/bench.svg'));
+const signer = createUpstreamSigner({ accessKeyId, secretAccessKey, region });
+const started = Date.now();
+
+function progress(msg: string): void {
+  process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
+}
+
+// ---------- process accounting (/proc) ----------
+
+function tree(pid: number): number[] {
+  const out = [pid];
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const children = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+      for (const c of children ? children.split(' ') : []) out.push(...tree(Number(c)));
+    }
+  } catch {
+    // the process ended
+  }
+  return out;
+}
+
+/** CPU seconds (utime+stime, all threads) and RSS of a process and its descendants (cluster workers). */
+function treeStat(pid: number): { cpuSeconds: number; rssMiB: number; processes: number } {
+  let ticks = 0;
+  let kb = 0;
+  const pids = tree(pid);
+  for (const p of pids) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      // gone between listing and reading
+    }
+  }
+  return { cpuSeconds: ticks / 100, rssMiB: kb / 1024, processes: pids.length };
+}
+
+function rssSampler(pid: number) {
+  let peak = treeStat(pid).rssMiB;
+  const timer = setInterval(() => (peak = Math.max(peak, treeStat(pid).rssMiB)), 50);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return (peak = Math.max(peak, treeStat(pid).rssMiB));
+    },
+  };
+}
+
+// ---------- S3 client ----------
+
+function body(size: number): Readable {
+  const block = randomBytes(MiB);
+  let sent = 0;
+  return new Readable({
+    read() {
+      if (sent >= size) return this.push(null);
+      const n = Math.min(MiB, size - sent);
+      sent += n;
+      this.push(n === MiB ? block : block.subarray(0, n));
+    },
+  });
+}
+
+interface Target {
+  name: string;
+  origin: string;
+  agent: Agent;
+  headers: Record<string, string>;
+}
+
+function ssecHeaders(key: Buffer): Record<string, string> {
+  return {
+    'x-amz-server-side-encryption-customer-algorithm': 'AES256',
+    'x-amz-server-side-encryption-customer-key': key.toString('base64'),
+    'x-amz-server-side-encryption-customer-key-md5': createHash('md5').update(key).digest('base64'),
+  };
+}
+
+async function send(t: Target, method: 'PUT' | 'GET' | 'POST' | 'DELETE', path: string, extra: Record<string, string>, payload?: Readable | Buffer, query: Record<string, string> = {}) {
+  const url = new URL(t.origin);
+  const signed = await signer.sign({
+    method,
+    protocol: url.protocol as 'http:' | 'https:',
+    hostname: url.hostname,
+    port: Number(url.port),
+    path,
+    query,
+    headers: { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...t.headers, ...extra },
+  });
+  return request(signed.url, { method, headers: signed.headers, body: payload ?? null, dispatcher: t.agent });
+}
+
+async function timed(fn: () => Promise<void>): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+async function put(t: Target, path: string, size: number): Promise<void> {
+  const res = await send(t, 'PUT', path, { 'content-length': String(size) }, body(size));
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`${t.name} PUT ${path}: ${res.statusCode} ${text}`);
+}
+
+async function get(t: Target, path: string, size: number): Promise<void> {
+  const res = await send(t, 'GET', path, {});
+  if (res.statusCode !== 200) throw new Error(`${t.name} GET ${path}: ${res.statusCode} ${await res.body.text()}`);
+  let n = 0;
+  await pipeline(res.body, new Writable({ write: (c: Buffer, _e, cb) => ((n += c.length), cb()) }));
+  if (n !== size) throw new Error(`${t.name} GET ${path} returned ${n} bytes, not ${size}`);
+}
+
+async function del(path: string): Promise<void> {
+  await (await send(direct, 'DELETE', path, {})).body.dump();
+}
+
+/** RGW keeps deleted tails until its GC runs (2 h by default); memstore holds them in RAM, so collect now. */
+function collectGarbage(): void {
+  const conf = process.env.BENCH_RGW_CONF;
+  if (conf) spawnSync('radosgw-admin', ['-c', conf, 'gc', 'process', '--include-all'], { stdio: 'ignore', timeout: 120_000 });
+}
+
+// ---------- the proxy, production path ----------
+
+interface Proxy {
+  child: ChildProcess;
+  port: number;
+  workers: string;
+  stop: () => Promise<void>;
+}
+
+/** Every process this bench starts, killed on the way out even when a phase throws. */
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+async function startProxy(dir: string, workers: number, upstream = endpoint): Promise<Proxy> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(ROOT, 'bin/s3-ssec-proxy.js')], {
+    env: {
+      ...process.env,
+      SSEC_PROXY_LISTEN: `127.0.0.1:${port}`,
+      SSEC_PROXY_STATE_DIR: dir,
+      SSEC_PROXY_UPSTREAM_URL: upstream,
+      SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID: accessKeyId,
+      SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY: secretAccessKey,
+      SSEC_PROXY_UPSTREAM_REGION: region,
+      SSEC_PROXY_WORKERS: String(workers),
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  children.add(child);
+  let log = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stderr!.on('data', (c: Buffer) => {
+      if (log.length < 100_000) log += c.toString();
+      if (log.includes('listening on')) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`proxy exited ${code}: ${log}`)));
+  });
+  // Workers may come up after the first line: give them a moment before counting processes.
+  await new Promise((r) => setTimeout(r, 1500));
+  const logged = /(\d+)\s+workers?\b/i.exec(log)?.[1] ?? /workers?[=:\s]+(\d+)/i.exec(log)?.[1];
+  const processes = treeStat(child.pid!).processes;
+  const workersSeen = `asked ${workers}, log says ${logged ?? '(nothing)'}, ${processes} process${processes > 1 ? 'es' : ''}`;
+  progress(`proxy on :${port}: ${workersSeen}`);
+  return {
+    child,
+    port,
+    workers: workersSeen,
+    stop: async () => {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      child.kill('SIGKILL');
+    },
+  };
+}
+
+// ---------- results ----------
+
+interface Row {
+  group: string;
+  label: string;
+  mibs?: number;
+  cpuPerGiB?: number;
+  rssMiB?: number;
+  note?: string;
+}
+const rows: Row[] = [];
+const targets: Array<{ text: string; value: string; met: boolean | undefined }> = [];
+function target(text: string, value: number | undefined, limit: number, cmp: '>=' | '<=', fmt = (x: number) => x.toFixed(2)): void {
+  const ok = value === undefined || !Number.isFinite(value) ? undefined : cmp === '>=' ? value >= limit : value <= limit;
+  targets.push({ text, value: value === undefined || !Number.isFinite(value) ? 'not measured' : fmt(value), met: ok });
+}
+
+/** PUT then GET of one SIZE object; throughput and, when a process is given, its CPU per GiB. */
+async function putGet(t: Target, label: string, group: string, pid?: number, extra: Partial<Row> = {}) {
+  const path = `/${bucket}/${label.replace(/[^a-z0-9]+/gi, '-')}.bin`;
+  progress(`${label}: PUT ${SIZE / MiB} MiB`);
+  const c0 = pid ? treeStat(pid).cpuSeconds : 0;
+  const sampler = pid ? rssSampler(pid) : undefined;
+  const putS = await timed(() => put(t, path, SIZE));
+  const c1 = pid ? treeStat(pid).cpuSeconds : 0;
+  progress(`${label}: GET`);
+  const getS = await timed(() => get(t, path, SIZE));
+  const c2 = pid ? treeStat(pid).cpuSeconds : 0;
+  const rss = sampler?.stop();
+  await del(path);
+  collectGarbage();
+  const gib = SIZE / GiB;
+  const r = {
+    put: { group, label: `${label} PUT`, mibs: SIZE / MiB / putS, ...(pid ? { cpuPerGiB: (c1 - c0) / gib, rssMiB: rss } : {}), ...extra },
+    get: { group, label: `${label} GET`, mibs: SIZE / MiB / getS, ...(pid ? { cpuPerGiB: (c2 - c1) / gib, rssMiB: rss } : {}), ...extra },
+  };
+  rows.push(r.put, r.get);
+  return r;
+}
+
+// ---------- (a) the floor ----------
+
+async function floor(cert: { certPem: string; keyPem: string; caPem: string }, direction: 'get' | 'put', crypto: 'aes' | 'plain'): Promise<Row> {
+  const ca = cert.caPem;
+  // The store's side: a raw TCP server that sends `size` bytes (get) or swallows them (put).
+  let size = 0;
+  let received = 0;
+  let done = () => {};
+  const raw = createNetServer((s) => {
+    if (direction === 'get') {
+      pipeline(body(size), s).catch(() => s.destroy());
+    } else {
+      s.on('data', (c: Buffer) => (received += c.length));
+      s.on('end', () => (s.end(), done()));
+    }
+  });
+  await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+  const relay = spawn(process.execPath, [join(ROOT, 'bench/floor.ts'), direction, crypto, String((raw.address() as AddressInfo).port)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, FLOOR_CERT: cert.certPem, FLOOR_KEY: cert.keyPem },
+  });
+  children.add(relay);
+  const port = await new Promise<number>((resolve, reject) => {
+    relay.stdout!.once('data', (c: Buffer) => resolve(Number(c.toString().trim())));
+    relay.once('exit', (code) => reject(new Error(`floor relay exited ${code}`)));
+  });
+  const transfer = async (n: number) => {
+    size = n;
+    received = 0;
+    const sunk = new Promise<void>((r) => (done = r));
+    const tls = connect({ host: '127.0.0.1', port, ca, servername: 'localhost' });
+    await new Promise<void>((r, j) => tls.once('secureConnect', r).once('error', j));
+    if (direction === 'get') {
+      await pipeline(tls, new Writable({ write: (_c: Buffer, _e, cb) => cb() }));
+    } else {
+      await pipeline(body(n), tls).catch(() => undefined);
+      await sunk;
+      tls.destroy();
+      if (received < n) throw new Error(`floor ${direction} ${crypto}: ${received} of ${n} bytes arrived`);
+    }
+  };
+  await transfer(WARMUP); // the proxy is warmed the same way before it is measured
+  const c0 = treeStat(relay.pid!).cpuSeconds;
+  const seconds = await timed(() => transfer(SIZE));
+  const cpu = treeStat(relay.pid!).cpuSeconds - c0;
+  relay.kill('SIGKILL');
+  raw.close();
+  const row: Row = {
+    group: 'floor',
+    label: `floor ${crypto === 'aes' ? 'TLS+AES-GCM' : 'TLS only'} ${direction.toUpperCase()}`,
+    mibs: SIZE / MiB / seconds,
+    cpuPerGiB: cpu / (SIZE / GiB),
+  };
+  rows.push(row);
+  return row;
+}
+
+// ---------- (d) small objects ----------
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
+}
+
+async function smallObjects(t: Target, label: string) {
+  progress(`${label}: ${SMALL_REQUESTS} requests of 4 KiB (PUT+GET), ${SMALL_CONCURRENCY} at a time`);
+  const data = randomBytes(SMALL_SIZE);
+  const lat: number[] = [];
+  let next = 0;
+  const pairs = SMALL_REQUESTS / 2;
+  const worker = async () => {
+    while (next < pairs) {
+      const i = next++;
+      const path = `/${bucket}/small/${label.replace(/[^a-z0-9]+/gi, '-')}-${i}`;
+      let t0 = process.hrtime.bigint();
+      const p = await send(t, 'PUT', path, { 'content-length': String(SMALL_SIZE) }, data);
+      await p.body.dump();
+      if (p.statusCode !== 200) throw new Error(`${label} small PUT ${p.statusCode}`);
+      lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      t0 = process.hrtime.bigint();
+      const g = await send(t, 'GET', path, {});
+      const got = await g.body.arrayBuffer();
+      if (g.statusCode !== 200 || got.byteLength !== SMALL_SIZE) throw new Error(`${label} small GET ${g.statusCode}`);
+      lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+  };
+  const seconds = await timed(() => Promise.all(Array.from({ length: SMALL_CONCURRENCY }, worker)).then(() => undefined));
+  lat.sort((a, b) => a - b);
+  const r = { opsPerSec: SMALL_REQUESTS / seconds, p50: pct(lat, 50), p99: pct(lat, 99) };
+  rows.push({ group: 'small', label: `4 KiB ${label}`, note: `${r.opsPerSec.toFixed(0)} req/s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms` });
+  return r;
+}
+
+// ---------- (f) rclone crypt ----------
+
+function rclone(dir: string, args: string[]): { seconds: number; cpuSeconds: number } {
+  // `times` after the command prints the CPU of the shell's children (rclone): user and system.
+  // Without the caller's AWS_* variables (an AWS_CA_BUNDLE makes rclone's SDK refuse its transport).
+  const env = {
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AWS_'))),
+    RCLONE_CONFIG: join(dir, 'rclone.conf'),
+    RCLONE_CONFIG_BENCHS3_TYPE: 's3',
+    RCLONE_CONFIG_BENCHS3_PROVIDER: 'Ceph',
+    RCLONE_CONFIG_BENCHS3_ENDPOINT: endpoint,
+    RCLONE_CONFIG_BENCHS3_ACCESS_KEY_ID: accessKeyId,
+    RCLONE_CONFIG_BENCHS3_SECRET_ACCESS_KEY: secretAccessKey,
+    RCLONE_CONFIG_BENCHS3_REGION: region,
+    RCLONE_CONFIG_BENCHCRYPT_TYPE: 'crypt',
+    RCLONE_CONFIG_BENCHCRYPT_REMOTE: `benchs3:${bucket}/rclone`,
+    RCLONE_CONFIG_BENCHCRYPT_PASSWORD: spawnSync('rclone', ['obscure', randomBytes(16).toString('hex')], { encoding: 'utf8' }).stdout.trim(),
+  };
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync('sh', ['-c', 'rclone "$@" >/dev/null || exit 1; times', 'sh', ...args], { env, encoding: 'utf8', timeout: 600_000 });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.status !== 0) throw new Error(`rclone ${args.join(' ')}: ${r.stderr}`);
+  const line = r.stdout.trim().split('\n').pop()!;
+  const cpuSeconds = [...line.matchAll(/(\d+)m([\d.]+)s/g)].reduce((s, m) => s + Number(m[1]) * 60 + Number(m[2]), 0);
+  return { seconds, cpuSeconds };
+}
+
+// ---------- main ----------
+
+const direct: Target = { name: 'direct HTTP', origin: endpoint, agent: new Agent({ connections: 64, connect: { timeout: 60_000 } }), headers: {} };
+const bucket = `bench-${Date.now().toString(36)}`;
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'ssec-bench-'));
+  const cert = await ensureDevCertificate(dir);
+  const key = randomBytes(32);
+  const ssec = ssecHeaders(key);
+  progress(`${QUICK ? 'quick' : 'full'} run: ${SIZE / MiB} MiB objects, N = ${WORKERS} workers, upstream ${endpoint}${tlsEndpoint ? ` and ${tlsEndpoint}` : ''}`);
+  const mk = await send(direct, 'PUT', `/${bucket}`, {});
+  await mk.body.dump();
+  if (mk.statusCode !== 200) throw new Error(`create bucket: ${mk.statusCode}`);
+
+  // (a) floors
+  const floors: Record<string, Row> = {};
+  for (const crypto of ['aes', 'plain'] as const)
+    for (const d of ['put', 'get'] as const) {
+      progress(`floor ${crypto} ${d}`);
+      floors[`${crypto}-${d}`] = await floor(cert, d, crypto);
+    }
+
+  // (b) direct, HTTP and HTTPS; (g) RGW's own SSE-C over HTTP
+  const dHttp = await putGet(direct, 'direct HTTP', 'direct');
+  const directTls: Target | undefined = tlsEndpoint ? { name: 'direct HTTPS', origin: tlsEndpoint, agent: new Agent({ connections: 64, connect: { ca: tlsCa, timeout: 60_000 } }), headers: {} } : undefined;
+  const dHttps = directTls ? await putGet(directTls, 'direct HTTPS', 'direct') : undefined;
+  if (!directTls) progress('no RGW_TLS_ENDPOINT: direct HTTPS not measured');
+  let native: Awaited<ReturnType<typeof putGet>> | undefined;
+  try {
+    native = await putGet({ ...direct, name: 'RGW SSE-C', headers: ssec }, 'RGW native SSE-C (HTTP)', 'direct');
+  } catch (e) {
+    progress(`RGW native SSE-C failed (rgw_crypt_require_ssl? start the RGW with RGW_SSEC_NO_TLS=1): ${(e as Error).message.slice(0, 200)}`);
+  }
+
+  // (c) the proxy with 1 and N workers
+  const proxies: Array<{ workers: number; p: Proxy; t: Target }> = [];
+  for (const workers of [1, WORKERS]) {
+    const p = await startProxy(dir, workers);
+    proxies.push({ workers, p, t: { name: `proxy ${workers}w`, origin: `https://127.0.0.1:${p.port}`, agent: new Agent({ connections: 64, connect: { ca: cert.caPem, timeout: 60_000 } }), headers: ssec } });
+  }
+  const [one, many] = proxies as [(typeof proxies)[0], (typeof proxies)[0]];
+  for (const { t } of proxies) {
+    // A first transfer through each, as the floor relays get: JIT and TLS session state, not measured.
+    await put(t, `/${bucket}/warmup`, WARMUP);
+    await get(t, `/${bucket}/warmup`, WARMUP);
+    await put({ ...t, headers: {} }, `/${bucket}/warmup`, WARMUP);
+    await get({ ...t, headers: {} }, `/${bucket}/warmup`, WARMUP);
+  }
+  await del(`/${bucket}/warmup`);
+  const note = (p: Proxy) => ({ note: p.workers });
+  const ssec1 = await putGet(one.t, 'proxy SSE-C 1 worker', 'proxy', one.p.child.pid!, note(one.p));
+  const pass1 = await putGet({ ...one.t, headers: {} }, 'proxy pass-through 1 worker', 'proxy', one.p.child.pid!, note(one.p));
+  await putGet(many.t, `proxy SSE-C ${WORKERS} workers`, 'proxy', many.p.child.pid!, note(many.p));
+
+  // multipart, 64 MiB parts (16 MiB in --quick), four at a time: direct HTTPS (or HTTP) against the proxy
+  const part = QUICK ? 16 * MiB : 64 * MiB;
+  const multipart = async (t: Target, label: string, pid?: number) => {
+    progress(`${label}: multipart PUT of ${SIZE / MiB} MiB`);
+    const path = `/${bucket}/mp-${label.replace(/[^a-z0-9]+/gi, '-')}.bin`;
+    const c0 = pid ? treeStat(pid).cpuSeconds : 0;
+    const seconds = await timed(async () => {
+      const created = await send(t, 'POST', path, {}, undefined, { uploads: '' });
+      const xml = await created.body.text();
+      const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(xml)?.[1];
+      if (!uploadId) throw new Error(`${label} create: ${created.statusCode} ${xml}`);
+      const count = Math.ceil(SIZE / part);
+      const etags: string[] = [];
+      let next = 0;
+      const worker = async () => {
+        while (next < count) {
+          const i = next++;
+          const n = Math.min(part, SIZE - i * part);
+          const res = await send(t, 'PUT', path, { 'content-length': String(n) }, body(n), { partNumber: String(i + 1), uploadId });
+          await res.body.dump();
+          if (res.statusCode !== 200) throw new Error(`${label} part ${i + 1}: ${res.statusCode}`);
+          etags[i] = String(res.headers['etag']);
+        }
+      };
+      await Promise.all([worker(), worker(), worker(), worker()]);
+      const xmlDone = `<CompleteMultipartUpload>${etags.map((e, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${e}</ETag></Part>`).join('')}</CompleteMultipartUpload>`;
+      const done = await send(t, 'POST', path, { 'content-length': String(Buffer.byteLength(xmlDone)) }, Buffer.from(xmlDone), { uploadId });
+      const text = await done.body.text();
+      if (done.statusCode !== 200 || text.includes('<Error>')) throw new Error(`${label} complete: ${text}`);
+    });
+    const cpu = pid ? treeStat(pid).cpuSeconds - c0 : undefined;
+    await del(path);
+    collectGarbage();
+    const row: Row = { group: 'multipart', label: `${label} multipart PUT`, mibs: SIZE / MiB / seconds, ...(cpu !== undefined ? { cpuPerGiB: cpu / (SIZE / GiB) } : {}) };
+    rows.push(row);
+    return row;
+  };
+  const mpDirect = await multipart(directTls ?? direct, directTls ? 'direct HTTPS' : 'direct HTTP');
+  await multipart(one.t, 'proxy SSE-C 1 worker', one.p.child.pid!);
+
+  // (d) small objects
+  const smallDirect = directTls ? await smallObjects(directTls, 'direct HTTPS') : undefined;
+  const smallHttp = await smallObjects(direct, 'direct HTTP');
+  const smallProxy = await smallObjects(one.t, 'proxy SSE-C 1 worker');
+  await smallObjects(many.t, `proxy SSE-C ${WORKERS} workers`);
+  const smallBase = smallDirect ?? smallHttp;
+  for (const p of proxies) await p.p.stop();
+
+  // (f) rclone crypt over HTTP to the same RGW, the same size, one single PUT like the proxy's
+  let rc: { put: Row; get: Row } | undefined;
+  if (existsSync('/usr/bin/rclone') || spawnSync('rclone', ['version']).status === 0) try {
+    const file = join(dir, 'rclone-src.bin');
+    await pipeline(body(SIZE), (await import('node:fs')).createWriteStream(file));
+    progress('rclone crypt: copyto (single PUT)');
+    const w = rclone(dir, ['copyto', file, 'benchcrypt:obj', '--s3-upload-cutoff', '5G', '--s3-disable-checksum', '-q']);
+    progress('rclone crypt: cat');
+    const r = rclone(dir, ['cat', 'benchcrypt:obj', '-q']);
+    rmSync(file);
+    const gib = SIZE / GiB;
+    rc = {
+      put: { group: 'rclone', label: 'rclone crypt PUT', mibs: SIZE / MiB / w.seconds, cpuPerGiB: w.cpuSeconds / gib, note: 'client-side XSalsa20-Poly1305, HTTP; CPU is rclone\'s, process start included' },
+      get: { group: 'rclone', label: 'rclone crypt GET', mibs: SIZE / MiB / r.seconds, cpuPerGiB: r.cpuSeconds / gib, note: 'client-side XSalsa20-Poly1305, HTTP; CPU is rclone\'s, process start included' },
+    };
+    rows.push(rc.put, rc.get);
+  } catch (e) {
+    progress(`rclone crypt not measured: ${(e as Error).message.slice(0, 300)}`);
+  } else progress('rclone not installed: rclone crypt not measured');
+
+  // N-worker scaling against a null upstream in this process (answers every request, discards bodies): the
+  // store's CPU is out of the way, the client's is not. SSE-C PUT, 8 streams at once.
+  const nullServer = createHttpServer((req, res) => {
+    req.on('data', () => undefined);
+    req.on('end', () => {
+      res.writeHead(200, { etag: '"d41d8cd98f00b204e9800998ecf8427e"', 'content-length': 0 });
+      res.end();
+    });
+  });
+  await new Promise<void>((r) => nullServer.listen(0, '127.0.0.1', r));
+  const nullUrl = `http://127.0.0.1:${(nullServer.address() as AddressInfo).port}`;
+  const scaling: Record<number, number> = {};
+  for (const workers of [1, WORKERS]) {
+    const p = await startProxy(dir, workers, nullUrl);
+    const t: Target = { name: `null ${workers}w`, origin: `https://127.0.0.1:${p.port}`, agent: new Agent({ connections: 16, connect: { ca: cert.caPem, timeout: 60_000 } }), headers: ssec };
+    progress(`scaling, ${workers} worker(s), null upstream: 8 SSE-C PUT streams of ${SIZE / 8 / MiB} MiB`);
+    const c0 = treeStat(p.child.pid!).cpuSeconds;
+    const seconds = await timed(() => Promise.all(Array.from({ length: 8 }, (_, i) => put(t, `/${bucket}/null-${i}`, SIZE / 8))).then(() => undefined));
+    const cpu = treeStat(p.child.pid!).cpuSeconds - c0;
+    scaling[workers] = SIZE / MiB / seconds;
+    rows.push({ group: 'scaling', label: `null upstream SSE-C PUT ${workers}w`, mibs: scaling[workers], cpuPerGiB: cpu / (SIZE / GiB), note: p.workers });
+    await t.agent.close();
+    await p.stop();
+  }
+  nullServer.close();
+
+  // (e) peak RSS, fresh 1-worker proxy: 64 SSE-C PUT streams at once, then 64 GETs of them
+  const rssProxy = await startProxy(dir, 1);
+  const rt: Target = { name: 'rss', origin: `https://127.0.0.1:${rssProxy.port}`, agent: new Agent({ connections: STREAMS, connect: { ca: cert.caPem, timeout: 60_000 } }), headers: ssec };
+  const idle = treeStat(rssProxy.child.pid!).rssMiB;
+  const sampler = rssSampler(rssProxy.child.pid!);
+  progress(`RSS: ${STREAMS} SSE-C PUT streams of ${STREAM_SIZE / MiB} MiB at once`);
+  const putS = await timed(() => Promise.all(Array.from({ length: STREAMS }, (_, i) => put(rt, `/${bucket}/s-${i}`, STREAM_SIZE))).then(() => undefined));
+  progress(`RSS: ${STREAMS} GETs at once`);
+  const getS = await timed(() => Promise.all(Array.from({ length: STREAMS }, (_, i) => get(rt, `/${bucket}/s-${i}`, STREAM_SIZE))).then(() => undefined));
+  const peakRss = sampler.stop();
+  await rt.agent.close();
+  await rssProxy.stop();
+  for (let i = 0; i < STREAMS; i++) await del(`/${bucket}/s-${i}`);
+  collectGarbage();
+  const total = (STREAMS * STREAM_SIZE) / MiB;
+  rows.push({ group: 'rss', label: `${STREAMS} streams of ${STREAM_SIZE / MiB} MiB`, rssMiB: peakRss, note: `idle ${idle.toFixed(0)} MiB; PUT ${(total / putS).toFixed(0)} MiB/s, GET ${(total / getS).toFixed(0)} MiB/s aggregate` });
+
+  // ---------- targets ----------
+  const ratio = (a?: number, b?: number) => (a !== undefined && b ? a / b : undefined);
+  for (const d of ['put', 'get'] as const) {
+    const D = d.toUpperCase();
+    target(`SSE-C CPU/GiB ${D} ≤ 1.5× floor (TLS+AES-GCM)`, ratio(ssec1[d].cpuPerGiB, floors[`aes-${d}`]!.cpuPerGiB), 1.5, '<=', (x) => `${x.toFixed(2)}×`);
+  }
+  for (const d of ['put', 'get'] as const) {
+    const D = d.toUpperCase();
+    target(`pass-through CPU/GiB ${D} ≤ 1.3× floor (TLS only)`, ratio(pass1[d].cpuPerGiB, floors[`plain-${d}`]!.cpuPerGiB), 1.3, '<=', (x) => `${x.toFixed(2)}×`);
+  }
+  for (const d of ['put', 'get'] as const) {
+    const D = d.toUpperCase();
+    target(`proxy SSE-C ${D} ≥ 0.9× direct HTTPS`, ratio(ssec1[d].mibs, dHttps?.[d].mibs), 0.9, '>=', (x) => `${x.toFixed(2)}×`);
+  }
+  for (const d of ['put', 'get'] as const) {
+    const D = d.toUpperCase();
+    target(`proxy SSE-C ${D} ≥ 1.0× RGW native SSE-C`, ratio(ssec1[d].mibs, native?.[d].mibs), 1.0, '>=', (x) => `${x.toFixed(2)}×`);
+  }
+  target('4 KiB req/s via proxy ≥ 0.8× direct', ratio(smallProxy.opsPerSec, smallBase.opsPerSec), 0.8, '>=', (x) => `${x.toFixed(2)}×`);
+  target('4 KiB added p99 ≤ 2 ms', smallProxy.p99 - smallBase.p99, 2, '<=', (x) => `${x.toFixed(1)} ms (p50 +${(smallProxy.p50 - smallBase.p50).toFixed(1)} ms)`);
+  for (const d of ['put', 'get'] as const) {
+    const D = d.toUpperCase();
+    target(`proxy SSE-C ${D} ≥ 1.0× rclone crypt`, ratio(ssec1[d].mibs, rc?.[d].mibs), 1.0, '>=', (x) => `${x.toFixed(2)}×`);
+  }
+  target(`${WORKERS}-worker scaling ≥ ${(0.8 * WORKERS).toFixed(1)}× (null upstream, SSE-C PUT)`, ratio(scaling[WORKERS], scaling[1]), 0.8 * WORKERS, '>=', (x) => `${x.toFixed(2)}×`);
+  target(`peak RSS ≤ 256 MiB at ${STREAMS} streams`, peakRss, 256, '<=', (x) => `${x.toFixed(0)} MiB`);
+
+  // ---------- output ----------
+  const fmt = (x: number | undefined, d = 0) => (x === undefined ? '' : x.toFixed(d));
+  const baselineOf = (r: Row): string => {
+    const m = /^proxy (SSE-C|pass-through) .*(PUT|GET)$/.exec(r.label);
+    if (!m) return '';
+    const d = m[2]!.toLowerCase() as 'put' | 'get';
+    const base = dHttps?.[d] ?? dHttp[d];
+    return `${(r.mibs! / base.mibs!).toFixed(2)}× ${dHttps ? 'HTTPS' : 'HTTP'}`;
+  };
+  console.log(`\ns3-ssec-proxy bench, ${QUICK ? 'quick' : 'full'}: ${SIZE / MiB} MiB objects, node ${process.version}, ${spawnSync('nproc').stdout.toString().trim()} cores shared by client, proxy and RGW`);
+  console.log(`${'case'.padEnd(44)} ${'MiB/s'.padStart(7)} ${'ratio'.padStart(13)} ${'CPU s/GiB'.padStart(10)} ${'RSS MiB'.padStart(8)}  note`);
+  for (const r of rows) {
+    const ratioText = r.group === 'multipart' && r.label.startsWith('proxy') ? `${(r.mibs! / mpDirect.mibs!).toFixed(2)}× direct` : baselineOf(r);
+    console.log(`${r.label.padEnd(44)} ${fmt(r.mibs).padStart(7)} ${ratioText.padStart(13)} ${fmt(r.cpuPerGiB, 2).padStart(10)} ${fmt(r.rssMiB).padStart(8)}  ${r.note ?? ''}`);
+  }
+  console.log('\ntargets');
+  for (const t of targets) console.log(`  ${t.met === undefined ? 'n/a    ' : t.met ? 'met    ' : 'NOT met'}  ${t.text.padEnd(52)} ${t.value}`);
+  writeFileSync(svgPath, svg(rows, QUICK));
+  console.log(`\nchart: ${svgPath}`);
+  console.log(JSON.stringify({ quick: QUICK, sizeMiB: SIZE / MiB, workers: WORKERS, rows, targets }));
+  await direct.agent.close();
+  await directTls?.agent.close();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Two horizontal bar charts side by side: throughput per case, and CPU seconds per GiB where measured. */
+function svg(all: Row[], quick: boolean): string {
+  const bars = all.filter((r) => r.mibs !== undefined);
+  const rowH = 18;
+  const top = 40;
+  const labelW = 250;
+  const barW = 260;
+  const gap = 60;
+  const height = top + bars.length * rowH + 30;
+  const width = labelW + barW + gap + barW + 60;
+  const maxT = Math.max(...bars.map((r) => r.mibs!));
+  const maxC = Math.max(...bars.map((r) => r.cpuPerGiB ?? 0), 0.01);
+  const color: Record<string, string> = { floor: '#7f7f7f', direct: '#1f77b4', proxy: '#d62728', multipart: '#9467bd', rclone: '#2ca02c', scaling: '#ff7f0e' };
+  const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="${labelW}" y="16" font-weight="bold">throughput, MiB/s${quick ? ' (quick run)' : ''}</text>`,
+    `<text x="${labelW + barW + gap}" y="16" font-weight="bold">proxy (or floor, rclone) CPU s per GiB</text>`,
+    `<text x="${labelW}" y="30" fill="#555">${esc(`${SIZE / MiB} MiB objects; client, proxy and RGW share the machine`)}</text>`,
+  ];
+  bars.forEach((r, i) => {
+    const y = top + i * rowH;
+    const c = color[r.group] ?? '#333';
+    const wT = (r.mibs! / maxT) * barW;
+    out.push(`<text x="${labelW - 6}" y="${y + 12}" text-anchor="end">${esc(r.label)}</text>`);
+    out.push(`<rect x="${labelW}" y="${y + 2}" width="${wT.toFixed(1)}" height="${rowH - 5}" fill="${c}"/>`);
+    out.push(`<text x="${(labelW + wT + 4).toFixed(1)}" y="${y + 12}">${r.mibs!.toFixed(0)}</text>`);
+    if (r.cpuPerGiB !== undefined) {
+      const wC = (r.cpuPerGiB / maxC) * barW;
+      const x0 = labelW + barW + gap;
+      out.push(`<rect x="${x0}" y="${y + 2}" width="${wC.toFixed(1)}" height="${rowH - 5}" fill="${c}" fill-opacity="0.7"/>`);
+      out.push(`<text x="${(x0 + wC + 4).toFixed(1)}" y="${y + 12}">${r.cpuPerGiB.toFixed(2)}</text>`);
+    }
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}
+
+await main();
