@@ -17,8 +17,14 @@ import type { StoredObject } from './stored.ts';
 /** A KMS call that takes longer is S3's retryable 503: a stuck KMS never holds a request forever. */
 const KMS_TIMEOUT_MS = 10_000;
 
+/** The configured KMS; none, or one that cannot be loaded (its keys file gone since the start), is S3's 503. */
 function kmsFor(ctx: Pick<RequestContext, 'config'>): Kms {
-  const kms = kmsOf(ctx.config);
+  let kms: Kms | undefined;
+  try {
+    kms = kmsOf(ctx.config);
+  } catch (cause) {
+    throw kmsS3Error(new KmsError('Unavailable', 'the KMS could not be loaded', { cause }));
+  }
   if (!kms) throw kmsS3Error(new KmsError('Unavailable', 'no KMS is configured'));
   return kms;
 }
@@ -71,8 +77,7 @@ export function planWrite(ctx: Pick<RequestContext, 'config'>, headers: Headers,
   const customerKey = parseCustomerKey(headers, 'write');
   if (customerKey) return { customerKey };
   const policy = bucketEncryptionOf(ctx.config.bucketEncryption, bucket);
-  const kms = kmsOf(ctx.config);
-  const asked = parseManagedRequest(headers, kms?.defaultKeyId);
+  const asked = parseManagedRequest(headers, ctx.config.kms ? kmsFor(ctx).defaultKeyId : undefined);
   if (policy.kind === 'require-sse-c' || (policy.kind === 'require-encryption' && !asked)) {
     throw new S3Error('AccessDenied', `Access Denied: the bucket's encryption policy requires ${policy.kind === 'require-sse-c' ? 'SSE-C' : 'server-side encryption'}.`);
   }

@@ -15,6 +15,7 @@ import {
   CopyObjectCommand,
   CreateMultipartUploadCommand,
   GetBucketEncryptionCommand,
+  GetObjectAttributesCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -109,6 +110,11 @@ describe('SSE-S3 PutObject / GetObject / HeadObject', () => {
     assert.deepEqual(suffix, data.subarray(data.length - 10));
     const part = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 's3.bin', PartNumber: 1 }));
     assert.deepEqual(await bodyBytes(part.Body), data);
+  });
+
+  test('GetObjectAttributes needs no key', async () => {
+    const attrs = await s3.send(new GetObjectAttributesCommand({ Bucket: bucket, Key: 's3.bin', ObjectAttributes: ['ObjectSize', 'ETag'] }));
+    assert.equal(attrs.ObjectSize, data.length);
   });
 
   test('a listing shows the plaintext size', async () => {
