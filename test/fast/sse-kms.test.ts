@@ -5,8 +5,9 @@
  * never sees an `x-amz-server-side-encryption*` header; KMS failures are S3's answers.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createHmac, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -317,5 +318,63 @@ describe('bucket encryption policy', () => {
       'NotImplemented',
       501,
     );
+  });
+});
+
+describe('PostObject with x-amz-server-side-encryption', () => {
+  test('a SigV2 form asking for SSE-S3 is stored encrypted, answered with its header, read with no key', async () => {
+    const file = withMarker(randomBytes(3000), marker, [10]);
+    const doc = { expiration: new Date(Date.now() + 3_600_000).toISOString(), conditions: [{ bucket }, { key: 'post.bin' }, { 'x-amz-server-side-encryption': 'AES256' }] };
+    const policy = Buffer.from(JSON.stringify(doc)).toString('base64');
+    const fields: Record<string, string> = {
+      key: 'post.bin',
+      AWSAccessKeyId: double.accessKeyId,
+      policy,
+      signature: createHmac('sha1', double.secretAccessKey).update(policy).digest('base64'),
+      'x-amz-server-side-encryption': 'AES256',
+    };
+    const boundary = 'form' + randomBytes(6).toString('hex');
+    const parts = Object.entries(fields).map(([n, v]) => `--${boundary}\r\nContent-Disposition: form-data; name="${n}"\r\n\r\n${v}\r\n`);
+    const body = Buffer.concat([
+      Buffer.from(parts.join('') + `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n`),
+      file,
+      Buffer.from(`\r\n--${boundary}--\r\n`),
+    ]);
+    const url = new URL(fast.proxy.endpoint);
+    const answer = await new Promise<{ status: number; headers: Record<string, unknown> }>((resolve, reject) => {
+      const req = https.request(
+        { host: url.hostname, port: url.port, method: 'POST', path: `/${bucket}`, ca: fast.proxy.caPem, agent: false, headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(body.length) } },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+    assert.equal(answer.status, 204);
+    assert.equal(answer.headers['x-amz-server-side-encryption'], 'AES256');
+    assertCiphertextAtRest(bucket, 'post.bin', file);
+    assert.deepEqual(await read(bucket, 'post.bin'), file);
+  });
+});
+
+describe('a KMS that cannot be reached', () => {
+  test('is S3\'s retryable 503, and nothing is stored', async () => {
+    const gone = join(dir, 'gone.json');
+    writeFileSync(gone, JSON.stringify({ k: randomBytes(32).toString('base64') }));
+    const other = await startFast({ buckets: ['kms-gone'], env: { SSEC_PROXY_KMS_LOCAL_KEYS: gone } });
+    try {
+      // The configuration checked the file at start; it is gone when the KMS is first needed.
+      rmSync(gone);
+      await rejectsWith(
+        other.s3.send(new PutObjectCommand({ Bucket: 'kms-gone', Key: 'x', Body: 'data', ServerSideEncryption: 'AES256' })),
+        'KMS.DependencyTimeoutException',
+        503,
+      );
+      assert.equal(other.double.objects.get('kms-gone', 'x'), undefined);
+    } finally {
+      await other.close();
+    }
   });
 });
