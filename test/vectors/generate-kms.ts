@@ -1,8 +1,8 @@
+// Generates test/vectors/kms-local.json (docs/FORMAT.md §13.4): `node --import tsx test/vectors/generate-kms.ts > test/vectors/kms-local.json`.
 import { LocalKms, localKek } from '../../src/kms/local.ts';
 import { canonicalContext } from '../../src/kms/kms.ts';
 import { sealEnvelope } from '../../src/sse-c/envelope.ts';
 import { formatKmsMeta, encryptionContext } from '../../src/sse-kms/managed.ts';
-const h = (s: string) => Buffer.from(s, 'hex');
 const seq = (n: number, start: number) => Buffer.from(Array.from({ length: n }, (_, i) => (start + i) & 255));
 const master1 = seq(32, 0x00), master2 = seq(32, 0x20);
 const vectors = [];
