@@ -5,6 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { availableCpus } from './cpus.ts';
+import { parseLocalKeys } from './kms/local.ts';
+import { parseBucketEncryption, type BucketEncryptionRule } from './sse-kms/bucket-encryption.ts';
 
 export interface Credential {
   /** The key pair clients sign with. */
@@ -86,6 +88,10 @@ export interface Config {
   readonly workers: number;
   /** The admin listener (/metrics, /healthz, /readyz), off when undefined. */
   readonly admin: { readonly host: string; readonly port: number } | undefined;
+  /** SSE-S3 / SSE-KMS: the `local` KMS's master keys file; undefined: no KMS (such requests are refused). */
+  readonly kms?: { readonly localKeys: string } | undefined;
+  /** Per-bucket encryption of writes that name none (first matching pattern wins); empty: none. */
+  readonly bucketEncryption?: readonly BucketEncryptionRule[];
 }
 
 export class ConfigError extends Error {
@@ -141,6 +147,8 @@ const fileSchema = z
     shutdownGraceSeconds: z.number().min(0).max(3600).optional(),
     adminListen: hostPort.optional(),
     workers: z.number().int().min(1).max(1024).optional(),
+    kms: z.object({ localKeys: nonEmpty.optional() }).strict().optional(),
+    bucketEncryption: z.record(z.string(), z.string()).optional(),
   })
   .strict();
 
@@ -339,6 +347,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     if (!(n >= 1 && n <= 3600)) problems.push('SSEC_PROXY_BODY_IDLE_SECONDS: must be a number of seconds, 1..3600');
     else bodyIdleMs = n * 1000;
   }
+  const { kms, bucketEncryption } = kmsSettings(pick, file, problems);
   if (problems.length) throw new ConfigError(problems);
 
   const config: Config = {
@@ -364,8 +373,47 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     workers,
     admin: adminListen ? splitHostPort(adminListen) : undefined,
     upstreamCa,
+    ...(kms ? { kms } : {}),
+    ...(bucketEncryption.length ? { bucketEncryption } : {}),
   };
   return deepFreeze(config);
+}
+
+/**
+ * SSEC_PROXY_KMS_LOCAL_KEYS (the keys file, read here so a bad one stops the start) and
+ * SSEC_PROXY_BUCKET_ENCRYPTION (JSON `{"<bucket pattern>": "sse-s3" | "sse-kms:<key id>" | …}`).
+ */
+function kmsSettings(
+  pick: (name: string, fromFile: string | undefined) => string | undefined,
+  file: FileConfig,
+  problems: string[],
+): { kms: Config['kms']; bucketEncryption: BucketEncryptionRule[] } {
+  const localKeys = pick('SSEC_PROXY_KMS_LOCAL_KEYS', file.kms?.localKeys);
+  let keyIds: string[] = [];
+  if (localKeys) {
+    try {
+      keyIds = [...parseLocalKeys(readFileSync(localKeys, 'utf8')).keys()];
+    } catch (e) {
+      problems.push(`SSEC_PROXY_KMS_LOCAL_KEYS: ${localKeys}: ${(e as Error).message}`);
+    }
+  }
+  let rules: BucketEncryptionRule[] = [];
+  const text = pick('SSEC_PROXY_BUCKET_ENCRYPTION', undefined);
+  try {
+    const doc: unknown = text !== undefined ? JSON.parse(text) : (file.bucketEncryption ?? {});
+    rules = parseBucketEncryption(doc);
+  } catch (e) {
+    problems.push(`SSEC_PROXY_BUCKET_ENCRYPTION: ${(e as Error).message}`);
+  }
+  for (const r of rules) {
+    if (r.policy.kind === 'sse-s3' || r.policy.kind === 'sse-kms') {
+      if (!localKeys) problems.push(`SSEC_PROXY_BUCKET_ENCRYPTION: "${r.pattern}" needs a KMS (SSEC_PROXY_KMS_LOCAL_KEYS)`);
+      else if (r.policy.kind === 'sse-kms' && keyIds.length && !keyIds.includes(r.policy.keyId)) {
+        problems.push(`SSEC_PROXY_BUCKET_ENCRYPTION: "${r.pattern}" names key "${r.policy.keyId}", which the KMS does not have`);
+      }
+    }
+  }
+  return { kms: localKeys ? { localKeys } : undefined, bucketEncryption: rules };
 }
 
 function deepFreeze<T>(o: T): T {

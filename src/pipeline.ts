@@ -15,6 +15,7 @@ import { postObject } from './handlers/post.ts';
 import { putObject } from './handlers/put.ts';
 import { copyObject, uploadPartCopy } from './handlers/copy.ts';
 import { deleteBucketPolicy, getBucketPolicy, putBucketPolicy } from './handlers/bucket-policy.ts';
+import { bucketEncryption } from './handlers/bucket-encryption.ts';
 import type { Metrics } from './admin.ts';
 import { createLogger } from './log.ts';
 import { enforceBucketPolicy } from './policy/stored.ts';
@@ -101,9 +102,12 @@ export function createRequestHandler(deps: PipelineDeps) {
         return getBucketPolicy({ ...ctx, s3 });
       case 'DeleteBucketPolicy':
         return deleteBucketPolicy({ ...ctx, s3 });
+      case 'BucketOperation':
+        // The bucket's default encryption is the proxy's (configuration), not the store's.
+        if (s3.query.some(([k]) => k === 'encryption')) return bucketEncryption({ ...ctx, s3 });
+        return passthrough(ctx);
       case 'ListMultipartUploads':
       case 'PreflightRequest':
-      case 'BucketOperation':
       case 'DeleteObject':
       case 'ObjectSubresource':
         return passthrough(ctx);

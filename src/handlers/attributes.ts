@@ -10,6 +10,7 @@ import { parseCustomerKey, ssecEchoHeaders } from '../sse-c/customer-key.ts';
 import { relayUpstreamError, sendXml, type ObjectContext } from '../context.ts';
 import { storedChecksum } from '../objects/checksum.ts';
 import { layoutOf } from '../objects/layout.ts';
+import { readKeyOf } from '../objects/keys.ts';
 import { openObject } from '../objects/open.ts';
 import { requestObject, storedObject } from '../objects/stored.ts';
 import { partsCountOf } from '../s3/etag.ts';
@@ -24,13 +25,14 @@ export async function getObjectAttributes(ctx: ObjectContext): Promise<void> {
   if (wanted.length === 0 || wanted.some((a) => !ATTRIBUTES.has(a))) {
     throw new S3Error('InvalidArgument', 'Invalid attribute name specified.', { extra: { ArgumentName: 'x-amz-object-attributes' } });
   }
-  const customerKey = parseCustomerKey(ctx.req.headers, 'read');
+  const given = parseCustomerKey(ctx.req.headers, 'read');
   const versionId = queryGet(ctx.s3.query, 'versionId');
   const name = { bucket: ctx.s3.bucket, key: ctx.s3.key, versionId };
   await using head = await requestObject(ctx, name, 'HEAD');
   // A HEAD's answer has no error body to relay: S3's is written here.
   if (head.statusCode === 404) throw new S3Error('NoSuchKey', 'The specified key does not exist.', { extra: { Key: ctx.s3.key } });
   const stored = storedObject(name, head.headers);
+  const customerKey = head.statusCode === 200 ? await readKeyOf(ctx, stored, given) : given;
   if (stored.envelope === undefined && !customerKey) {
     if (head.statusCode !== 200) return relayUpstreamError(ctx, head);
     return sendAttributes(ctx, wanted, head.headers, {
@@ -61,7 +63,7 @@ export async function getObjectAttributes(ctx: ObjectContext): Promise<void> {
     partsCount: parts?.length,
     parts,
     size: layout.plainSize,
-    echo: ssecEchoHeaders(customerKey!),
+    echo: ssecEchoHeaders(customerKey!, false),
   });
 }
 

@@ -24,8 +24,10 @@ import { sealEnvelope } from '../sse-c/envelope.ts';
 import { withChecksum } from '../sse-c/part-etag.ts';
 import { CHECKSUM_META } from '../sse-c/sealed-checksum.ts';
 import { multipartDataKey, parseUploadId, tagMatches } from '../sse-c/upload-id.ts';
+import { bucketEncryptionOf } from '../sse-kms/bucket-encryption.ts';
 import { readText, type UpstreamResponse } from '../upstream.ts';
 import { relayUpstreamError, sendXml, upstreamRequest, type ObjectContext } from '../context.ts';
+import { isManaged, readKeyOf, uploadKeyOf, writeKeyOf } from '../objects/keys.ts';
 import { layoutOf } from '../objects/layout.ts';
 import { openObject, requireKeyFor, type OpenedObject } from '../objects/open.ts';
 import { readPlaintext } from '../objects/read.ts';
@@ -94,13 +96,33 @@ function copySourceConditions(ctx: ObjectContext): Record<string, string> {
 interface CopyKeys {
   readonly srcKey?: CustomerKey;
   readonly dstKey?: CustomerKey;
+  /** The destination's KMS metadata entry (SSE-S3/KMS), else empty. */
+  readonly meta: Record<string, string>;
 }
 
-/** Both key trios, checked as S3 checks them. */
-function keysOf(ctx: ObjectContext): CopyKeys {
-  const srcKey = parseCustomerKey(ctx.req.headers, 'write', COPY_SSEC_PREFIX);
-  const dstKey = parseCustomerKey(ctx.req.headers, 'write');
-  return { ...(srcKey ? { srcKey } : {}), ...(dstKey ? { dstKey } : {}) };
+/**
+ * Both keys, checked as S3 checks them: the source's (the client's SSE-C key, or the KMS's for an SSE-S3/KMS
+ * source) and the destination's (SSE-C, the SSE-S3/KMS asked for or the bucket's default: never inherited
+ * from the source, as in S3). A KMS's keys are wiped when the returned scope ends.
+ */
+async function keysOf(ctx: ObjectContext, src: Source): Promise<CopyKeys & Disposable> {
+  const srcKey = await readKeyOf(ctx, src, parseCustomerKey(ctx.req.headers, 'write', COPY_SSEC_PREFIX));
+  const written = await writeKeyOf(ctx, ctx.req.headers, ctx.s3.bucket, ctx.s3.key);
+  const dstKey = written?.customerKey;
+  return {
+    ...(srcKey ? { srcKey } : {}),
+    ...(dstKey ? { dstKey } : {}),
+    meta: written?.meta ?? {},
+    [Symbol.dispose]: () => {
+      if (srcKey?.managed) wipe(srcKey.key);
+      if (dstKey?.managed) wipe(dstKey.key);
+    },
+  };
+}
+
+/** The copy names an encryption of its own (or its bucket gives one): the proxy writes the destination. */
+function encryptsDestination(ctx: ObjectContext): boolean {
+  return ctx.req.headers['x-amz-server-side-encryption'] !== undefined || bucketEncryptionOf(ctx.config.bucketEncryption, ctx.s3.bucket).kind !== 'none';
 }
 
 /** The destination's object headers and user metadata, per x-amz-metadata-directive. */
@@ -153,6 +175,8 @@ function refuseNoopSelfCopy(ctx: ObjectContext, src: Source, keys: CopyKeys) {
     directive === 'REPLACE' ||
     ctx.req.headers['x-amz-storage-class'] !== undefined ||
     ctx.req.headers['x-amz-website-redirect-location'] !== undefined ||
+    // Naming SSE-S3/KMS is a change (S3 re-encrypts; here: the key is re-wrapped under the current master key).
+    ctx.req.headers['x-amz-server-side-encryption'] !== undefined ||
     (keys.srcKey?.keyMd5 ?? '') !== (keys.dstKey?.keyMd5 ?? '');
   if (!changes) {
     throw new S3Error(
@@ -194,13 +218,13 @@ function isoDate(header: string | string[] | undefined): string {
 }
 
 export async function copyObject(ctx: ObjectContext): Promise<void> {
-  const sseAny = hasSsecHeaders(ctx.req.headers) || hasSsecHeaders(ctx.req.headers, COPY_SSEC_PREFIX);
+  const sseAny = hasSsecHeaders(ctx.req.headers) || hasSsecHeaders(ctx.req.headers, COPY_SSEC_PREFIX) || encryptsDestination(ctx);
   const src = await headSource(ctx, sseAny);
   if (src.envelope === undefined && !sseAny) {
     // plain → plain: the upstream copies it (conditionals, directives and all).
     return ctx.passthrough(ctx);
   }
-  const keys = keysOf(ctx);
+  using keys = await keysOf(ctx, src);
   requireKeyFor(src, keys.srcKey);
   refuseNoopSelfCopy(ctx, src, keys);
   using opened = openObject(src, keys.srcKey);
@@ -214,6 +238,7 @@ export async function copyObject(ctx: ObjectContext): Promise<void> {
     const sealed = sealEnvelope({ customerKey: keys.dstKey.key, bucket, key, dataKey: opened.dataKey, chunkSizeLog2: Math.log2(opened.chunkSize) });
     wipe(sealed.dataKey); // sealEnvelope's own copy
     headers[ENVELOPE_META] = sealed.value;
+    Object.assign(headers, keys.meta);
     const layoutMeta = src.headers[LAYOUT_META];
     if (typeof layoutMeta === 'string') headers[LAYOUT_META] = layoutMeta;
     // Same data key, same plaintext: the sealed checksum stays valid.
@@ -246,6 +271,7 @@ export async function copyObject(ctx: ObjectContext): Promise<void> {
     const envelope = sealEnvelope({ customerKey: keys.dstKey.key, bucket, key, chunkSizeLog2: ctx.config.chunkSizeLog2 });
     using dataKey = scoped(envelope.dataKey);
     headers[ENVELOPE_META] = envelope.value;
+    Object.assign(headers, keys.meta);
     const sealed = sealingStages({ dataKey, chunkSize: envelope.chunkSize, partNumber: 0, plainSize, given: () => ({}) });
     stages = sealed.stages;
     length = sealed.cipherSize;
@@ -351,13 +377,21 @@ function readSource(ctx: ObjectContext, src: Source, opened: OpenedObject | unde
 export async function uploadPartCopy(ctx: ObjectContext): Promise<void> {
   const parsed = parseUploadId(queryGet(ctx.s3.query, 'uploadId') ?? '');
   if (!parsed.tag && !hasSsecHeaders(ctx.req.headers) && !hasSsecHeaders(ctx.req.headers, COPY_SSEC_PREFIX)) {
-    // An upstream copy of an encrypted source would carry its envelope to a name it is not bound to.
+    // An upstream copy of an encrypted source would carry its envelope to a name it is not bound to; an
+    // SSE-S3/KMS source is decrypted below (its key needs no client).
     const src = await headSource(ctx, false);
-    if (src.envelope !== undefined) throw new S3Error('InvalidRequest', SSEC_MESSAGES.needKey);
-    return ctx.passthrough(ctx);
+    if (src.envelope !== undefined && !isManaged(src)) throw new S3Error('InvalidRequest', SSEC_MESSAGES.needKey);
+    if (src.envelope === undefined) return ctx.passthrough(ctx);
   }
   const src = await headSource(ctx, true);
-  const keys = keysOf(ctx);
+  const srcKey = await readKeyOf(ctx, src, parseCustomerKey(ctx.req.headers, 'write', COPY_SSEC_PREFIX));
+  const dstKey = parseCustomerKey(ctx.req.headers, 'write') ?? (await uploadKeyOf(ctx, parsed, ctx.s3.bucket, ctx.s3.key));
+  using keys: CopyKeys & Disposable = {
+    ...(srcKey ? { srcKey } : {}),
+    ...(dstKey ? { dstKey } : {}),
+    meta: {},
+    [Symbol.dispose]: () => wipe(srcKey?.managed ? srcKey.key : undefined, dstKey?.managed ? dstKey.key : undefined),
+  };
   requireKeyFor(src, keys.srcKey);
   const partNumber = partNumberOf(ctx.s3.query, 'required');
   if (parsed.tag && !keys.dstKey) throw new S3Error('InvalidRequest', SSEC_MESSAGES.partialHeaders);

@@ -14,6 +14,7 @@ import { multipartChecksumOf } from '../sse-c/sealed-checksum.ts';
 import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { ClientGone, relayUpstreamError, upstreamRequest, type ObjectContext } from '../context.ts';
 import { storedChecksum } from '../objects/checksum.ts';
+import { isManaged } from '../objects/keys.ts';
 import { openRead } from '../objects/read.ts';
 import type { StoredHeaders } from '../objects/stored.ts';
 
@@ -47,7 +48,8 @@ function invalidPartNumber(): S3Error {
 export async function getObject(ctx: ObjectContext): Promise<void> {
   const isHead = ctx.req.method === 'HEAD';
   const customerKey = parseCustomerKey(ctx.req.headers, 'read');
-  if (!customerKey) return readUnencrypted(ctx, isHead);
+  // No key: a plain object streams through; an SSE-S3/KMS one is read below with the KMS's key.
+  if (!customerKey && (await readUnencrypted(ctx, isHead)) !== 'managed') return;
   const partNumber = partNumberOf(ctx.s3.query, 'optional');
   // S3 ignores Range when partNumber is given... and refuses both together; the part decides here.
   const range = partNumber === undefined ? parseRange(ctx.req.headers.range) : undefined;
@@ -63,7 +65,7 @@ export async function getObject(ctx: ObjectContext): Promise<void> {
   });
   if ('relay' in opened) return relayUpstreamError(ctx, opened.relay);
   await using read = opened;
-  const { stored, layout, plainSize } = read;
+  const { stored, layout, plainSize, key } = read;
   const headers: Record<string, string> = {};
   if (range === undefined && partNumber === undefined && checksumMode(ctx)) {
     // Whole-object reads only, as S3: a checksum of the whole object on a part would fail the client's check.
@@ -95,7 +97,7 @@ export async function getObject(ctx: ObjectContext): Promise<void> {
   const status = selected ? 206 : 200;
 
   if (isHead) {
-    ctx.res.writeHead(status, answerHeaders(ctx, customerKey, stored.headers, headers));
+    ctx.res.writeHead(status, answerHeaders(ctx, key, stored.headers, headers));
     ctx.res.end();
     return;
   }
@@ -104,7 +106,7 @@ export async function getObject(ctx: ObjectContext): Promise<void> {
   // The status line waits for the first verified plaintext: an object that fails its check at once (a
   // tampered first chunk) is S3's error answer, not a connection cut before any status.
   const first = await firstPiece(body.stream);
-  ctx.res.writeHead(status, answerHeaders(ctx, customerKey, body.headers, headers));
+  ctx.res.writeHead(status, answerHeaders(ctx, key, body.headers, headers));
   if (first) {
     ctx.stats.bytesOut += first.length;
     ctx.res.write(first);
@@ -144,7 +146,7 @@ function firstPiece(stream: Readable): Promise<Buffer | null> {
 function answerHeaders(ctx: ObjectContext, key: CustomerKey, upstream: StoredHeaders, ours: Record<string, string>) {
   return {
     ...clientResponseHeaders(upstream, { encrypted: true }),
-    ...ssecEchoHeaders(key),
+    ...ssecEchoHeaders(key, false),
     'accept-ranges': 'bytes',
     'x-amz-request-id': ctx.requestId,
     ...ours,
@@ -164,8 +166,11 @@ async function send(ctx: ObjectContext, body: Readable): Promise<void> {
   }
 }
 
-/** No SSE-C headers: an unencrypted object streams through; an encrypted one is S3's 400. */
-async function readUnencrypted(ctx: ObjectContext, isHead: boolean): Promise<void> {
+/**
+ * No SSE-C headers: an unencrypted object streams through; an SSE-C one is S3's 400; an SSE-S3/KMS one is left
+ * to the encrypted read ('managed': nothing was sent, the upstream answer released).
+ */
+async function readUnencrypted(ctx: ObjectContext, isHead: boolean): Promise<void | 'managed'> {
   // The parts of an unencrypted object are the store's, and stores get them wrong (RGW 16 sends the whole
   // object for every N, Swift answers 405): it is answered as one part, so no N > 1 gets another part's bytes.
   const partNumber = partNumberOf(ctx.s3.query, 'optional');
@@ -179,6 +184,7 @@ async function readUnencrypted(ctx: ObjectContext, isHead: boolean): Promise<voi
     query: upstreamQuery(ctx.s3.query, ['partNumber']),
     headers: readHeaders(ctx, extra),
   });
+  if ((up.statusCode === 200 || up.statusCode === 206) && isManaged(up)) return 'managed';
   if (up.headers[ENVELOPE_META] !== undefined) throw new S3Error('InvalidRequest', SSEC_MESSAGES.needKey);
   if (up.statusCode !== 200 && up.statusCode !== 206) return relayUpstreamError(ctx, up);
   const headers = clientResponseHeaders(up.headers, { encrypted: false });

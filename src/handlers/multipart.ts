@@ -18,9 +18,11 @@ import { scoped, wipe } from '../sse-c/data-key.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
 import { parsePartEtag, withChecksum } from '../sse-c/part-etag.ts';
 import { CHECKSUM_META, multipartChecksumMeta } from '../sse-c/sealed-checksum.ts';
-import { clientUploadId, multipartDataKey, newUploadNonce, parseUploadId, tagMatches, type ParsedUploadId, type UploadChecksum } from '../sse-c/upload-id.ts';
+import { clientUploadId, multipartDataKey, newUploadNonce, parseUploadId, tagMatches, withManagedKey, type ParsedUploadId, type UploadChecksum } from '../sse-c/upload-id.ts';
+import { KMS_META } from '../sse-kms/managed.ts';
 import { readText } from '../upstream.ts';
 import { acceptBody, answerWrite, relayUpstreamError, sendXml, upstreamRequest, type ObjectContext } from '../context.ts';
+import { uploadKeyOf, writeKeyOf } from '../objects/keys.ts';
 import { layoutOf } from '../objects/layout.ts';
 import { storedObject } from '../objects/stored.ts';
 import { encryptedWriteHeaders, writeRequestBody } from '../objects/write.ts';
@@ -69,10 +71,12 @@ function uploadDataKey(ctx: ObjectContext, parsed: ParsedUploadId, customerKey: 
 }
 
 export async function createMultipartUpload(ctx: ObjectContext): Promise<void> {
-  const customerKey = parseCustomerKey(ctx.req.headers, 'write');
-  // Part checksums are verified by the proxy and not forwarded, so the upstream must not expect them.
-  if (!customerKey) return ctx.passthrough(ctx, { dropHeaders: ['x-amz-checksum-algorithm', 'x-amz-checksum-type'] });
   const { bucket, key } = ctx.s3;
+  const written = await writeKeyOf(ctx, ctx.req.headers, bucket, key);
+  // Part checksums are verified by the proxy and not forwarded, so the upstream must not expect them.
+  if (!written) return ctx.passthrough(ctx, { dropHeaders: ['x-amz-checksum-algorithm', 'x-amz-checksum-type'] });
+  const { customerKey, meta } = written;
+  using _externalKey = customerKey.managed ? scoped(customerKey.key) : undefined;
   const checksum = uploadChecksumOf(ctx);
   // The upload's own random value: its data key is its own (parts of other uploads to this name do not open).
   const nonce = newUploadNonce();
@@ -81,6 +85,7 @@ export async function createMultipartUpload(ctx: ObjectContext): Promise<void> {
   wipe(envelope.dataKey); // sealEnvelope's own copy of dataKey
   const headers = encryptedWriteHeaders(ctx.req.headers);
   headers[ENVELOPE_META] = envelope.value;
+  Object.assign(headers, meta);
   // Every part ends with a tail record (docs/FORMAT.md §5.6): the part table is read from the end.
   headers[LAYOUT_META] = 'tails';
   if (checksum) headers[CHECKSUM_META] = multipartChecksumMeta(checksum);
@@ -90,7 +95,10 @@ export async function createMultipartUpload(ctx: ObjectContext): Promise<void> {
   const upstreamId = textAt(xml, 'InitiateMultipartUploadResult', 'UploadId');
   if (!upstreamId) throw new S3Error('InternalError', 'The upstream store did not return an upload id.');
   // The upstream's answer is kept as it came, only the upload id swapped for the client's.
-  const out = replaceElements(xml, 'UploadId', () => clientUploadId(upstreamId, dataKey, ctx.config.chunkSizeLog2, checksum, nonce));
+  const id = clientUploadId(upstreamId, dataKey, ctx.config.chunkSizeLog2, checksum, nonce);
+  // An SSE-S3/KMS upload's parts come with no key: the id carries the sealed external key for them.
+  const kmsMeta = meta[KMS_META];
+  const out = replaceElements(xml, 'UploadId', () => (kmsMeta === undefined ? id : withManagedKey(id, kmsMeta)));
   const extra = ssecEchoHeaders(customerKey);
   if (checksum) Object.assign(extra, { 'x-amz-checksum-algorithm': checksum.algorithm.toUpperCase(), 'x-amz-checksum-type': checksum.type });
   return sendXml(ctx, 200, out, extra);
@@ -98,7 +106,7 @@ export async function createMultipartUpload(ctx: ObjectContext): Promise<void> {
 
 export async function uploadPart(ctx: ObjectContext): Promise<void> {
   const parsed = uploadIdOf(ctx);
-  const customerKey = parseCustomerKey(ctx.req.headers, 'write');
+  const customerKey = parseCustomerKey(ctx.req.headers, 'write') ?? (await uploadKeyOf(ctx, parsed, ctx.s3.bucket, ctx.s3.key));
   if (!customerKey) {
     if (parsed.tag) {
       // The upload was created with SSE-C: every part must repeat the key (S3 refuses it too).
@@ -140,7 +148,7 @@ const INVALID_PART =
 
 export async function completeMultipartUpload(ctx: ObjectContext): Promise<void> {
   const parsed = uploadIdOf(ctx);
-  const customerKey = parseCustomerKey(ctx.req.headers, 'write');
+  const customerKey = parseCustomerKey(ctx.req.headers, 'write') ?? (await uploadKeyOf(ctx, parsed, ctx.s3.bucket, ctx.s3.key));
   if (customerKey && parsed.tag) uploadDataKey(ctx, parsed, customerKey)[Symbol.dispose]();
   acceptBody(ctx.req, ctx.res);
   const parts = parseCompleteMultipartUpload(await readBody(ctx));

@@ -18,11 +18,12 @@ import { ENVELOPE_META } from '../s3/headers.ts';
 import { objectPath } from '../s3/operation.ts';
 import { parseTagging, parseXml, xmlEscape } from '../s3/xml.ts';
 import { authenticatePost, checkPolicy, checkSize, isAnonymousForm, missingField, sizeRange, type CredentialLookup, type PostAuth } from '../sigv4/post-policy.ts';
-import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
+import { ssecEchoHeaders } from '../sse-c/customer-key.ts';
 import { scoped } from '../sse-c/data-key.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
 import { relayUpstreamError, type BucketContext } from '../context.ts';
 import { postObjectPolicy } from '../policy/stored.ts';
+import { keyForWrite, planWrite, type WritePlan } from '../objects/keys.ts';
 import { remember } from '../objects/layout.ts';
 import { spool, type Spooled } from '../objects/spool.ts';
 import { sealingStages, streamUpload, uploadSlot } from '../objects/write.ts';
@@ -217,7 +218,7 @@ function taggingHeader(xml: string): string {
 
 export async function postObject(ctx: BucketContext, lookup: CredentialLookup, now: Date, secure: boolean): Promise<void> {
   const bucket = ctx.s3.bucket;
-  let admitted: { auth: PostAuth | undefined; fields: Map<string, string>; key: string; customerKey: CustomerKey | undefined } | undefined;
+  let admitted: { auth: PostAuth | undefined; fields: Map<string, string>; key: string; plan: WritePlan } | undefined;
   // An anonymous form takes its upload slot (from the anonymous share) before its file is spooled: only the
   // store can refuse it, once it has the file, so anonymous spools are as bounded as anonymous uploads.
   let slot: Disposable | undefined;
@@ -232,15 +233,16 @@ export async function postObject(ctx: BucketContext, lookup: CredentialLookup, n
       if (filename !== undefined) for (const [n, v] of fields) fields.set(n, v.replaceAll('${filename}', filename));
       const key = fields.get('key');
       if (!key) throw missingField('key');
-      const customerKey = () => {
-        const k = parseCustomerKey(Object.fromEntries(fields), 'write');
-        if (k && !secure) throw new S3Error('InvalidRequest', SSEC_MESSAGES.needTls);
-        return k;
+      // SSE-C, SSE-S3/KMS or the bucket's default, refused by the bucket's encryption policy before the file is read.
+      const customerKey = (): WritePlan => {
+        const plan = planWrite(ctx, Object.fromEntries(fields), bucket);
+        if (plan && 'customerKey' in plan && !secure) throw new S3Error('InvalidRequest', SSEC_MESSAGES.needTls);
+        return plan;
       };
       if (ctx.config.allowAnonymous && isAnonymousForm(fields)) {
         // No policy to check: S3 takes an anonymous form where the bucket lets anyone write; so does the store.
         slot = uploadSlot(ctx);
-        admitted = { auth: undefined, fields, key, customerKey: customerKey() };
+        admitted = { auth: undefined, fields, key, plan: customerKey() };
         policy(key, fields.get('x-amz-server-side-encryption-customer-algorithm'), true);
         return MAX_POST_FILE;
       }
@@ -248,7 +250,7 @@ export async function postObject(ctx: BucketContext, lookup: CredentialLookup, n
       refuseOutsideAllowList(auth.buckets, [bucket]);
       // Every condition but the file's size, before the file is read.
       checkPolicy(auth, fields, names, bucket);
-      admitted = { auth, fields, key, customerKey: customerKey() };
+      admitted = { auth, fields, key, plan: customerKey() };
       policy(key, fields.get('x-amz-server-side-encryption-customer-algorithm'), false);
       return Math.min(MAX_POST_FILE, sizeRange(auth.policy).max);
     });
@@ -259,8 +261,11 @@ export async function postObject(ctx: BucketContext, lookup: CredentialLookup, n
   await using file = form.file;
   ctx.stats.bytesIn += file.size;
   using _slot = slot;
-  const { auth, fields, key, customerKey } = admitted!;
+  const { auth, fields, key, plan } = admitted!;
   if (auth) checkSize(auth.policy, file.size);
+  const written = await keyForWrite(ctx, plan, bucket, key);
+  const customerKey = written?.customerKey;
+  using _externalKey = customerKey?.managed ? scoped(customerKey.key) : undefined;
 
   const headers: Record<string, string> = {};
   for (const [name, v] of fields) if (name.startsWith('x-amz-meta-') || HEADER_FIELDS.has(name)) headers[name] = v;
@@ -273,7 +278,7 @@ export async function postObject(ctx: BucketContext, lookup: CredentialLookup, n
   let length = file.size;
   const chunkSize = 2 ** ctx.config.chunkSizeLog2;
   if (customerKey) {
-    if (headers['x-amz-server-side-encryption'] !== undefined) {
+    if (!customerKey.managed && headers['x-amz-server-side-encryption'] !== undefined) {
       throw new S3Error('InvalidArgument', 'Server Side Encryption with Customer provided key is incompatible with the encryption method specified', {
         extra: { ArgumentName: 'x-amz-server-side-encryption', ArgumentValue: headers['x-amz-server-side-encryption'].slice(0, 16) },
       });
@@ -284,7 +289,10 @@ export async function postObject(ctx: BucketContext, lookup: CredentialLookup, n
     stages = sealed.stages;
     length = sealed.cipherSize;
     headers[ENVELOPE_META] = envelope.value;
+    Object.assign(headers, written.meta);
   }
+  // SSE-S3/KMS fields are the proxy's to serve (the store would apply its own encryption).
+  for (const name of Object.keys(headers)) if (name.startsWith('x-amz-server-side-encryption')) delete headers[name];
   const up = await streamUpload(ctx, { path: objectPath(bucket, key), query: [], headers, length }, file.read(), stages, auth?.identity, slot);
   if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
   const etag = String(up.headers['etag'] ?? '');

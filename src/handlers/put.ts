@@ -6,17 +6,19 @@
 import { ENVELOPE_META } from '../s3/headers.ts';
 import { upstreamQuery } from '../s3/operation.ts';
 import { declaredChecksum } from '../s3/checksums.ts';
-import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
+import { ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { scoped } from '../sse-c/data-key.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
 import { CHECKSUM_META, sealChecksum, tailMeta } from '../sse-c/sealed-checksum.ts';
 import { answerWrite, relayUpstreamError, type ObjectContext } from '../context.ts';
+import { writeKeyOf } from '../objects/keys.ts';
 import { remember } from '../objects/layout.ts';
 import { encryptedWriteHeaders, writeRequestBody } from '../objects/write.ts';
 
 export async function putObject(ctx: ObjectContext): Promise<void> {
-  const customerKey = parseCustomerKey(ctx.req.headers, 'write');
-  if (customerKey) return putEncrypted(ctx, customerKey);
+  // The client's SSE-C key, or an SSE-S3/KMS key from the KMS (asked for, or the bucket's default).
+  const written = await writeKeyOf(ctx, ctx.req.headers, ctx.s3.bucket, ctx.s3.key);
+  if (written) return putEncrypted(ctx, written.customerKey, written.meta);
   if (ctx.payloadHash.startsWith('STREAMING-')) {
     const { up, plainSize, checksums } = await writeRequestBody(ctx, { headers: encryptedWriteHeaders(ctx.req.headers), query: upstreamQuery(ctx.s3.query) });
     if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
@@ -36,7 +38,7 @@ function learnWritten(ctx: ObjectContext, etag: string | string[] | undefined, i
   if (typeof etag === 'string') remember(ctx, { bucket: ctx.s3.bucket, key: ctx.s3.key, etag }, info);
 }
 
-async function putEncrypted(ctx: ObjectContext, customerKey: CustomerKey): Promise<void> {
+async function putEncrypted(ctx: ObjectContext, customerKey: CustomerKey, meta: Record<string, string>): Promise<void> {
   const envelope = sealEnvelope({
     customerKey: customerKey.key,
     bucket: ctx.s3.bucket,
@@ -44,8 +46,11 @@ async function putEncrypted(ctx: ObjectContext, customerKey: CustomerKey): Promi
     chunkSizeLog2: ctx.config.chunkSizeLog2,
   });
   using dataKey = scoped(envelope.dataKey);
+  // A KMS's external key is the proxy's own copy: wiped once the envelope is sealed.
+  using _externalKey = customerKey.managed ? scoped(customerKey.key) : undefined;
   const headers = encryptedWriteHeaders(ctx.req.headers);
   headers[ENVELOPE_META] = envelope.value;
+  Object.assign(headers, meta);
   // The client's checksum (verified over the body on its way) is kept sealed for GET/HEAD to return: in the
   // metadata when known before the body, else (a trailer) in a tail record after the last chunk.
   const declared = declaredChecksum(ctx.req.headers, ctx.s3.query);

@@ -18,6 +18,7 @@ import type { CustomerKey } from '../sse-c/customer-key.ts';
 import type { OwnedResponse } from '../upstream.ts';
 import { upstreamRequest, type RequestContext } from '../context.ts';
 import { layoutOfInfo } from './info-cache.ts';
+import { readKeyOf } from './keys.ts';
 import { layoutOf } from './layout.ts';
 import { openObject, type OpenedObject } from './open.ts';
 import { requestObject, storedObject, storedSpan, type ObjectName, type StoredHeaders, type StoredObject } from './stored.ts';
@@ -28,7 +29,8 @@ export interface ReadOptions {
   readonly query: Array<[string, string]>;
   /** The client's conditionals and read options, forwarded with the first request. */
   readonly headers: Record<string, string>;
-  readonly customerKey: CustomerKey;
+  /** The client's SSE-C key; undefined: the object's own (SSE-S3/KMS) from the KMS. */
+  readonly customerKey: CustomerKey | undefined;
   readonly method: 'GET' | 'HEAD';
   /** A ranged GET's Range. */
   readonly range?: RangeSpec | undefined;
@@ -60,6 +62,8 @@ export class ObjectRead implements AsyncDisposable {
     readonly opened: OpenedObject,
     readonly layout: ObjectLayout,
     pending: OwnedResponse | undefined,
+    /** The key it was opened with (the client's, or the KMS's for SSE-S3/KMS: `managed`). */
+    readonly key: CustomerKey,
   ) {
     this.#ctx = ctx;
     this.#options = options;
@@ -155,10 +159,11 @@ export async function openRead(ctx: RequestContext, o: ReadOptions): Promise<{ r
   const pending = fromHead ? await release(first) : first;
   try {
     const stored = storedObject(o.name, first.headers);
-    const opened = openObject(stored, o.customerKey)!;
+    const key = await readKeyOf(ctx, stored, o.customerKey);
+    const opened = openObject(stored, key)!;
     try {
       const layout = await layoutOf(ctx, stored, { chunkSize: opened.chunkSize, dataKey: opened.dataKey, parts: o.parts === true });
-      return new ObjectRead(ctx, o, stored, opened, layout, pending);
+      return new ObjectRead(ctx, o, stored, opened, layout, pending, key!);
     } catch (e) {
       opened[Symbol.dispose]();
       throw e;

@@ -49,7 +49,12 @@ export type S3ErrorCode =
   | 'MaxPostPreDataLengthExceeded'
   | 'XAmzContentSHA256Mismatch'
   | 'BadGateway'
-  | 'GatewayTimeout';
+  | 'GatewayTimeout'
+  | 'ServerSideEncryptionConfigurationNotFoundError'
+  | 'KMS.NotFoundException'
+  | 'KMS.DisabledException'
+  | 'KMS.InvalidCiphertextException'
+  | 'KMS.DependencyTimeoutException';
 
 const DEFAULT_STATUS: Record<S3ErrorCode, number> = {
   AccessDenied: 403,
@@ -97,6 +102,12 @@ const DEFAULT_STATUS: Record<S3ErrorCode, number> = {
   XAmzContentSHA256Mismatch: 400,
   BadGateway: 502,
   GatewayTimeout: 504,
+  ServerSideEncryptionConfigurationNotFoundError: 404,
+  // AWS KMS's statuses for these, which S3 relays; an unreachable KMS is retryable.
+  'KMS.NotFoundException': 400,
+  'KMS.DisabledException': 400,
+  'KMS.InvalidCiphertextException': 400,
+  'KMS.DependencyTimeoutException': 503,
 };
 
 export class S3Error extends Error {

@@ -64,14 +64,15 @@ export function isSsecHeader(name: string): boolean {
 
 /**
  * The headers to forward upstream: lower-case names, single string values, without hop-by-hop, client auth,
- * SSE-C material or the proxy's reserved metadata.
+ * SSE-C material, SSE-S3/KMS requests (the proxy's to serve: the store would apply its own encryption, or
+ * refuse) or the proxy's reserved metadata.
  */
 export function forwardableRequestHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   const drop = hopByHop(headers);
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined || drop.has(name) || CLIENT_ONLY.has(name)) continue;
-    if (isSsecHeader(name) || name.startsWith(RESERVED_META_PREFIX)) continue;
+    if (isSsecHeader(name) || name.startsWith('x-amz-server-side-encryption') || name.startsWith(RESERVED_META_PREFIX)) continue;
     if (name.startsWith('amz-sdk-') || name === 'x-amz-user-agent') continue;
     out[name] = Array.isArray(value) ? value.join(',') : value;
   }

@@ -4,6 +4,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
+import { managedEchoHeaders, type ManagedKey } from '../sse-kms/managed.ts';
 import { wipe } from './data-key.ts';
 
 export interface CustomerKey {
@@ -11,6 +12,11 @@ export interface CustomerKey {
   readonly key: Buffer;
   /** base64 MD5 of the raw key, echoed to clients as S3 does. */
   readonly keyMd5: string;
+  /**
+   * Set when the key is an SSE-S3/KMS object's external key (from the KMS, not the client): the object is
+   * stored exactly like an SSE-C one under it, and answered with S3's SSE-S3/KMS headers instead.
+   */
+  readonly managed?: ManagedKey;
 }
 
 export type Headers = Record<string, string | string[] | undefined>;
@@ -102,8 +108,9 @@ function decodeBase64Strict(text: string): Buffer | undefined {
   return Buffer.from(t, 'base64');
 }
 
-/** The response headers S3 sends back for an SSE-C request. */
-export function ssecEchoHeaders(key: CustomerKey): Record<string, string> {
+/** The response headers S3 sends back for an SSE-C request (or an SSE-S3/KMS one: `managed`). */
+export function ssecEchoHeaders(key: CustomerKey, write = true): Record<string, string> {
+  if (key.managed) return managedEchoHeaders(key.managed, write);
   return {
     'x-amz-server-side-encryption-customer-algorithm': 'AES256',
     'x-amz-server-side-encryption-customer-key-MD5': key.keyMd5,

@@ -95,9 +95,32 @@ export interface ParsedUploadId {
   /** The upload's random value (version 3): its data key is its own. */
   readonly nonce?: Buffer;
   readonly version?: Version;
+  /**
+   * SSE-S3/KMS uploads: the object's KMS metadata entry (its external key, sealed by the KMS), which UploadPart
+   * needs to unwrap the key the client does not send. Not covered by the tag: the KMS authenticates it, and a
+   * key other than the upload's gives another data key, which the tag refuses.
+   */
+  readonly kms?: string;
+}
+
+const KMS_SEPARATOR = '.ssek1.';
+
+/** An SSE-S3/KMS upload's id: its SSE-C-style id, then the sealed external key (the KMS metadata entry). */
+export function withManagedKey(clientId: string, kmsMeta: string): string {
+  return clientId + KMS_SEPARATOR + Buffer.from(kmsMeta, 'utf8').toString('base64url');
 }
 
 export function parseUploadId(id: string): ParsedUploadId {
+  const j = id.lastIndexOf(KMS_SEPARATOR);
+  const tail = j > 0 ? id.slice(j + KMS_SEPARATOR.length) : '';
+  if (/^[A-Za-z0-9_-]+$/.test(tail)) {
+    const parsed = parseSsecUploadId(id.slice(0, j));
+    if (parsed.tag) return { ...parsed, kms: Buffer.from(tail, 'base64url').toString('utf8') };
+  }
+  return parseSsecUploadId(id);
+}
+
+function parseSsecUploadId(id: string): ParsedUploadId {
   for (const version of [3, 2, 1] as const) {
     const separator = SEPARATORS[version];
     const i = id.lastIndexOf(separator);

@@ -25,9 +25,9 @@ export interface Fast {
 }
 
 /** A proxy over a new double; `chunkSizeLog2` (only settable in the config file) for new objects. */
-export async function startFast(opts: { chunkSizeLog2?: number; buckets?: string[] } = {}): Promise<Fast> {
+export async function startFast(opts: { chunkSizeLog2?: number; buckets?: string[]; env?: Record<string, string> } = {}): Promise<Fast> {
   const double = await startS3Double();
-  const env: Record<string, string> = {};
+  const env: Record<string, string> = { ...opts.env };
   if (opts.chunkSizeLog2 !== undefined) {
     const file = join(mkdtempSync(join(tmpdir(), 'ssec-fast-')), 'config.json');
     writeFileSync(file, JSON.stringify({ chunkSizeLog2: opts.chunkSizeLog2 }));

@@ -1,0 +1,136 @@
+/**
+ * SSE-S3 and SSE-KMS through the proxy over Ceph RGW with real clients and no key of their own: aws-cli's
+ * `s3 cp --sse AES256` and `--sse aws:kms --sse-kms-key-id` (multipart at its 8 MiB threshold), and boto3's
+ * put_object / get_object. What RGW stores is ciphertext (read directly, past the proxy); RGW, which has no KMS,
+ * would refuse the SSE headers were they forwarded.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { bodyBytes, rgwUpstream, startTestProxy, type TestProxy, type UpstreamInfo } from '../support/proxy.ts';
+
+const MiB = 1024 * 1024;
+const AWS = '/usr/bin/aws';
+const PY = '/usr/bin/python3';
+let up: UpstreamInfo;
+let t: TestProxy;
+let dir: string;
+const bucket = `ssekms-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+const defaultBucket = `${bucket}-d`;
+const marker = randomBytes(32);
+let data: Buffer;
+
+function run(cmd: string, args: string[], input?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      cmd,
+      args,
+      {
+        cwd: dir,
+        env: {
+          PATH: '/usr/bin:/bin',
+          HOME: dir,
+          AWS_ACCESS_KEY_ID: up.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: up.secretAccessKey,
+          AWS_DEFAULT_REGION: up.region,
+          AWS_CA_BUNDLE: t.caPath,
+          AWS_EC2_METADATA_DISABLED: 'true',
+          AWS_PAGER: '',
+        },
+        maxBuffer: 20 * MiB,
+        timeout: 300_000,
+      },
+      (err, stdout, stderr) => (err ? reject(new Error(`${cmd} ${args.join(' ')}\n${stdout}\n${stderr}`)) : resolve(stdout)),
+    );
+    if (input !== undefined) child.stdin!.end(input);
+  });
+}
+
+/** The object's bytes as RGW keeps them, read past the proxy. */
+async function atRest(Bucket: string, Key: string): Promise<Buffer> {
+  const direct = new S3Client({
+    endpoint: up.endpoint,
+    region: up.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: up.accessKeyId, secretAccessKey: up.secretAccessKey },
+  });
+  try {
+    return await bodyBytes((await direct.send(new GetObjectCommand({ Bucket, Key }))).Body);
+  } finally {
+    direct.destroy();
+  }
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+before(async () => {
+  up = await rgwUpstream();
+  dir = mkdtempSync(join(tmpdir(), 'ssec-kms-it-'));
+  const keys = join(dir, 'kms-keys.json');
+  writeFileSync(keys, JSON.stringify({ 'site-key': randomBytes(32).toString('base64'), 'team-key': randomBytes(32).toString('base64') }));
+  t = await startTestProxy(up, {
+    SSEC_PROXY_KMS_LOCAL_KEYS: keys,
+    SSEC_PROXY_BUCKET_ENCRYPTION: JSON.stringify({ [defaultBucket]: 'sse-kms:team-key' }),
+  });
+  for (const b of [bucket, defaultBucket]) await t.client().send(new CreateBucketCommand({ Bucket: b }));
+  data = randomBytes(20 * MiB + 5);
+  marker.copy(data, 8 * MiB + 3);
+  writeFileSync(join(dir, 'up.bin'), data);
+});
+after(async () => t?.close());
+
+describe('aws-cli (Debian) s3 cp with no key', () => {
+  for (const [label, sseArgs, expected] of [
+    ['--sse AES256', ['--sse', 'AES256'], { ServerSideEncryption: 'AES256' }],
+    ['--sse aws:kms --sse-kms-key-id team-key', ['--sse', 'aws:kms', '--sse-kms-key-id', 'team-key'], { ServerSideEncryption: 'aws:kms', SSEKMSKeyId: 'team-key' }],
+  ] as const) {
+    test(label, async () => {
+      const name = `cli/${label.replace(/\W+/g, '-')}.bin`;
+      await run(AWS, ['--endpoint-url', t.endpoint, 's3', 'cp', 'up.bin', `s3://${bucket}/${name}`, ...sseArgs]);
+      const head = await t.client().send(new HeadObjectCommand({ Bucket: bucket, Key: name }));
+      assert.equal(head.ContentLength, data.length);
+      assert.match(head.ETag ?? '', /-\d+"$/, 'uploaded in parts');
+      for (const [k, v] of Object.entries(expected)) assert.equal(head[k as keyof typeof head], v);
+      const out = `down-${label.replace(/\W+/g, '-')}.bin`;
+      await run(AWS, ['--endpoint-url', t.endpoint, 's3', 'cp', `s3://${bucket}/${name}`, out]);
+      assert.equal(sha(readFileSync(join(dir, out))), sha(data));
+      const stored = await atRest(bucket, name);
+      assert.ok(stored.length > data.length);
+      assert.equal(stored.indexOf(marker), -1, 'RGW holds ciphertext');
+    });
+  }
+
+  test('a bucket with an sse-kms default: a plain cp is encrypted; GetBucketEncryption says so', async () => {
+    await run(AWS, ['--endpoint-url', t.endpoint, 's3', 'cp', 'up.bin', `s3://${defaultBucket}/default.bin`]);
+    const stored = await atRest(defaultBucket, 'default.bin');
+    assert.equal(stored.indexOf(marker), -1);
+    const enc = JSON.parse(await run(AWS, ['--endpoint-url', t.endpoint, 's3api', 'get-bucket-encryption', '--bucket', defaultBucket])) as {
+      ServerSideEncryptionConfiguration: { Rules: Array<{ ApplyServerSideEncryptionByDefault: { SSEAlgorithm: string; KMSMasterKeyID: string } }> };
+    };
+    assert.deepEqual(enc.ServerSideEncryptionConfiguration.Rules[0]!.ApplyServerSideEncryptionByDefault, { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: 'team-key' });
+  });
+});
+
+describe('boto3 (Debian)', () => {
+  test('put_object with SSE-KMS, get_object and a range with no key', async () => {
+    const script = `
+import sys, json, boto3
+from botocore.config import Config
+s3 = boto3.client('s3', endpoint_url=sys.argv[1], config=Config(s3={'addressing_style': 'path'}))
+body = open('up.bin', 'rb').read()[:100000]
+put = s3.put_object(Bucket=sys.argv[2], Key='boto.bin', Body=body, ServerSideEncryption='aws:kms', SSEKMSKeyId='site-key')
+got = s3.get_object(Bucket=sys.argv[2], Key='boto.bin')
+rng = s3.get_object(Bucket=sys.argv[2], Key='boto.bin', Range='bytes=70000-70099')['Body'].read()
+print(json.dumps({'put': [put['ServerSideEncryption'], put.get('SSEKMSKeyId')], 'get': [got['ServerSideEncryption'], got.get('SSEKMSKeyId')],
+  'same': got['Body'].read() == body, 'range': rng == body[70000:70100]}))
+`;
+    const out = JSON.parse(await run(PY, ['-', t.endpoint, bucket], script)) as Record<string, unknown>;
+    assert.deepEqual(out, { put: ['aws:kms', 'site-key'], get: ['aws:kms', 'site-key'], same: true, range: true });
+    assert.ok((await atRest(bucket, 'boto.bin')).length > 100000);
+  });
+});

@@ -1,0 +1,55 @@
+/**
+ * The KMS and bucket-encryption settings of the configuration: a bad keys file or policy stops the start with
+ * every problem named (never a key's value); a policy that needs a KMS, or names a key the KMS lacks, too.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'ssec-config-kms-'));
+const good = join(dir, 'keys.json');
+writeFileSync(good, JSON.stringify({ 'site-key': randomBytes(32).toString('base64'), other: randomBytes(32).toString('base64') }));
+
+function problems(env: Record<string, string>): string[] {
+  try {
+    loadConfig({ env });
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    return e.problems;
+  }
+  return [];
+}
+
+test('a keys file and a policy load into the configuration', () => {
+  const c = loadConfig({ env: { SSEC_PROXY_KMS_LOCAL_KEYS: good, SSEC_PROXY_BUCKET_ENCRYPTION: '{"logs-*": "sse-s3", "t": "sse-kms:other"}' } });
+  assert.deepEqual(c.kms, { localKeys: good });
+  assert.deepEqual(c.bucketEncryption, [
+    { pattern: 'logs-*', policy: { kind: 'sse-s3' } },
+    { pattern: 't', policy: { kind: 'sse-kms', keyId: 'other' } },
+  ]);
+  assert.equal(loadConfig({ env: {} }).kms, undefined);
+});
+
+test('a missing or malformed keys file is a problem, and no key value is echoed', () => {
+  assert.match(problems({ SSEC_PROXY_KMS_LOCAL_KEYS: join(dir, 'nope.json') }).join('\n'), /SSEC_PROXY_KMS_LOCAL_KEYS: .*nope\.json/);
+  const bad = join(dir, 'bad.json');
+  const short = randomBytes(16).toString('base64');
+  writeFileSync(bad, JSON.stringify({ k: short }));
+  const p = problems({ SSEC_PROXY_KMS_LOCAL_KEYS: bad }).join('\n');
+  assert.match(p, /key "k"/);
+  assert.ok(!p.includes(short));
+});
+
+test('a policy that is not one, needs a KMS, or names a key the KMS lacks', () => {
+  assert.match(problems({ SSEC_PROXY_BUCKET_ENCRYPTION: '{"b": "sse-aes"}' }).join('\n'), /not one of/);
+  assert.match(problems({ SSEC_PROXY_BUCKET_ENCRYPTION: '{"b": "sse-s3"}' }).join('\n'), /needs a KMS/);
+  assert.match(
+    problems({ SSEC_PROXY_KMS_LOCAL_KEYS: good, SSEC_PROXY_BUCKET_ENCRYPTION: '{"b": "sse-kms:missing"}' }).join('\n'),
+    /names key "missing"/,
+  );
+  assert.deepEqual(problems({ SSEC_PROXY_BUCKET_ENCRYPTION: '{"b": "require-sse-c"}' }), []);
+});
