@@ -22,6 +22,7 @@ import {
   type VerifiedRequest,
   type VerifyInput,
   type VerifyOptions,
+  normaliseHeaders,
 } from '../sigv4/verify.ts';
 
 /** The query parameters that are part of the signed resource (botocore's `HmacV1Auth.QSAOfInterest`). */
@@ -88,19 +89,6 @@ export function signatureMatches(provided: string, expected: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-function headerValues(headers: RequestHeaders): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined) continue;
-    const key = name.toLowerCase();
-    const list = out.get(key) ?? [];
-    if (typeof value === 'string') list.push(value);
-    else list.push(...value);
-    out.set(key, list);
-  }
-  return out;
-}
-
 function splitTarget(url: string): { rawPath: string; rawQuery: string } {
   const abs = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/.exec(url);
   const u = abs === null ? url : url.slice(abs[0].length);
@@ -132,7 +120,7 @@ function queryPairs(rawQuery: string): QueryPair[] {
  * query authentication; empty when `x-amz-date` is sent).
  */
 export function stringToSignV2(method: string, resourcePath: string, rawQuery: string, headers: RequestHeaders, dateOrExpires: string): string {
-  const h = headerValues(headers);
+  const h = normaliseHeaders(headers);
   const first = (name: string) => (h.get(name)?.[0] ?? '').trim();
   let amz = '';
   const names = [...h.keys()].filter((n) => n.startsWith('x-amz-')).sort();
@@ -170,7 +158,7 @@ function mismatch(): S3Error {
  */
 export function verifyRequestV2(input: VerifyInput, opts: VerifyV2Options): VerifiedRequest {
   const { rawQuery } = splitTarget(input.url);
-  const h = headerValues(input.headers);
+  const h = normaliseHeaders(input.headers);
   const params = queryPairs(rawQuery);
   const auth = h.get('authorization');
   let accessKeyId: string;

@@ -167,7 +167,7 @@ function splitTarget(url: string): Target {
 }
 
 /** Lower-cased header map; repeated headers (arrays, or the same name in two cases) keep every value. */
-function normaliseHeaders(headers: RequestHeaders): Map<string, string[]> {
+export function normaliseHeaders(headers: RequestHeaders): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;

@@ -55,6 +55,19 @@ describe('a store that resets the connection in the middle of an answer', () => 
   });
 });
 
+/** The status of the answer to `req` (a request left hanging), 0 if none comes within 5 s; then `req` is let go. */
+async function answerStatus(req: http.ClientRequest): Promise<number> {
+  const status = await new Promise<number>((resolve) => {
+    req.on('response', (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    setTimeout(() => resolve(0), 5000);
+  });
+  req.destroy();
+  return status;
+}
+
 /** Starts a signed SSE-C PUT of `total` bytes through `proxy`, sends `sent` of them, and returns the request. */
 async function partialPut(
   proxy: Pick<TestProxy, 'endpoint' | 'caPem'>,
@@ -144,14 +157,7 @@ describe('an upload body that stops', () => {
     const strict = await start(fast.double, { SSEC_PROXY_BODY_IDLE_SECONDS: '1' });
     try {
       const req = await partialPut(strict, fast.double, `/${bucket}/stopped`, key, 100_000, 1000);
-      const status = await new Promise<number>((resolve) => {
-        req.on('response', (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        });
-        setTimeout(() => resolve(0), 5000);
-      });
-      req.destroy();
+      const status = await answerStatus(req);
       assert.equal(status, 400);
       assert.equal(strict.logs.findLast((l) => l.op === 'PutObject')?.status, 400);
       assert.equal(fast.double.objects.get(bucket, 'stopped'), undefined);
@@ -216,14 +222,7 @@ describe('a plain (pass-through) upload body that stops', () => {
       const req = https.request({ host: url.hostname, port: url.port, method: 'PUT', path: `/${bucket}/stalled`, ca: strict.caPem, agent: false, headers: { 'content-length': '100000' } });
       req.on('error', () => {});
       req.write(Buffer.alloc(1000, 1));
-      const status = await new Promise<number>((resolve) => {
-        req.on('response', (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        });
-        setTimeout(() => resolve(0), 5000);
-      });
-      req.destroy();
+      const status = await answerStatus(req);
       assert.equal(status, 400);
       assert.equal(fast.double.objects.get(bucket, 'stalled'), undefined);
     } finally {
