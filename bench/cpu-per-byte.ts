@@ -5,7 +5,8 @@
  * counted. Each floor runs in a child process of its own (the measured side only; its counterpart runs here) and
  * reports its own process.cpuUsage(). CPU seconds do not depend on what else runs on the machine (wall time does).
  *
- * Usage: node --import tsx bench/cpu-per-byte.ts [--size-mib 512] [--reps 1] [--only proxy|floor] [--kinds ssec,pass]
+ * Usage: node --import tsx bench/cpu-per-byte.ts [--size-mib 512] [--reps 1] [--only proxy|floor] [--kinds ssec,pass] [--dist]
+ *   --dist runs the built proxy (dist/main.js, `npm run build`) instead of src/ through tsx.
  *   --kinds ssec,pass chooses the proxy runs (SSE-C, pass-through); --only proxy|floor skips the other half.
  *   BENCH_PROXY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the proxy.
  * Progress goes to stderr; the last line on stdout is one JSON object (seconds of CPU per GiB).
@@ -41,6 +42,7 @@ const { values: args } = parseArgs({
     reps: { type: 'string', default: '1' },
     only: { type: 'string' },
     kinds: { type: 'string', default: 'ssec,pass' },
+    dist: { type: 'boolean', default: false },
     floor: { type: 'string' },
     port: { type: 'string' },
   },
@@ -187,7 +189,9 @@ function* slices(pieces: Buffer[], start: number, end: number): Generator<Buffer
 async function startProxy(dir: string, upstreamUrl: string) {
   const port = await freePort();
   const nodeArgs = (process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proxy = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, 'src/main.ts')], {
+  // --dist: the built proxy (`npm run build`), as deployed; else the sources through tsx (a larger heap to mark).
+  const entry = args.dist ? [join(ROOT, 'dist/main.js')] : ['--import', 'tsx', join(ROOT, 'src/main.ts')];
+  const proxy = spawn(process.execPath, [...nodeArgs, ...entry], {
     env: {
       ...process.env,
       SSEC_PROXY_LISTEN: `127.0.0.1:${port}`,
@@ -243,6 +247,7 @@ async function proxyRuns(): Promise<Record<string, number>> {
   };
   const gib = SIZE / GiB;
   const out: Record<string, number[]> = { ssecPut: [], ssecGet: [], passPut: [], passGet: [] };
+  let peakRss = 0;
   const once = async (name: string, kind: 'ssec' | 'pass') => {
     const headers = kind === 'ssec' ? ssec : {};
     const path = `/cpu-bench/${kind}.bin`;
@@ -280,6 +285,7 @@ async function proxyRuns(): Promise<Record<string, number>> {
       if (kinds.includes('ssec')) await once('SSE-C', 'ssec');
       if (kinds.includes('pass')) await once('pass-through', 'pass');
     }
+    peakRss = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${proxy.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
   } finally {
     // Waits for the proxy to exit: a --cpu-prof profile is written then.
     const exited = new Promise((r) => proxy.once('exit', r));
@@ -288,7 +294,8 @@ async function proxyRuns(): Promise<Record<string, number>> {
     up.close();
     await agent.close();
   }
-  return Object.fromEntries(Object.entries(out).filter(([, v]) => v.length).map(([k, v]) => [k, median(v)]));
+  const result = Object.fromEntries(Object.entries(out).filter(([, v]) => v.length).map(([k, v]) => [k, median(v)]));
+  return { ...result, peakRssMiB: peakRss };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
