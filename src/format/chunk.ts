@@ -184,6 +184,33 @@ export function sealChunkInto(
   return pos + TAG_SIZE - offset;
 }
 
+/**
+ * Seals one chunk without copying its ciphertext: pushes onto `out` the header (joined after `before`, the
+ * previous chunk's tag, when given: one small piece instead of two) and the ciphertext pieces as the cipher
+ * returns them, and returns the tag for the caller to place. For sockets, where copying every chunk into a
+ * larger buffer costs more than the extra writes.
+ */
+export function sealChunkPieces(
+  key: KeyObject,
+  header: Buffer,
+  plaintext: readonly Buffer[],
+  out: Buffer[],
+  before?: Buffer,
+  nonceScratch?: Buffer,
+): Buffer {
+  const cipher = createCipheriv(CIPHER, key, headerNonce(header, nonceScratch), GCM_OPTIONS);
+  const lead = Buffer.allocUnsafe((before?.length ?? 0) + CHUNK_HEADER_SIZE); // small: from the shared pool
+  if (before) before.copy(lead, 0);
+  header.copy(lead, lead.length - CHUNK_HEADER_SIZE, 0, CHUNK_HEADER_SIZE);
+  out.push(lead);
+  cipher.setAAD(header.subarray(0, CHUNK_HEADER_SIZE));
+  for (const piece of plaintext) {
+    if (piece.length > 0) out.push(cipher.update(piece));
+  }
+  cipher.final(); // GCM emits nothing here
+  return cipher.getAuthTag();
+}
+
 /** Seals one chunk and returns header | ciphertext | tag. */
 export function sealChunk(key: KeyObject, header: Buffer, plaintext: Buffer): Buffer {
   const out = Buffer.allocUnsafe(plaintext.length + CHUNK_OVERHEAD);

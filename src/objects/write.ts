@@ -89,7 +89,7 @@ export function sealingStages(
   const stages: Transform[] = [];
   const alg = o.compute;
   if (alg) stages.push(createChecksumCompute(alg, o.given, (v) => (computed[`x-amz-checksum-${alg}`] = v)));
-  stages.push(createEncryptStream({ dataKey: o.dataKey, chunkSize: o.chunkSize, partNumber: o.partNumber }));
+  stages.push(createEncryptStream({ dataKey: o.dataKey, chunkSize: o.chunkSize, partNumber: o.partNumber, pieces: true }));
   if (o.tail) {
     const key = Buffer.from(o.dataKey);
     stages.push(
