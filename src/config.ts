@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { availableCpus } from './cpus.ts';
 import { parseLocalKeys } from './kms/local.ts';
-import { parseBucketEncryption, type BucketEncryptionRule } from './sse-kms/bucket-encryption.ts';
+import { isBucketPattern, parseBucketEncryption, type BucketEncryptionRule } from './sse-kms/bucket-encryption.ts';
 
 export interface Credential {
   /** The key pair clients sign with. */
@@ -92,6 +92,11 @@ export interface Config {
   readonly kms?: { readonly localKeys: string } | undefined;
   /** Per-bucket encryption of writes that name none (first matching pattern wins); empty: none. */
   readonly bucketEncryption?: readonly BucketEncryptionRule[];
+  /**
+   * Bucket patterns whose objects are all written through this proxy with `chunkSizeLog2` (docs/MULTIPART.md,
+   * "Listings"): a listing derives their plaintext sizes from the stored sizes instead of a HEAD each.
+   */
+  readonly encryptedOnlyBuckets?: readonly string[];
 }
 
 export class ConfigError extends Error {
@@ -149,6 +154,7 @@ const fileSchema = z
     workers: z.number().int().min(1).max(1024).optional(),
     kms: z.object({ localKeys: nonEmpty.optional() }).strict().optional(),
     bucketEncryption: z.record(z.string(), z.string()).optional(),
+    encryptedOnlyBuckets: z.array(z.string()).optional(),
   })
   .strict();
 
@@ -348,6 +354,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     else bodyIdleMs = n * 1000;
   }
   const { kms, bucketEncryption } = kmsSettings(pick, file, problems);
+  const encryptedOnlyBuckets = bucketPatterns('SSEC_PROXY_ENCRYPTED_ONLY_BUCKETS', env.SSEC_PROXY_ENCRYPTED_ONLY_BUCKETS, file.encryptedOnlyBuckets, problems);
   if (problems.length) throw new ConfigError(problems);
 
   const config: Config = {
@@ -375,8 +382,27 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     upstreamCa,
     ...(kms ? { kms } : {}),
     ...(bucketEncryption.length ? { bucketEncryption } : {}),
+    ...(encryptedOnlyBuckets.length ? { encryptedOnlyBuckets } : {}),
   };
   return deepFreeze(config);
+}
+
+/** A JSON array of bucket name patterns (`*` wildcards) from the environment, else the file's list. */
+function bucketPatterns(name: string, text: string | undefined, fromFile: readonly string[] | undefined, problems: string[]): string[] {
+  let doc: unknown = fromFile ?? [];
+  if (text !== undefined && text !== '') {
+    try {
+      doc = JSON.parse(text);
+    } catch (e) {
+      problems.push(`${name}: ${(e as Error).message}`);
+      return [];
+    }
+  }
+  if (!Array.isArray(doc) || !doc.every((p) => typeof p === 'string' && isBucketPattern(p))) {
+    problems.push(`${name}: must be a JSON array of bucket name patterns (a-z 0-9 . - and * wildcards), e.g. ["backups-*"]`);
+    return [];
+  }
+  return doc as string[];
 }
 
 /**

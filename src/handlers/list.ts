@@ -2,10 +2,13 @@
  * ListObjects, ListObjectsV2 and ListObjectVersions with plaintext sizes. The upstream's answer is kept as it
  * is except for `<Size>` of encrypted objects. A listing does not say which objects are encrypted: objects
  * smaller than any encrypted object are plain for sure; the rest are looked up in the
- * object-info cache (filled by every write and read through this proxy) and, when this replica has not seen
- * them, with one HEAD each (a few at a time), remembered by ETag.
+ * object-info cache (filled by every write and read through this proxy), derived from the stored size in buckets
+ * declared encrypted-only, and otherwise with one HEAD each (a few at a time), remembered by ETag.
  */
 import { CHUNK_OVERHEAD } from '../format/constants.ts';
+import { chunkCount, isNaturalStreamSize, plaintextSize } from '../format/layout.ts';
+import { TAIL_SIZE } from '../format/tail.ts';
+import { bucketMatches } from '../sse-kms/bucket-encryption.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { mapBlocks, parseBucketNames, parseListingEntries, replaceElements } from '../s3/xml.ts';
 import { isAllowed } from '../s3/allow-list.ts';
@@ -90,11 +93,12 @@ function listedOf(e: { key: string; etag: string; size: string; versionId?: stri
 /** Encrypted or not, and the plaintext size, for each listed object (in order). */
 async function resolve(ctx: BucketContext, listed: Listed[]): Promise<Array<ObjectInfo | undefined>> {
   const bucket = ctx.s3.bucket;
+  const derive = encryptedOnly(ctx, bucket);
   const result: Array<ObjectInfo | undefined> = listed.map((o) => {
     if (!couldBeEncrypted(o.size)) {
       return { encrypted: false, size: o.size };
     }
-    return knownInfo(ctx, bucket, o.key, o.etag);
+    return knownInfo(ctx, bucket, o.key, o.etag) ?? (derive ? derivedInfo(o, derive.chunkSize) : undefined);
   });
   const todo = listed.map((o, i) => ({ o, i })).filter(({ i }) => result[i] === undefined);
   let next = 0;
@@ -115,6 +119,40 @@ async function resolve(ctx: BucketContext, listed: Listed[]): Promise<Array<Obje
 function couldBeEncrypted(size: number): boolean {
   return size >= CHUNK_OVERHEAD;
 }
+
+/**
+ * The bucket's objects are all written through this proxy with its chunk size (the operator's declaration,
+ * SSEC_PROXY_ENCRYPTED_ONLY_BUCKETS). Not with upstreams whose ETags do not show multipart objects.
+ */
+function encryptedOnly(ctx: BucketContext, bucket: string): { chunkSize: number } | undefined {
+  const { encryptedOnlyBuckets, probeAllLayouts, chunkSizeLog2 } = ctx.config;
+  if (probeAllLayouts || !encryptedOnlyBuckets?.some((p) => bucketMatches(p, bucket))) return undefined;
+  return { chunkSize: 2 ** chunkSizeLog2 };
+}
+
+/**
+ * The plaintext size from the listing alone, where the stored size determines it (docs/MULTIPART.md,
+ * "Listings"); undefined sends the object to a HEAD. Informational, as the listing is: never remembered, so no
+ * read relies on it.
+ * - Single PUT (ETag without `-N`): one stream, plaintextSize(stored size). A size no stream has (FORMAT.md
+ *   §6.2) means the object is not one: HEAD.
+ * - Multipart, N parts with tail records, non-last parts whole multiples of the chunk size: the parts are one
+ *   stream's chunk grid plus N records (FORMAT.md §6.3), so plaintextSize(stored size − 80·N). Where that is
+ *   not a stream size, or has fewer chunks than parts, the layout is not aligned: HEAD.
+ */
+function derivedInfo(o: Listed, chunkSize: number): ObjectInfo | undefined {
+  const m = /-(\d+)"?$/.exec(o.etag);
+  const parts = m ? Number(m[1]) : 0;
+  if (m && !(parts >= 1 && parts <= MAX_PARTS)) return undefined;
+  const streamSize = o.size - parts * TAIL_SIZE;
+  if (!isNaturalStreamSize(streamSize, chunkSize)) return undefined;
+  const size = plaintextSize(streamSize, chunkSize);
+  // Aligned non-last parts hold at least one whole chunk each and the last one at least a byte.
+  if (parts > 1 && chunkCount(size, chunkSize) < parts) return undefined;
+  return { encrypted: true, size };
+}
+
+const MAX_PARTS = 10_000;
 
 async function headInfo(ctx: BucketContext, o: Listed): Promise<ObjectInfo | undefined> {
   const name = { bucket: ctx.s3.bucket, key: o.key, versionId: o.versionId };

@@ -34,17 +34,23 @@ export function parseBucketEncryption(doc: unknown): BucketEncryptionRule[] {
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new Error('must be a JSON object {"<bucket pattern>": "<policy>", …}');
   return Object.entries(doc).map(([pattern, v]) => {
     if (typeof v !== 'string') throw new Error(`"${pattern.slice(0, 64)}": the policy must be a string`);
-    if (!/^[a-z0-9.*-]{1,63}$/.test(pattern)) throw new Error(`"${pattern.slice(0, 64)}" is not a bucket name pattern`);
+    if (!isBucketPattern(pattern)) throw new Error(`"${pattern.slice(0, 64)}" is not a bucket name pattern`);
     return { pattern, policy: parsePolicy(v) };
   });
 }
 
-function matches(pattern: string, bucket: string): boolean {
+/** A bucket name with `*` wildcards (the syntax of every per-bucket setting). */
+export function isBucketPattern(pattern: string): boolean {
+  return /^[a-z0-9.*-]{1,63}$/.test(pattern);
+}
+
+/** `bucket` matches `pattern` (`*`: any run of characters). */
+export function bucketMatches(pattern: string, bucket: string): boolean {
   const parts = pattern.split('*').map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
   return new RegExp(`^${parts.join('.*')}$`).test(bucket);
 }
 
 /** The policy of `bucket`: the first rule whose pattern matches, else none. */
 export function bucketEncryptionOf(rules: readonly BucketEncryptionRule[] | undefined, bucket: string): BucketEncryptionPolicy {
-  return rules?.find((r) => matches(r.pattern, bucket))?.policy ?? { kind: 'none' };
+  return rules?.find((r) => bucketMatches(r.pattern, bucket))?.policy ?? { kind: 'none' };
 }

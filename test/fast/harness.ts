@@ -60,8 +60,8 @@ export async function uploadMultipart(s3: S3Client, bucket: string, name: string
 }
 
 /** Another proxy (a cold replica: nothing learned yet) over the same double. */
-export async function anotherProxy(double: S3Double): Promise<{ proxy: TestProxy; s3: S3Client }> {
-  const proxy = await startTestProxy(double);
+export async function anotherProxy(double: S3Double, env: Record<string, string> = {}): Promise<{ proxy: TestProxy; s3: S3Client }> {
+  const proxy = await startTestProxy(double, env);
   return { proxy, s3: proxy.client() };
 }
 
