@@ -45,4 +45,7 @@ if [ -z "$QUICK" ]; then
   echo
   echo "== replicas, key rotation, crowds, hostile clients ($RGW_ENDPOINT, 256 MiB objects)"
   BENCH_SIZE_MIB=${BENCH_PVD_SIZE_MIB:-256} "$NODE" --import tsx bench/proxy-vs-direct.ts
+  echo
+  echo "== cold listing of 10,000 SSE-C objects, bucket declared encrypted-only (target <= 1.2x direct)"
+  "$NODE" --import tsx bench/listing.ts "${BENCH_LIST_COUNT:-10000}"
 fi

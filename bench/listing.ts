@@ -1,0 +1,66 @@
+/**
+ * A cold listing of N small SSE-C objects (single PUTs of various sizes) in a bucket declared encrypted-only,
+ * through a freshly started proxy vs directly (docs/MULTIPART.md, "Buckets declared encrypted-only"; target
+ * ≤ 1.2× direct). Also the same listing through a fresh proxy without the declaration (a HEAD per object).
+ *   RGW_ENDPOINT=… RGW_ACCESS_KEY_ID=… RGW_SECRET_ACCESS_KEY=… node --import tsx bench/listing.ts [count]
+ */
+import { randomBytes } from 'node:crypto';
+import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { newKey, sse, startTestProxy, type UpstreamInfo } from '../test/support/proxy.ts';
+
+const count = Number(process.argv[2] ?? process.env.BENCH_LIST_COUNT ?? 10_000);
+const up: UpstreamInfo = {
+  endpoint: process.env.RGW_ENDPOINT ?? 'http://127.0.0.1:7480',
+  accessKeyId: process.env.RGW_ACCESS_KEY_ID ?? process.env.AWS_ACCESS_KEY_ID ?? '',
+  secretAccessKey: process.env.RGW_SECRET_ACCESS_KEY ?? process.env.AWS_SECRET_ACCESS_KEY ?? '',
+  region: 'us-east-1',
+};
+const bucket = `enc-only-bench-${Date.now()}`;
+const declared = { SSEC_PROXY_ENCRYPTED_ONLY_BUCKETS: JSON.stringify([bucket]) };
+const key = newKey();
+
+const direct = new S3Client({ endpoint: up.endpoint, region: up.region, forcePathStyle: true, credentials: up });
+
+async function listAll(s3: S3Client): Promise<number> {
+  let n = 0;
+  let token: string | undefined;
+  do {
+    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
+    n += page.KeyCount ?? 0;
+    token = page.NextContinuationToken;
+  } while (token);
+  return n;
+}
+
+async function timed(label: string, f: () => Promise<number>): Promise<number> {
+  const t = performance.now();
+  const n = await f();
+  const ms = performance.now() - t;
+  console.log(`${label.padEnd(44)} ${String(n).padStart(6)} objects  ${(ms / 1000).toFixed(2)} s`);
+  return ms;
+}
+
+const writer = await startTestProxy(up, declared);
+try {
+  const s3 = writer.client();
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < count) {
+        const i = next++;
+        const size = [0, 1, 100, 4095, 65535, 65536, 65537][i % 7]!;
+        await s3.send(new PutObjectCommand({ Bucket: bucket, Key: `o/${String(i).padStart(7, '0')}`, Body: randomBytes(size), ...sse(key) }));
+      }
+    }),
+  );
+} finally {
+  await writer.close();
+}
+
+const directMs = await timed('direct', () => listAll(direct));
+const cold = await startTestProxy(up, declared);
+const proxyMs = await timed('fresh proxy, bucket declared encrypted-only', () => listAll(cold.client())).finally(() => cold.close());
+const plain = await startTestProxy(up);
+await timed('fresh proxy, bucket not declared', () => listAll(plain.client())).finally(() => plain.close());
+console.log(`declared / direct: ${(proxyMs / directMs).toFixed(2)}× (target ≤ 1.2×)`);
