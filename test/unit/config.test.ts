@@ -114,3 +114,11 @@ test('`s3-ssec-proxy check-config` exits non-zero and prints every problem; 0 wh
   const good = await run({});
   assert.equal(good.code, 0, good.err);
 });
+
+test('encrypted-only buckets: patterns from the environment or the file; a value that is not a JSON array of patterns is a problem', () => {
+  assert.equal(loadConfig({ env: {} }).encryptedOnlyBuckets, undefined);
+  assert.deepEqual(loadConfig({ env: { SSEC_PROXY_ENCRYPTED_ONLY_BUCKETS: '["backups-*","logs"]' } }).encryptedOnlyBuckets, ['backups-*', 'logs']);
+  for (const bad of ['backups-*', '{"a":1}', '[1]']) {
+    assert.throws(() => loadConfig({ env: { SSEC_PROXY_ENCRYPTED_ONLY_BUCKETS: bad } }), (e: unknown) => e instanceof ConfigError && /SSEC_PROXY_ENCRYPTED_ONLY_BUCKETS/.test(e.problems.join()), bad);
+  }
+});
