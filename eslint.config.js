@@ -60,6 +60,23 @@ export default tseslint.config(
     },
   },
   {
+    // Key managers: keys in, keys out; nothing of S3 requests, HTTP or the store.
+    files: ['src/kms/**/*.ts'],
+    rules: only([
+      { regex: '^\\.\\./(handlers|objects|policy|sse-kms|sigv4|sigv2)/', message: 'kms/ sits below everything that speaks S3.' },
+      { regex: '^\\.\\./(context|upstream|server|pipeline|passthrough)\\.ts$', message: 'kms/ knows nothing of requests or the upstream.' },
+      { regex: '^(undici|http-proxy-3)$', message: 'kms/ knows nothing of HTTP to the store.' },
+    ]),
+  },
+  {
+    // SSE-S3/KMS as S3 speaks it: headers, contexts, the metadata entry; below handlers/ and objects/.
+    files: ['src/sse-kms/**/*.ts'],
+    rules: only([
+      { regex: '^\\.\\./(handlers|objects)/', message: 'sse-kms/ sits below handlers/ and objects/.' },
+      { regex: '^(undici|http-proxy-3)$', message: 'sse-kms/ knows nothing of HTTP to the store.' },
+    ]),
+  },
+  {
     // Bucket policies: documents and their evaluation, and the replica's read of the store's copy.
     files: ['src/policy/**/*.ts'],
     rules: only([

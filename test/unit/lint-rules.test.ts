@@ -24,6 +24,9 @@ const cases: Array<[file: string, bad: string, good: string]> = [
   ['src/objects/x.ts', "import { y } from '../handlers/get.ts';", "import { y } from '../format/parts.ts';"],
   ['src/objects/x.ts', "import { y } from 'undici';", "import { y } from '../context.ts';"],
   ['src/policy/x.ts', "import { y } from '../handlers/bucket-policy.ts';", "import { y } from '../s3/errors.ts';"],
+  ['src/kms/x.ts', "import { y } from '../context.ts';", "import { y } from '../sse-c/data-key.ts';"],
+  ['src/kms/x.ts', "import { y } from '../sse-kms/managed.ts';", "import { y } from './kms.ts';"],
+  ['src/sse-kms/x.ts', "import { y } from '../objects/open.ts';", "import { y } from '../kms/kms.ts';"],
   ['src/passthrough.ts', "import { y } from './handlers/put.ts';", "import { y } from './context.ts';"],
   ['src/passthrough.ts', "import { y } from './sigv4/body.ts';", "import { y } from './s3/headers.ts';"],
 ];
