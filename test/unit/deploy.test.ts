@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { cpSync, mkdtempSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -112,4 +112,12 @@ test('production start path: built dist/ with production dependencies only start
   } finally {
     child.kill('SIGTERM');
   }
+});
+
+test('the Docker build context leaves out .state/ (the development CA key), keys, node_modules and dist; a LICENSE matches package.json', () => {
+  const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
+  for (const entry of ['.state/', 'node_modules/', 'dist/', '*.pem', 'key.bin']) assert.ok(ignore.includes(entry), `.dockerignore lacks ${entry}`);
+  const license = readFileSync(join(ROOT, 'LICENSE'), 'utf8');
+  assert.equal((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { license: string }).license, 'Apache-2.0');
+  assert.match(license, /Apache License\s+Version 2\.0, January 2004/);
 });
