@@ -23,7 +23,7 @@ export interface Credential {
 export type KmsSettings =
   | { readonly localKeys: string; readonly defaultKeyId?: string }
   | {
-      /** A PKCS#11 token (docs/FORMAT.md §13.3): module path, token label or slot index, user PIN. */
+      /** A PKCS#11 token (docs/FORMAT.md §13.5): module path, token label or slot index, user PIN. */
       readonly pkcs11: { readonly module: string; readonly token?: string; readonly slot?: number; readonly pin: string };
       readonly defaultKeyId: string;
     };

@@ -1,7 +1,7 @@
 /**
  * The `pkcs11` KMS: master keys are AES-256 secret-key objects on a PKCS#11 token (an HSM; SoftHSM2 in tests),
  * found by CKA_LABEL = the key id. External keys come from the token's RNG and are sealed by the token with
- * CKM_AES_GCM (docs/FORMAT.md §13.3): the master keys never leave it, the proxy only ever holds external keys.
+ * CKM_AES_GCM (docs/FORMAT.md §13.5): the master keys never leave it, the proxy only ever holds external keys.
  *
  * Versions: objects sharing a label, numbered by CKA_ID (an unsigned big-endian integer, 1..2^32-1). The highest
  * seals new keys; every version still decrypts what it sealed. A version whose CKA_ENCRYPT (sealing) or
