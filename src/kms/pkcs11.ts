@@ -13,7 +13,8 @@
  * logged-in session per process (Node runs one call at a time); a session the token dropped (closed, device
  * removed, logged out) is reopened once per call, and a token that still fails is `Unavailable` (S3's 503).
  */
-import pkcs11js from 'pkcs11js';
+import { createRequire } from 'node:module';
+import type * as P from 'pkcs11js';
 import { wipe } from '../sse-c/data-key.ts';
 import { canonicalContext, KEY_ID_PATTERN, KmsError, type EncryptionContext, type GeneratedKey, type KeyStatus, type Kms } from './kms.ts';
 
@@ -39,24 +40,39 @@ export interface Pkcs11Settings {
   readonly defaultKeyId: string;
 }
 
+type Binding = typeof P;
+let binding: Binding | undefined;
+
+/** pkcs11js, loaded on first use. */
+function pkcs11(): Binding {
+  return (binding ??= createRequire(import.meta.url)('pkcs11js') as Binding);
+}
+
 /** The session dropped: reopen it and try once more. */
-const SESSION_LOST = new Set([
-  pkcs11js.CKR_SESSION_HANDLE_INVALID,
-  pkcs11js.CKR_SESSION_CLOSED,
-  pkcs11js.CKR_DEVICE_REMOVED,
-  pkcs11js.CKR_TOKEN_NOT_PRESENT,
-  pkcs11js.CKR_USER_NOT_LOGGED_IN,
-  pkcs11js.CKR_DEVICE_ERROR,
-  pkcs11js.CKR_CRYPTOKI_NOT_INITIALIZED,
-  pkcs11js.CKR_OBJECT_HANDLE_INVALID,
-  pkcs11js.CKR_KEY_HANDLE_INVALID,
-]);
+function sessionLost(code: number): boolean {
+  const b = pkcs11();
+  return [
+    b.CKR_SESSION_HANDLE_INVALID,
+    b.CKR_SESSION_CLOSED,
+    b.CKR_DEVICE_REMOVED,
+    b.CKR_TOKEN_NOT_PRESENT,
+    b.CKR_USER_NOT_LOGGED_IN,
+    b.CKR_DEVICE_ERROR,
+    b.CKR_CRYPTOKI_NOT_INITIALIZED,
+    b.CKR_OBJECT_HANDLE_INVALID,
+    b.CKR_KEY_HANDLE_INVALID,
+  ].includes(code);
+}
 
 /**
  * What C_Decrypt answers for a GCM tag that does not verify: CKR_ENCRYPTED_DATA_INVALID per the standard,
  * CKR_GENERAL_ERROR from SoftHSM2 (and others), which is also what a failing token says, hence the self-check.
  */
-const OPEN_FAILED = new Set([pkcs11js.CKR_ENCRYPTED_DATA_INVALID, pkcs11js.CKR_ENCRYPTED_DATA_LEN_RANGE, pkcs11js.CKR_GENERAL_ERROR]);
+function openFailed(code: number | undefined): boolean {
+  if (code === undefined) return false;
+  const b = pkcs11();
+  return [b.CKR_ENCRYPTED_DATA_INVALID, b.CKR_ENCRYPTED_DATA_LEN_RANGE, b.CKR_GENERAL_ERROR].includes(code);
+}
 
 interface KeyObject {
   readonly handle: Buffer;
@@ -84,19 +100,19 @@ function versionOf(id: Buffer): number | undefined {
 }
 
 function codeOf(e: unknown): number | undefined {
-  return e instanceof pkcs11js.Pkcs11Error ? e.code : undefined;
+  return binding && e instanceof binding.Pkcs11Error ? e.code : undefined;
 }
 
 /** A token failure, named by its PKCS#11 function and return value only (pkcs11js never echoes arguments). */
 function unavailable(e: unknown): KmsError {
-  const what = e instanceof pkcs11js.NativeError ? `${e.method || 'PKCS#11'}: ${e.message}` : 'PKCS#11 failure';
+  const what = binding && e instanceof binding.NativeError ? `${e.method || 'PKCS#11'}: ${e.message}` : 'PKCS#11 failure';
   return new KmsError('Unavailable', `The PKCS#11 token failed (${what.slice(0, 200)}).`);
 }
 
 export class Pkcs11Kms implements Kms {
   readonly defaultKeyId: string;
   readonly #settings: Pkcs11Settings;
-  #lib: pkcs11js.PKCS11 | undefined;
+  #lib: P.PKCS11 | undefined;
   #initialized = false;
   #session: Buffer | undefined;
 
@@ -139,7 +155,7 @@ export class Pkcs11Kms implements Kms {
       try {
         plaintext = p.C_Decrypt(session, Buffer.from(sealed.subarray(HEADER_SIZE + IV_SIZE)), Buffer.alloc(KEY_SIZE + TAG_SIZE));
       } catch (e) {
-        if (OPEN_FAILED.has(codeOf(e) ?? -1) && this.#sealsAndOpens(p, session, key)) {
+        if (openFailed(codeOf(e)) && this.#sealsAndOpens(p, session, key)) {
           throw new KmsError('InvalidCiphertext', 'The sealed key does not open under this key id and context.');
         }
         throw e;
@@ -166,7 +182,7 @@ export class Pkcs11Kms implements Kms {
     return this.#withSession((p, session) => {
       const labels = new Set<string>();
       for (const h of this.#find(p, session, [])) {
-        const [label] = p.C_GetAttributeValue(session, h, [{ type: pkcs11js.CKA_LABEL }]);
+        const [label] = p.C_GetAttributeValue(session, h, [{ type: pkcs11().CKA_LABEL }]);
         const s = label?.value.toString('utf8') ?? '';
         if (KEY_ID_PATTERN.test(s)) labels.add(s);
       }
@@ -179,8 +195,8 @@ export class Pkcs11Kms implements Kms {
     this.#drop();
   }
 
-  #gcm(iv: Buffer, aad: Buffer): pkcs11js.Mechanism {
-    return { mechanism: pkcs11js.CKM_AES_GCM, parameter: { type: pkcs11js.CK_PARAMS_AES_GCM, iv, ivBits: IV_SIZE * 8, aad, tagBits: TAG_SIZE * 8 } as pkcs11js.AesGCM };
+  #gcm(iv: Buffer, aad: Buffer): P.Mechanism {
+    return { mechanism: pkcs11().CKM_AES_GCM, parameter: { type: pkcs11().CK_PARAMS_AES_GCM, iv, ivBits: IV_SIZE * 8, aad, tagBits: TAG_SIZE * 8 } as P.AesGCM };
   }
 
   /**
@@ -188,7 +204,7 @@ export class Pkcs11Kms implements Kms {
    * not open (InvalidCiphertext) from a token that fails (Unavailable). A version that may no longer seal
    * cannot be probed; its failure is taken as the blob's.
    */
-  #sealsAndOpens(p: pkcs11js.PKCS11, session: Buffer, key: KeyObject): boolean {
+  #sealsAndOpens(p: P.PKCS11, session: Buffer, key: KeyObject): boolean {
     if (!key.encrypt) return true;
     const probe = p.C_GenerateRandom(session, Buffer.alloc(KEY_SIZE + IV_SIZE));
     const mechanism = this.#gcm(probe.subarray(KEY_SIZE), Buffer.from(PKCS11_AAD_LABEL, 'ascii'));
@@ -199,11 +215,11 @@ export class Pkcs11Kms implements Kms {
   }
 
   /** `keyId`'s AES key objects, oldest version first; NotFound when there is none. */
-  #versions(p: pkcs11js.PKCS11, session: Buffer, keyId: string): KeyObject[] {
+  #versions(p: P.PKCS11, session: Buffer, keyId: string): KeyObject[] {
     if (!KEY_ID_PATTERN.test(keyId)) throw new KmsError('NotFound', `Invalid keyId ${keyId.slice(0, 64)}`);
     const keys: KeyObject[] = [];
-    for (const handle of this.#find(p, session, [{ type: pkcs11js.CKA_LABEL, value: keyId }])) {
-      const [id, encrypt, decrypt] = p.C_GetAttributeValue(session, handle, [{ type: pkcs11js.CKA_ID }, { type: pkcs11js.CKA_ENCRYPT }, { type: pkcs11js.CKA_DECRYPT }]);
+    for (const handle of this.#find(p, session, [{ type: pkcs11().CKA_LABEL, value: keyId }])) {
+      const [id, encrypt, decrypt] = p.C_GetAttributeValue(session, handle, [{ type: pkcs11().CKA_ID }, { type: pkcs11().CKA_ENCRYPT }, { type: pkcs11().CKA_DECRYPT }]);
       const version = versionOf(id!.value);
       if (version === undefined) continue; // not a master key version: ignored, as an object of another label
       if (keys.some((k) => k.version === version)) throw new KmsError('Unavailable', `Two objects labelled ${keyId} have version ${version}.`);
@@ -214,11 +230,11 @@ export class Pkcs11Kms implements Kms {
   }
 
   /** The token's AES-256 secret keys matching `template`. */
-  #find(p: pkcs11js.PKCS11, session: Buffer, template: pkcs11js.Template): Buffer[] {
+  #find(p: P.PKCS11, session: Buffer, template: P.Template): Buffer[] {
     p.C_FindObjectsInit(session, [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
-      { type: pkcs11js.CKA_VALUE_LEN, value: KEY_SIZE },
+      { type: pkcs11().CKA_CLASS, value: pkcs11().CKO_SECRET_KEY },
+      { type: pkcs11().CKA_KEY_TYPE, value: pkcs11().CKK_AES },
+      { type: pkcs11().CKA_VALUE_LEN, value: KEY_SIZE },
       ...template,
     ]);
     try {
@@ -231,27 +247,30 @@ export class Pkcs11Kms implements Kms {
   }
 
   /** `op` in the logged-in session; once more in a new one when the token dropped it; token failures → Unavailable. */
-  #withSession<T>(op: (p: pkcs11js.PKCS11, session: Buffer) => T): Promise<T> {
+  #withSession<T>(op: (p: P.PKCS11, session: Buffer) => T): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         const [p, session] = this.#open();
         return Promise.resolve(op(p, session));
       } catch (e) {
         if (e instanceof KmsError) return Promise.reject(e);
-        if (codeOf(e) === pkcs11js.CKR_KEY_FUNCTION_NOT_PERMITTED) return Promise.reject(new KmsError('Disabled', 'The key is disabled.'));
+        // A PKCS#11 return value; undefined: the binding or module did not load, or a bug.
+        const code = codeOf(e);
+        if (code !== undefined && code === pkcs11().CKR_KEY_FUNCTION_NOT_PERMITTED) return Promise.reject(new KmsError('Disabled', 'The key is disabled.'));
         // Any other failure may leave an operation active in the session: a new one starts clean.
         this.#drop();
-        if (codeOf(e) === pkcs11js.CKR_CRYPTOKI_NOT_INITIALIZED) this.#initialized = false;
-        if (!SESSION_LOST.has(codeOf(e) ?? -1) || attempt > 0) return Promise.reject(unavailable(e));
+        if (code === undefined) return Promise.reject(unavailable(e));
+        if (code === pkcs11().CKR_CRYPTOKI_NOT_INITIALIZED) this.#initialized = false;
+        if (!sessionLost(code) || attempt > 0) return Promise.reject(unavailable(e));
       }
     }
   }
 
   /** The module loaded and a logged-in session on the configured token, opening what is missing. */
-  #open(): [pkcs11js.PKCS11, Buffer] {
+  #open(): [P.PKCS11, Buffer] {
     let p = this.#lib;
     if (!p) {
-      p = new pkcs11js.PKCS11();
+      p = new (pkcs11().PKCS11)();
       p.load(this.#settings.module);
       this.#lib = p;
     }
@@ -260,7 +279,7 @@ export class Pkcs11Kms implements Kms {
         p.C_Initialize();
       } catch (e) {
         // Another user of the module in this process initialised it already.
-        if (codeOf(e) !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw e;
+        if (codeOf(e) !== pkcs11().CKR_CRYPTOKI_ALREADY_INITIALIZED) throw e;
       }
       this.#initialized = true;
     }
@@ -269,11 +288,11 @@ export class Pkcs11Kms implements Kms {
     const { token, slot: index } = this.#settings;
     const slot = token !== undefined ? slots.find((s) => p.C_GetTokenInfo(s).label.trim() === token) : slots[index ?? 0];
     if (!slot) throw new KmsError('Unavailable', token !== undefined ? `No PKCS#11 token labelled ${token} is present.` : `No PKCS#11 token in slot ${index ?? 0}.`);
-    const session = p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION);
+    const session = p.C_OpenSession(slot, pkcs11().CKF_SERIAL_SESSION);
     try {
-      p.C_Login(session, pkcs11js.CKU_USER, this.#settings.pin);
+      p.C_Login(session, pkcs11().CKU_USER, this.#settings.pin);
     } catch (e) {
-      if (codeOf(e) !== pkcs11js.CKR_USER_ALREADY_LOGGED_IN) {
+      if (codeOf(e) !== pkcs11().CKR_USER_ALREADY_LOGGED_IN) {
         p.C_CloseSession(session);
         throw e;
       }

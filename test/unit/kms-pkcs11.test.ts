@@ -2,9 +2,12 @@
  * The `pkcs11` KMS against a real SoftHSM2 token: sealed keys round-trip only under their key id and context;
  * a master key with CKA_DECRYPT false is Disabled until set back; a destroyed one is NotFound for good; a newer
  * version (CKA_ID) seals new keys while older ones still open; a token that drops the session is reopened, one
- * that refuses the PIN is Unavailable (and recovers); no error carries the PIN.
+ * that refuses the PIN is Unavailable (and recovers); no error carries the PIN. The native binding is loaded
+ * only by a PKCS#11 KMS (the image is built without native addons).
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { KmsError } from '../../src/kms/kms.ts';
 import { PKCS11_BLOB_SIZE, PKCS11_BLOB_VERSION, Pkcs11Kms } from '../../src/kms/pkcs11.ts';
@@ -102,4 +105,18 @@ describe('pkcs11 KMS (SoftHSM2)', () => {
     await rejectsCode(new Pkcs11Kms({ module: '/nonexistent/libnope.so', token: 'x', pin: 'secret-pin-1', defaultKeyId: 'k' }).generateKey('k', ctxA), 'Unavailable', 'secret-pin-1');
     await rejectsCode(new Pkcs11Kms({ module: hsm.module, token: 'no-such-token', pin: 'secret-pin-2', defaultKeyId: 'k' }).generateKey('k', ctxA), 'Unavailable', 'secret-pin-2');
   });
+});
+
+test('the native binding is loaded only when a PKCS#11 KMS is used: a proxy without one starts without it', () => {
+  const registry = pathToFileURL('src/kms/registry.ts').href;
+  const script = `
+    import { createRequire } from 'node:module';
+    const { kmsOf } = await import(${JSON.stringify(registry)});
+    const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes('pkcs11js'));
+    const before = loaded();
+    await kmsOf({ kms: { pkcs11: { module: '/nonexistent.so', token: 't', pin: 'p' }, defaultKeyId: 'k' } }).status('k').catch(() => {});
+    console.log(JSON.stringify([before, loaded()]));
+  `;
+  const out = execFileSync(process.execPath, [...process.execArgv, '--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.deepEqual(JSON.parse(out.trim().split('\n').at(-1)!), [false, true]);
 });
