@@ -5,16 +5,12 @@
  * operator would.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pkcs11js from 'pkcs11js';
 
 export const SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
-
-export function softhsmAvailable(): boolean {
-  return existsSync(SOFTHSM_MODULE);
-}
 
 export interface SoftHsm {
   readonly module: string;
@@ -34,26 +30,24 @@ export interface SoftHsm {
 
 let conf: string | undefined;
 
-/** Creates and initialises a token labelled `label` in a temp dir; one token directory per test process. */
+/**
+ * Creates and initialises a token labelled `label` in a temp dir. Once per test process: SoftHSM2 reads its token
+ * directory when the module is initialised, so a token made later in the same process would not be seen.
+ */
 export function createSoftHsm(label = 'ssec-test', pin = `user-${process.pid}-pin`): SoftHsm {
-  if (!conf) {
-    const dir = mkdtempSync(join(tmpdir(), 'ssec-softhsm-'));
-    mkdirSync(join(dir, 'tokens'));
-    conf = join(dir, 'softhsm2.conf');
-    writeFileSync(conf, `directories.tokendir = ${join(dir, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`);
-    process.env.SOFTHSM2_CONF = conf;
-  }
+  if (conf) throw new Error('createSoftHsm: one token per test process');
+  const dir = mkdtempSync(join(tmpdir(), 'ssec-softhsm-'));
+  mkdirSync(join(dir, 'tokens'));
+  conf = join(dir, 'softhsm2.conf');
+  writeFileSync(conf, `directories.tokendir = ${join(dir, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`);
+  process.env.SOFTHSM2_CONF = conf;
   execFileSync('softhsm2-util', ['--init-token', '--free', '--label', label, '--pin', pin, '--so-pin', `so-${pin}`], {
     env: { ...process.env, SOFTHSM2_CONF: conf },
     stdio: 'ignore',
   });
   const p = new pkcs11js.PKCS11();
   p.load(SOFTHSM_MODULE);
-  try {
-    p.C_Initialize();
-  } catch (e) {
-    if ((e as pkcs11js.Pkcs11Error).code !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw e;
-  }
+  p.C_Initialize();
   const slot = p.C_GetSlotList(true).find((s) => p.C_GetTokenInfo(s).label.trim() === label);
   if (!slot) throw new Error(`SoftHSM token ${label} not found`);
   let userPin = pin;
