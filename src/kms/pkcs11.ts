@@ -127,16 +127,21 @@ export class Pkcs11Kms implements Kms {
       const newest = this.#versions(p, session, keyId).at(-1)!;
       if (!newest.encrypt) throw new KmsError('Disabled', `${keyId} is disabled.`);
       const plaintext = p.C_GenerateRandom(session, Buffer.alloc(KEY_SIZE));
-      const blob = Buffer.alloc(PKCS11_BLOB_SIZE);
-      blob[0] = PKCS11_BLOB_VERSION;
-      blob.writeUInt32BE(newest.version, 1);
-      p.C_GenerateRandom(session, blob.subarray(HEADER_SIZE, HEADER_SIZE + IV_SIZE));
-      const iv = Buffer.from(blob.subarray(HEADER_SIZE, HEADER_SIZE + IV_SIZE));
-      p.C_EncryptInit(session, this.#gcm(iv, pkcs11Aad(blob.subarray(0, HEADER_SIZE), keyId, context)), newest.handle);
-      const out = p.C_Encrypt(session, plaintext, Buffer.alloc(KEY_SIZE + TAG_SIZE));
-      if (out.length !== KEY_SIZE + TAG_SIZE) throw new KmsError('Unavailable', 'The PKCS#11 token returned a seal of the wrong length.');
-      out.copy(blob, HEADER_SIZE + IV_SIZE);
-      return { plaintext, sealed: blob };
+      try {
+        const blob = Buffer.alloc(PKCS11_BLOB_SIZE);
+        blob[0] = PKCS11_BLOB_VERSION;
+        blob.writeUInt32BE(newest.version, 1);
+        p.C_GenerateRandom(session, blob.subarray(HEADER_SIZE, HEADER_SIZE + IV_SIZE));
+        const iv = Buffer.from(blob.subarray(HEADER_SIZE, HEADER_SIZE + IV_SIZE));
+        p.C_EncryptInit(session, this.#gcm(iv, pkcs11Aad(blob.subarray(0, HEADER_SIZE), keyId, context)), newest.handle);
+        const out = p.C_Encrypt(session, plaintext, Buffer.alloc(KEY_SIZE + TAG_SIZE));
+        if (out.length !== KEY_SIZE + TAG_SIZE) throw new KmsError('Unavailable', 'The PKCS#11 token returned a seal of the wrong length.');
+        out.copy(blob, HEADER_SIZE + IV_SIZE);
+        return { plaintext, sealed: blob };
+      } catch (e) {
+        wipe(plaintext);
+        throw e;
+      }
     });
   }
 
@@ -160,11 +165,12 @@ export class Pkcs11Kms implements Kms {
         }
         throw e;
       }
-      if (plaintext.length !== KEY_SIZE) {
-        wipe(plaintext);
-        throw new KmsError('InvalidCiphertext', 'The sealed key does not open under this key id and context.');
+      try {
+        if (plaintext.length !== KEY_SIZE) throw new KmsError('InvalidCiphertext', 'The sealed key does not open under this key id and context.');
+        return Buffer.from(plaintext);
+      } finally {
+        wipe(plaintext); // a view of the output buffer: the caller gets its own copy
       }
-      return Buffer.from(plaintext);
     });
   }
 
