@@ -2,10 +2,11 @@
  * Configuration: an optional JSON file (--config) overridden by SSEC_PROXY_* environment variables, validated
  * once into a frozen Config. Every problem is reported together so an operator fixes them in one go.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { availableCpus } from './cpus.ts';
 import { parseLocalKeys } from './kms/local.ts';
+import { KEY_ID_PATTERN } from './kms/kms.ts';
 import { isBucketPattern, parseBucketEncryption, type BucketEncryptionRule } from './sse-kms/bucket-encryption.ts';
 
 export interface Credential {
@@ -17,6 +18,15 @@ export interface Credential {
   /** Buckets this credential may use (`*` wildcards); undefined: any the upstream identity may. */
   readonly buckets?: readonly string[];
 }
+
+/** Which KMS holds the master keys (exactly one kind), and the default master key when not the first listed. */
+export type KmsSettings =
+  | { readonly localKeys: string; readonly defaultKeyId?: string }
+  | {
+      /** A PKCS#11 token (docs/FORMAT.md §13.5): module path, token label or slot index, user PIN. */
+      readonly pkcs11: { readonly module: string; readonly token?: string; readonly slot?: number; readonly pin: string };
+      readonly defaultKeyId: string;
+    };
 
 export interface Config {
   readonly listen: { readonly host: string; readonly port: number };
@@ -88,8 +98,8 @@ export interface Config {
   readonly workers: number;
   /** The admin listener (/metrics, /healthz, /readyz), off when undefined. */
   readonly admin: { readonly host: string; readonly port: number } | undefined;
-  /** SSE-S3 / SSE-KMS: the `local` KMS's master keys file; undefined: no KMS (such requests are refused). */
-  readonly kms?: { readonly localKeys: string } | undefined;
+  /** SSE-S3 / SSE-KMS: the `local` KMS's keys file or a PKCS#11 token; undefined: no KMS (such requests are refused). */
+  readonly kms?: KmsSettings | undefined;
   /** Per-bucket encryption of writes that name none (first matching pattern wins); empty: none. */
   readonly bucketEncryption?: readonly BucketEncryptionRule[];
   /**
@@ -152,7 +162,23 @@ const fileSchema = z
     shutdownGraceSeconds: z.number().min(0).max(3600).optional(),
     adminListen: hostPort.optional(),
     workers: z.number().int().min(1).max(1024).optional(),
-    kms: z.object({ localKeys: nonEmpty.optional() }).strict().optional(),
+    kms: z
+      .object({
+        localKeys: nonEmpty.optional(),
+        defaultKey: nonEmpty.optional(),
+        pkcs11: z
+          .object({
+            module: nonEmpty,
+            token: nonEmpty.optional(),
+            slot: z.number().int().min(0).optional(),
+            pin: nonEmpty.optional(),
+            pinFile: nonEmpty.optional(),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .optional(),
     bucketEncryption: z.record(z.string(), z.string()).optional(),
     encryptedOnlyBuckets: z.array(z.string()).optional(),
   })
@@ -406,8 +432,10 @@ function bucketPatterns(name: string, text: string | undefined, fromFile: readon
 }
 
 /**
- * SSEC_PROXY_KMS_LOCAL_KEYS (the keys file, read here so a bad one stops the start) and
- * SSEC_PROXY_BUCKET_ENCRYPTION (JSON `{"<bucket pattern>": "sse-s3" | "sse-kms:<key id>" | …}`).
+ * The KMS: SSEC_PROXY_KMS_LOCAL_KEYS (the keys file, read here so a bad one stops the start) or a PKCS#11 token
+ * (SSEC_PROXY_KMS_PKCS11_MODULE, _TOKEN or _SLOT, _PIN or _PIN_FILE; opened on first use), never both;
+ * SSEC_PROXY_KMS_DEFAULT_KEY; and SSEC_PROXY_BUCKET_ENCRYPTION (JSON
+ * `{"<bucket pattern>": "sse-s3" | "sse-kms:<key id>" | …}`). Problems never echo the PIN or a key.
  */
 function kmsSettings(
   pick: (name: string, fromFile: string | undefined) => string | undefined,
@@ -415,13 +443,51 @@ function kmsSettings(
   problems: string[],
 ): { kms: Config['kms']; bucketEncryption: BucketEncryptionRule[] } {
   const localKeys = pick('SSEC_PROXY_KMS_LOCAL_KEYS', file.kms?.localKeys);
+  const defaultKey = pick('SSEC_PROXY_KMS_DEFAULT_KEY', file.kms?.defaultKey);
+  const fileP11 = file.kms?.pkcs11;
+  const module = pick('SSEC_PROXY_KMS_PKCS11_MODULE', fileP11?.module);
+  const token = pick('SSEC_PROXY_KMS_PKCS11_TOKEN', fileP11?.token);
+  const slotText = pick('SSEC_PROXY_KMS_PKCS11_SLOT', fileP11?.slot?.toString());
+  let pin = pick('SSEC_PROXY_KMS_PKCS11_PIN', fileP11?.pin);
+  if (pin === undefined && fileP11?.pinFile) {
+    try {
+      pin = readFileSync(fileP11.pinFile, 'utf8').replace(/\r?\n$/, '');
+    } catch (e) {
+      problems.push(`kms.pkcs11.pinFile: ${(e as Error).message}`);
+    }
+  }
+  if (defaultKey !== undefined && !KEY_ID_PATTERN.test(defaultKey)) problems.push(`SSEC_PROXY_KMS_DEFAULT_KEY: must match ${KEY_ID_PATTERN}`);
+  let kms: Config['kms'];
   let keyIds: string[] = [];
-  if (localKeys) {
+  if (localKeys && module) {
+    problems.push('SSEC_PROXY_KMS_LOCAL_KEYS and SSEC_PROXY_KMS_PKCS11_MODULE: configure one KMS, not both');
+  } else if (localKeys) {
     try {
       keyIds = [...parseLocalKeys(readFileSync(localKeys, 'utf8')).keys()];
+      if (defaultKey !== undefined && !keyIds.includes(defaultKey)) problems.push(`SSEC_PROXY_KMS_DEFAULT_KEY: "${defaultKey}" is not in ${localKeys}`);
     } catch (e) {
       problems.push(`SSEC_PROXY_KMS_LOCAL_KEYS: ${localKeys}: ${(e as Error).message}`);
     }
+    kms = { localKeys, ...(defaultKey !== undefined ? { defaultKeyId: defaultKey } : {}) };
+  } else if (module) {
+    const slot = slotText !== undefined ? Number(slotText) : undefined;
+    if (!existsSync(module)) problems.push(`SSEC_PROXY_KMS_PKCS11_MODULE: ${module} does not exist`);
+    if ((token === undefined) === (slot === undefined)) problems.push('SSEC_PROXY_KMS_PKCS11_TOKEN or SSEC_PROXY_KMS_PKCS11_SLOT: name the token by exactly one');
+    if (slot !== undefined && !(Number.isInteger(slot) && slot >= 0)) problems.push('SSEC_PROXY_KMS_PKCS11_SLOT: must be a slot index, 0 or more');
+    if (pin === undefined) problems.push('SSEC_PROXY_KMS_PKCS11_PIN or SSEC_PROXY_KMS_PKCS11_PIN_FILE: the token needs the user PIN');
+    if (defaultKey === undefined) problems.push('SSEC_PROXY_KMS_DEFAULT_KEY: the PKCS#11 KMS needs the label of its default master key');
+    kms = {
+      pkcs11: { module, ...(token !== undefined ? { token } : {}), ...(slot !== undefined ? { slot } : {}), pin: pin ?? '' },
+      defaultKeyId: defaultKey ?? '',
+    };
+  } else {
+    const stray = [
+      ['SSEC_PROXY_KMS_PKCS11_TOKEN', token],
+      ['SSEC_PROXY_KMS_PKCS11_SLOT', slotText],
+      ['SSEC_PROXY_KMS_PKCS11_PIN', pin],
+      ['SSEC_PROXY_KMS_DEFAULT_KEY', defaultKey],
+    ].filter(([, v]) => v !== undefined);
+    for (const [name] of stray) problems.push(`${name}: set, but no KMS is (SSEC_PROXY_KMS_LOCAL_KEYS or SSEC_PROXY_KMS_PKCS11_MODULE)`);
   }
   let rules: BucketEncryptionRule[] = [];
   const text = pick('SSEC_PROXY_BUCKET_ENCRYPTION', undefined);
@@ -433,13 +499,14 @@ function kmsSettings(
   }
   for (const r of rules) {
     if (r.policy.kind === 'sse-s3' || r.policy.kind === 'sse-kms') {
-      if (!localKeys) problems.push(`SSEC_PROXY_BUCKET_ENCRYPTION: "${r.pattern}" needs a KMS (SSEC_PROXY_KMS_LOCAL_KEYS)`);
+      if (!kms) problems.push(`SSEC_PROXY_BUCKET_ENCRYPTION: "${r.pattern}" needs a KMS (SSEC_PROXY_KMS_LOCAL_KEYS or SSEC_PROXY_KMS_PKCS11_MODULE)`);
+      // A token's labels are checked when used (it is not opened at start).
       else if (r.policy.kind === 'sse-kms' && keyIds.length && !keyIds.includes(r.policy.keyId)) {
         problems.push(`SSEC_PROXY_BUCKET_ENCRYPTION: "${r.pattern}" names key "${r.policy.keyId}", which the KMS does not have`);
       }
     }
   }
-  return { kms: localKeys ? { localKeys } : undefined, bucketEncryption: rules };
+  return { kms, bucketEncryption: rules };
 }
 
 function deepFreeze<T>(o: T): T {

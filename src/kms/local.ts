@@ -4,7 +4,7 @@
  * master keys are in the proxy's memory, so a compromised proxy host exposes them (docs/SECURITY.md).
  *
  * File: `{"<key id>": "<base64 of 32 bytes>", "<key id>": {"versions": ["<base64>", …], "disabled": true}, …}`.
- * The first id is the default master key. A key's newest version seals new keys; older versions still
+ * The first id is the default master key (unless SSEC_PROXY_KMS_DEFAULT_KEY names another). A key's newest version seals new keys; older versions still
  * decrypt (rotation: add a version, then re-wrap objects by copying them onto themselves). A disabled key
  * neither seals nor decrypts (the objects under it are unreadable until it is enabled again; deleting it
  * from the file erases them).
@@ -84,16 +84,17 @@ export class LocalKms implements Kms {
   readonly #keys: Map<string, MasterKey>;
   readonly #random: (n: number) => Buffer;
 
-  constructor(keys: Map<string, MasterKey>, options: { randomBytes?: (n: number) => Buffer } = {}) {
+  constructor(keys: Map<string, MasterKey>, options: { randomBytes?: (n: number) => Buffer; defaultKeyId?: string | undefined } = {}) {
     if (keys.size === 0) throw new RangeError('LocalKms needs at least one master key');
+    if (options.defaultKeyId !== undefined && !keys.has(options.defaultKeyId)) throw new RangeError('the default key id is not in the keys file');
     this.#keys = keys;
-    this.defaultKeyId = keys.keys().next().value!;
+    this.defaultKeyId = options.defaultKeyId ?? keys.keys().next().value!;
     this.#random = options.randomBytes ?? cryptoRandomBytes;
   }
 
-  /** From the JSON keys file at `path` (SSEC_PROXY_KMS_LOCAL_KEYS). */
-  static fromFile(path: string): LocalKms {
-    return new LocalKms(parseLocalKeys(readFileSync(path, 'utf8')));
+  /** From the JSON keys file at `path` (SSEC_PROXY_KMS_LOCAL_KEYS); the default is its first key unless named. */
+  static fromFile(path: string, defaultKeyId?: string): LocalKms {
+    return new LocalKms(parseLocalKeys(readFileSync(path, 'utf8')), { defaultKeyId });
   }
 
   #usable(keyId: string): MasterKey {

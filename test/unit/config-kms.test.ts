@@ -53,3 +53,33 @@ test('a policy that is not one, needs a KMS, or names a key the KMS lacks', () =
   );
   assert.deepEqual(problems({ SSEC_PROXY_BUCKET_ENCRYPTION: '{"b": "require-sse-c"}' }), []);
 });
+
+test('a PKCS#11 token: module, token or slot, PIN (or PIN file) and default key; one KMS kind; the PIN never echoed', () => {
+  const module = join(dir, 'libfake.so');
+  writeFileSync(module, '');
+  const pinFile = join(dir, 'pin');
+  writeFileSync(pinFile, 'file-pin-9876\n');
+  const base = { SSEC_PROXY_KMS_PKCS11_MODULE: module, SSEC_PROXY_KMS_PKCS11_TOKEN: 'proxy', SSEC_PROXY_KMS_DEFAULT_KEY: 'site-key' };
+  assert.deepEqual(loadConfig({ env: { ...base, SSEC_PROXY_KMS_PKCS11_PIN_FILE: pinFile } }).kms, {
+    pkcs11: { module, token: 'proxy', pin: 'file-pin-9876' },
+    defaultKeyId: 'site-key',
+  });
+  const pin = 'env-pin-1234';
+  const all = (env: Record<string, string>) => problems(env).join('\n');
+  const checked: Array<[Record<string, string>, RegExp]> = [
+    [{ ...base, SSEC_PROXY_KMS_PKCS11_PIN: pin, SSEC_PROXY_KMS_LOCAL_KEYS: good }, /configure one KMS, not both/],
+    [{ ...base }, /needs the user PIN/],
+    [{ ...base, SSEC_PROXY_KMS_PKCS11_PIN: pin, SSEC_PROXY_KMS_PKCS11_SLOT: '0' }, /exactly one/],
+    [{ ...base, SSEC_PROXY_KMS_PKCS11_PIN: pin, SSEC_PROXY_KMS_PKCS11_TOKEN: '', SSEC_PROXY_KMS_PKCS11_SLOT: '-1' }, /slot index/],
+    [{ ...base, SSEC_PROXY_KMS_PKCS11_PIN: pin, SSEC_PROXY_KMS_DEFAULT_KEY: '' }, /needs the label of its default master key/],
+    [{ ...base, SSEC_PROXY_KMS_PKCS11_PIN: pin, SSEC_PROXY_KMS_PKCS11_MODULE: join(dir, 'missing.so') }, /missing\.so does not exist/],
+    [{ SSEC_PROXY_KMS_PKCS11_PIN: pin }, /SSEC_PROXY_KMS_PKCS11_PIN: set, but no KMS is/],
+    [{ SSEC_PROXY_KMS_LOCAL_KEYS: good, SSEC_PROXY_KMS_DEFAULT_KEY: 'absent' }, /"absent" is not in/],
+  ];
+  for (const [env, expected] of checked) {
+    const p = all(env);
+    assert.match(p, expected);
+    assert.ok(!p.includes(pin), 'the PIN is in a problem');
+  }
+  assert.deepEqual(loadConfig({ env: { SSEC_PROXY_KMS_LOCAL_KEYS: good, SSEC_PROXY_KMS_DEFAULT_KEY: 'other' } }).kms, { localKeys: good, defaultKeyId: 'other' });
+});
