@@ -58,7 +58,7 @@ function client(ca = caPem): S3Client {
     credentials: { accessKeyId: up.accessKeyId, secretAccessKey: up.secretAccessKey },
     // A connection accepted in the instant its worker is killed can be lost with it (node:cluster hands it to the
     // dying worker): like any client, the test's gives up on it and retries.
-    requestHandler: new NodeHttpHandler({ httpsAgent: new https.Agent({ ca, keepAlive: false }), connectionTimeout: 5_000, requestTimeout: 15_000 }),
+    requestHandler: new NodeHttpHandler({ httpsAgent: new https.Agent({ ca, keepAlive: false }), connectionTimeout: 5_000, requestTimeout: 15_000, throwOnRequestTimeout: true }),
   });
 }
 
