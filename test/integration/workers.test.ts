@@ -56,6 +56,7 @@ function client(ca = caPem): S3Client {
     region: up.region,
     forcePathStyle: true,
     credentials: { accessKeyId: up.accessKeyId, secretAccessKey: up.secretAccessKey },
+    maxAttempts: 5,
     // A connection accepted in the instant its worker is killed can be lost with it (node:cluster hands it to the
     // dying worker): like any client, the test's gives up on it and retries.
     requestHandler: new NodeHttpHandler({ httpsAgent: new https.Agent({ ca, keepAlive: false }), connectionTimeout: 5_000, requestTimeout: 15_000, throwOnRequestTimeout: true }),
