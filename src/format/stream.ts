@@ -770,34 +770,38 @@ function pushAll(stream: Transform, out: Buffer[]): void {
   for (const buf of out) stream.push(buf);
 }
 
+/**
+ * A Transform over a step that appends its output pieces to a list (and a last step at the end). On failure the
+ * pieces made before it are released only when `releaseOnFailure` (a decryptor's verified chunks).
+ */
+function piecesTransform(step: (chunk: Buffer, out: Buffer[]) => void, last: (out: Buffer[]) => void, releaseOnFailure: boolean): Transform {
+  const run = (stream: Transform, work: (out: Buffer[]) => void, callback: (err?: Error | null) => void) => {
+    const out: Buffer[] = [];
+    try {
+      work(out);
+    } catch (err) {
+      if (releaseOnFailure) pushAll(stream, out);
+      callback(err as Error);
+      return;
+    }
+    pushAll(stream, out);
+    callback();
+  };
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      run(this, (out) => step(chunk, out), callback);
+    },
+    flush(callback) {
+      run(this, last, callback);
+    },
+  });
+}
+
 /** Transform: plaintext in, ciphertext of one stream out (see Encryptor). */
 export function createEncryptStream(options: EncryptOptions): Transform {
   const encryptor = new Encryptor(options);
   if (options.pieces) {
-    return new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        const out: Buffer[] = [];
-        try {
-          encryptor.updatePieces(chunk, out);
-        } catch (err) {
-          callback(err as Error);
-          return;
-        }
-        pushAll(this, out);
-        callback();
-      },
-      flush(callback) {
-        const out: Buffer[] = [];
-        try {
-          encryptor.finalPieces(out);
-        } catch (err) {
-          callback(err as Error);
-          return;
-        }
-        pushAll(this, out);
-        callback();
-      },
-    });
+    return piecesTransform((chunk, out) => encryptor.updatePieces(chunk, out), (out) => encryptor.finalPieces(out), false);
   }
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
@@ -821,32 +825,8 @@ export function createEncryptStream(options: EncryptOptions): Transform {
 /** Transform: ciphertext of `segments` (or a `selfDescribing` read) in, verified plaintext out (see Decryptor). */
 export function createDecryptStream(options: DecryptOptions): Transform {
   const decryptor = new Decryptor(options);
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      const out: Buffer[] = [];
-      try {
-        decryptor.update(chunk, out);
-      } catch (err) {
-        pushAll(this, out); // verified chunks before the failing one
-        callback(err as Error);
-        return;
-      }
-      pushAll(this, out);
-      callback();
-    },
-    flush(callback) {
-      const out: Buffer[] = [];
-      try {
-        decryptor.final(out);
-      } catch (err) {
-        pushAll(this, out);
-        callback(err as Error);
-        return;
-      }
-      pushAll(this, out);
-      callback();
-    },
-  });
+  // Verified chunks before a failing one are released: each was checked on its own.
+  return piecesTransform((chunk, out) => decryptor.update(chunk, out), (out) => decryptor.final(out), true);
 }
 
 /** Encrypts a whole buffer as one stream. */
