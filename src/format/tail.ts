@@ -18,7 +18,7 @@
  * The clear fields let a listing learn sizes without the customer's key; a read with the key opens every
  * record it relies on, so an edited size cannot shift plaintext offsets unnoticed.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, randomBytes } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { hkdfSha256 } from './chunk.ts';
 import { CHUNK_HEADER_SIZE, CHUNK_OVERHEAD, FLAG_FINAL, HEADER_OFFSET_CHUNK_INDEX, HEADER_OFFSET_FLAGS, HEADER_OFFSET_PART_NUMBER } from './constants.ts';
@@ -71,7 +71,7 @@ export function sealTail(
   nonce.copy(clear, 12, 0, 12);
   const payload = Buffer.alloc(SEALED_SIZE);
   digest?.copy(payload);
-  const cipher = createCipheriv('aes-256-gcm', tailKey(dataKey), clear.subarray(12, 24));
+  const cipher = createCipheriv('aes-256-gcm', createSecretKey(tailKey(dataKey)), clear.subarray(12, 24));
   cipher.setAAD(clear);
   return Buffer.concat([clear, cipher.update(payload), cipher.final(), cipher.getAuthTag()]);
 }
@@ -91,7 +91,7 @@ export function openTail(dataKey: Buffer, record: Buffer): OpenedTail {
   const info = readTail(record);
   let payload: Buffer;
   try {
-    const decipher = createDecipheriv('aes-256-gcm', tailKey(dataKey), record.subarray(12, CLEAR_SIZE));
+    const decipher = createDecipheriv('aes-256-gcm', createSecretKey(tailKey(dataKey)), record.subarray(12, CLEAR_SIZE));
     decipher.setAAD(record.subarray(0, CLEAR_SIZE));
     decipher.setAuthTag(record.subarray(TAIL_SIZE - TAG_SIZE));
     payload = Buffer.concat([decipher.update(record.subarray(CLEAR_SIZE, TAIL_SIZE - TAG_SIZE)), decipher.final()]);

@@ -9,7 +9,7 @@
  * neither seals nor decrypts (the objects under it are unreadable until it is enabled again; deleting it
  * from the file erases them).
  */
-import { createCipheriv, createDecipheriv, randomBytes as cryptoRandomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, randomBytes as cryptoRandomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hkdfSha256 } from '../format/chunk.ts';
 import { wipe } from '../sse-c/data-key.ts';
@@ -114,7 +114,7 @@ export class LocalKms implements Kms {
     blob.writeUInt32BE(version, 1);
     salt.copy(blob, HEADER_SIZE);
     const kek = localKek(key.versions[version - 1]!, salt, keyId, context);
-    const cipher = createCipheriv('aes-256-gcm', kek, ZERO_NONCE, { authTagLength: TAG_SIZE });
+    const cipher = createCipheriv('aes-256-gcm', createSecretKey(kek), ZERO_NONCE, { authTagLength: TAG_SIZE });
     cipher.setAAD(blob.subarray(0, HEADER_SIZE));
     Buffer.concat([cipher.update(plaintext), cipher.final()]).copy(blob, HEADER_SIZE + SALT_SIZE);
     cipher.getAuthTag().copy(blob, HEADER_SIZE + SALT_SIZE + KEY_SIZE);
@@ -131,7 +131,7 @@ export class LocalKms implements Kms {
     const master = key.versions[version - 1];
     if (!master) throw new KmsError('InvalidCiphertext', `${keyId} has no version ${version}.`);
     const kek = localKek(master, sealed.subarray(HEADER_SIZE, HEADER_SIZE + SALT_SIZE), keyId, context);
-    const decipher = createDecipheriv('aes-256-gcm', kek, ZERO_NONCE, { authTagLength: TAG_SIZE });
+    const decipher = createDecipheriv('aes-256-gcm', createSecretKey(kek), ZERO_NONCE, { authTagLength: TAG_SIZE });
     decipher.setAAD(sealed.subarray(0, HEADER_SIZE));
     decipher.setAuthTag(sealed.subarray(HEADER_SIZE + SALT_SIZE + KEY_SIZE));
     const plaintext = decipher.update(sealed.subarray(HEADER_SIZE + SALT_SIZE, HEADER_SIZE + SALT_SIZE + KEY_SIZE));

@@ -11,7 +11,7 @@
  * `%2F` inside a path segment stays `%2F` in the canonical URI (we never turn it into a separator).
  */
 
-import { createHash, createHmac } from 'node:crypto';
+import { createHash, createHmac, createSecretKey } from 'node:crypto';
 import { S3Error } from '../s3/errors.ts';
 
 /** SHA-256 of the empty string, hex. */
@@ -210,7 +210,8 @@ export function sha256Hex(data: string | Uint8Array): string {
 }
 
 export function hmacSha256(key: Uint8Array | string, data: string | Uint8Array): Buffer {
-  return createHmac('sha256', key).update(data).digest();
+  // A Buffer key costs node 24 ~14 µs more per HMAC than a KeyObject (strings are fast already).
+  return createHmac('sha256', typeof key === 'string' ? key : createSecretKey(key)).update(data).digest();
 }
 
 /** `kSigning` = HMAC chain over date (YYYYMMDD), region, service and `aws4_request`. */

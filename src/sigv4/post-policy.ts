@@ -8,7 +8,7 @@
  * the policy's shape (400 InvalidPolicyDocument) → its expiration → its conditions → fields no condition
  * covers. Field and condition names compare without case, values with case.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, timingSafeEqual } from 'node:crypto';
 import { S3Error } from '../s3/errors.ts';
 import type { UpstreamIdentity } from '../upstream.ts';
 import { verifyPolicySignatureV2 } from '../sigv2/verify.ts';
@@ -111,7 +111,7 @@ export function authenticatePost(fields: FormFields, lookup: CredentialLookup, n
     if (!parseAmzDate(date)) throw argument('X-Amz-Date must be formated via ISO8601 Long format', 'X-Amz-Date', date);
     cred = lookup(accessKeyId);
     if (!cred) throw new S3Error('InvalidAccessKeyId', SIGV4_MESSAGES.invalidAccessKeyId);
-    const expected = createHmac('sha256', deriveSigningKey(cred.secret, day, credRegion, 's3')).update(policyText).digest('hex');
+    const expected = createHmac('sha256', createSecretKey(deriveSigningKey(cred.secret, day, credRegion, 's3'))).update(policyText).digest('hex');
     if (!/^[0-9a-f]{64}$/.test(signature) || !timingSafeEqual(Buffer.from(expected), Buffer.from(signature))) {
       throw new S3Error('SignatureDoesNotMatch', SIGV4_MESSAGES.signatureMismatch);
     }

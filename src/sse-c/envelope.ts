@@ -3,7 +3,7 @@
  * customer key and the object's name, stored as one ASCII metadata value. No key hash is stored: a wrong
  * key, another name and an edited envelope all fail the same GCM check.
  */
-import { createCipheriv, createDecipheriv, randomBytes as cryptoRandomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, randomBytes as cryptoRandomBytes } from 'node:crypto';
 import { Buffer } from 'node:buffer';
 import {
   ALGORITHM_AES256GCM_CHUNKED,
@@ -138,7 +138,7 @@ export function sealEnvelope(options: SealEnvelopeOptions): SealedEnvelope {
   blob[3] = ENVELOPE_FLAGS_NONE;
   kekSalt.copy(blob, SALT_OFFSET);
   const kek = deriveKek(options.customerKey, kekSalt, options.bucket, options.key);
-  const cipher = createCipheriv(CIPHER, kek, ZERO_NONCE, { authTagLength: ENVELOPE_TAG_SIZE });
+  const cipher = createCipheriv(CIPHER, createSecretKey(kek), ZERO_NONCE, { authTagLength: ENVELOPE_TAG_SIZE });
   cipher.setAAD(blob.subarray(0, ENVELOPE_HEADER_SIZE));
   const sealed = Buffer.concat([cipher.update(dataKey), cipher.final()]);
   sealed.copy(blob, SEALED_KEY_OFFSET);
@@ -152,7 +152,7 @@ export function openEnvelope(value: string, customerKey: Buffer, bucket: string,
   const blob = decode(value);
   const header = checkHeader(blob);
   const kek = deriveKek(customerKey, blob.subarray(SALT_OFFSET, SEALED_KEY_OFFSET), bucket, key);
-  const decipher = createDecipheriv(CIPHER, kek, ZERO_NONCE, { authTagLength: ENVELOPE_TAG_SIZE });
+  const decipher = createDecipheriv(CIPHER, createSecretKey(kek), ZERO_NONCE, { authTagLength: ENVELOPE_TAG_SIZE });
   decipher.setAAD(blob.subarray(0, ENVELOPE_HEADER_SIZE));
   decipher.setAuthTag(blob.subarray(TAG_OFFSET));
   const dataKey = decipher.update(blob.subarray(SEALED_KEY_OFFSET, TAG_OFFSET));

@@ -6,7 +6,7 @@
  *
  * Metadata value: `<algorithm>.<base64url(ciphertext ‖ tag)>`, e.g. `crc32.…`.
  */
-import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
 import { hkdfSha256 } from '../format/chunk.ts';
 import { TAIL_SIZE } from '../format/tail.ts';
 import { CHECKSUM_NAMES, type ChecksumName } from '../s3/checksums.ts';
@@ -15,8 +15,8 @@ export const CHECKSUM_META = 'x-amz-meta-s3-ssec-proxy-checksum';
 const INFO = Buffer.from('s3-ssec-proxy/v1/checksum');
 const NONCE = Buffer.alloc(12);
 
-function keyFor(dataKey: Buffer): Buffer {
-  return hkdfSha256(dataKey, Buffer.alloc(0), INFO);
+function keyFor(dataKey: Buffer): KeyObject {
+  return createSecretKey(hkdfSha256(dataKey, Buffer.alloc(0), INFO));
 }
 
 export function sealChecksum(dataKey: Buffer, algorithm: ChecksumName, valueBase64: string): string {

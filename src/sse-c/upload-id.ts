@@ -13,7 +13,7 @@
  * UploadPart with another key, or none, is refused as S3 refuses it, on any replica. Ids that come from
  * ListMultipartUploads are the upstream's own (bare); those are accepted too, without that check.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes, timingSafeEqual } from 'node:crypto';
 import { hkdfSha256 } from '../format/chunk.ts';
 import { CHECKSUM_NAMES, type ChecksumName } from '../s3/checksums.ts';
 
@@ -66,7 +66,7 @@ function fieldsOf(chunkSizeLog2: number, checksum: UploadChecksum | undefined): 
 }
 
 function tagOf(dataKey: Buffer, upstreamId: string, fields: Buffer, version: Version): Buffer {
-  const mac = createHmac('sha256', dataKey).update(TAG_LABEL).update(lengthPrefixed(upstreamId));
+  const mac = createHmac('sha256', createSecretKey(dataKey)).update(TAG_LABEL).update(lengthPrefixed(upstreamId));
   // Versions 2 and 3 bind their version and every field (the random value included), so an id cannot be
   // edited to switch tail records, the checksum or the data key mid-upload.
   mac.update(version === 1 ? fields.subarray(0, 1) : Buffer.concat([fields, Buffer.of(version)]));
