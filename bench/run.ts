@@ -175,6 +175,7 @@ function collectGarbage(): void {
 interface Proxy {
   child: ChildProcess;
   port: number;
+  adminPort: number;
   workers: string;
   stop: () => Promise<void>;
 }
@@ -185,8 +186,15 @@ process.on('exit', () => {
   for (const c of children) c.kill('SIGKILL');
 });
 
+function kmsKeysFile(dir: string): string {
+  const file = join(dir, 'kms-keys.json');
+  if (!existsSync(file)) writeFileSync(file, JSON.stringify({ 'bench-key': randomBytes(32).toString('base64') }), { mode: 0o600 });
+  return file;
+}
+
 async function startProxy(dir: string, workers: number, upstream = endpoint): Promise<Proxy> {
   const port = await freePort();
+  const adminPort = await freePort();
   const child = spawn(process.execPath, [join(ROOT, 'bin/s3-ssec-proxy.js')], {
     env: {
       ...process.env,
@@ -197,6 +205,9 @@ async function startProxy(dir: string, workers: number, upstream = endpoint): Pr
       SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY: secretAccessKey,
       SSEC_PROXY_UPSTREAM_REGION: region,
       SSEC_PROXY_WORKERS: String(workers),
+      // SSE-S3 (issue 14) from the local KMS; SSE-C and pass-through requests never touch it.
+      SSEC_PROXY_KMS_LOCAL_KEYS: kmsKeysFile(dir),
+      SSEC_PROXY_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -218,6 +229,7 @@ async function startProxy(dir: string, workers: number, upstream = endpoint): Pr
   return {
     child,
     port,
+    adminPort,
     workers: workersSeen,
     stop: async () => {
       const exited = new Promise((r) => child.once('exit', r));
@@ -246,7 +258,7 @@ function target(text: string, value: number | undefined, limit: number, cmp: '>=
 }
 
 /** PUT then GET of one SIZE object; throughput and, when a process is given, its CPU per GiB. */
-async function putGet(t: Target, label: string, group: string, pid?: number, extra: Partial<Row> = {}) {
+async function putGet(t: Target, label: string, group: string, pid?: number, extra: Partial<Row> = {}, getTarget: Target = t) {
   const path = `/${bucket}/${label.replace(/[^a-z0-9]+/gi, '-')}.bin`;
   progress(`${label}: PUT ${SIZE / MiB} MiB`);
   const c0 = pid ? treeStat(pid).cpuSeconds : 0;
@@ -254,7 +266,7 @@ async function putGet(t: Target, label: string, group: string, pid?: number, ext
   const putS = await timed(() => put(t, path, SIZE));
   const c1 = pid ? treeStat(pid).cpuSeconds : 0;
   progress(`${label}: GET`);
-  const getS = await timed(() => get(t, path, SIZE));
+  const getS = await timed(() => get(getTarget, path, SIZE));
   const c2 = pid ? treeStat(pid).cpuSeconds : 0;
   const rss = sampler?.stop();
   await del(path);
@@ -325,6 +337,42 @@ async function floor(cert: { certPem: string; keyPem: string; caPem: string }, d
   return row;
 }
 
+// ---------- KMS calls ----------
+
+async function kmsCallCount(p: Proxy): Promise<number> {
+  const res = await request(`http://127.0.0.1:${p.adminPort}/metrics`);
+  const text = await res.body.text();
+  if (!text.includes('ssec_proxy_kms_calls_total')) throw new Error('the proxy reports no ssec_proxy_kms_calls_total');
+  let n = 0;
+  for (const m of text.matchAll(/^ssec_proxy_kms_calls_total(?:\{[^}]*\})? (\d+(?:\.\d+)?)$/gm)) n += Number(m[1]);
+  return n;
+}
+
+async function kmsCallsForRangedGets(t: Target, p: Proxy): Promise<number> {
+  const size = 16 * MiB;
+  const path = `/${bucket}/kms-ranged.bin`;
+  progress('SSE-KMS: 1,000 ranged GETs of one object (4 KiB at random offsets, 8 at a time)');
+  const res = await send({ ...t, headers: { 'x-amz-server-side-encryption': 'aws:kms', 'x-amz-server-side-encryption-aws-kms-key-id': 'bench-key' } }, 'PUT', path, { 'content-length': String(size) }, body(size));
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`SSE-KMS PUT: ${res.statusCode} ${text}`);
+  const before = await kmsCallCount(p);
+  let next = 0;
+  const worker = async () => {
+    while (next < 1000) {
+      next++;
+      const from = Math.floor(Math.random() * (size - 4096));
+      const g = await send({ ...t, headers: {} }, 'GET', path, { range: `bytes=${from}-${from + 4095}` });
+      const got = await g.body.arrayBuffer();
+      if (g.statusCode !== 206 || got.byteLength !== 4096) throw new Error(`ranged GET: ${g.statusCode} ${got.byteLength}`);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  const calls = (await kmsCallCount(p)) - before;
+  await del(path);
+  rows.push({ group: 'kms', label: 'SSE-KMS 1,000 ranged GETs of one object', note: `${calls} KMS calls (local KMS; unwrapped keys cached per process)` });
+  return calls;
+}
+
 // ---------- (d) small objects ----------
 
 function pct(sorted: number[], p: number): number {
@@ -362,7 +410,10 @@ async function smallObjects(t: Target, label: string) {
 
 // ---------- (f) rclone crypt ----------
 
-function rclone(dir: string, args: string[]): { seconds: number; cpuSeconds: number } {
+/** One crypt password for the whole run: a second one would not find (and `cat` would silently print nothing). */
+let rclonePassword: string | undefined;
+
+function rclone(dir: string, args: string[]): { seconds: number; cpuSeconds: number; bytesOut: number } {
   // `times` after the command prints the CPU of the shell's children (rclone): user and system.
   // Without the caller's AWS_* variables (an AWS_CA_BUNDLE makes rclone's SDK refuse its transport).
   const env = {
@@ -376,15 +427,17 @@ function rclone(dir: string, args: string[]): { seconds: number; cpuSeconds: num
     RCLONE_CONFIG_BENCHS3_REGION: region,
     RCLONE_CONFIG_BENCHCRYPT_TYPE: 'crypt',
     RCLONE_CONFIG_BENCHCRYPT_REMOTE: `benchs3:${bucket}/rclone`,
-    RCLONE_CONFIG_BENCHCRYPT_PASSWORD: spawnSync('rclone', ['obscure', randomBytes(16).toString('hex')], { encoding: 'utf8' }).stdout.trim(),
+    RCLONE_CONFIG_BENCHCRYPT_PASSWORD: (rclonePassword ??= spawnSync('rclone', ['obscure', randomBytes(16).toString('hex')], { encoding: 'utf8' }).stdout.trim()),
   };
   const t0 = process.hrtime.bigint();
-  const r = spawnSync('sh', ['-c', 'rclone "$@" >/dev/null || exit 1; times', 'sh', ...args], { env, encoding: 'utf8', timeout: 600_000 });
+  // The bytes rclone wrote are counted: `rclone cat` of a name it cannot find prints nothing and exits 0.
+  const r = spawnSync('bash', ['-c', 'set -o pipefail; n=$(rclone "$@" | wc -c) || exit 1; echo "$n"; times', 'bash', ...args], { env, encoding: 'utf8', timeout: 600_000 });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`rclone ${args.join(' ')}: ${r.stderr}`);
-  const line = r.stdout.trim().split('\n').pop()!;
+  const lines = r.stdout.trim().split('\n');
+  const line = lines.pop()!;
   const cpuSeconds = [...line.matchAll(/(\d+)m([\d.]+)s/g)].reduce((s, m) => s + Number(m[1]) * 60 + Number(m[2]), 0);
-  return { seconds, cpuSeconds };
+  return { seconds, cpuSeconds, bytesOut: Number(lines[0]) };
 }
 
 // ---------- main ----------
@@ -440,6 +493,8 @@ async function main() {
   const note = (p: Proxy) => ({ note: p.workers });
   const ssec1 = await putGet(one.t, 'proxy SSE-C 1 worker', 'proxy', one.p.child.pid!, note(one.p));
   const pass1 = await putGet({ ...one.t, headers: {} }, 'proxy pass-through 1 worker', 'proxy', one.p.child.pid!, note(one.p));
+  // SSE-S3 (issue 14): the same path with the data key from the local KMS; a GET names no key.
+  const sses3 = await putGet({ ...one.t, headers: { 'x-amz-server-side-encryption': 'AES256' } }, 'proxy SSE-S3 1 worker', 'proxy', one.p.child.pid!, note(one.p), { ...one.t, headers: {} });
   await putGet(many.t, `proxy SSE-C ${WORKERS} workers`, 'proxy', many.p.child.pid!, note(many.p));
 
   // multipart, 64 MiB parts (16 MiB in --quick), four at a time: direct HTTPS (or HTTP) against the proxy
@@ -482,6 +537,9 @@ async function main() {
   const mpDirect = await multipart(directTls ?? direct, directTls ? 'direct HTTPS' : 'direct HTTP');
   await multipart(one.t, 'proxy SSE-C 1 worker', one.p.child.pid!);
 
+  // KMS calls per 1,000 ranged GETs of one SSE-KMS object (issue 14): the proxy's own counter, before and after.
+  const kmsPerThousand = await kmsCallsForRangedGets(one.t, one.p);
+
   // (d) small objects
   const smallDirect = directTls ? await smallObjects(directTls, 'direct HTTPS') : undefined;
   const smallHttp = await smallObjects(direct, 'direct HTTP');
@@ -499,6 +557,7 @@ async function main() {
     const w = rclone(dir, ['copyto', file, 'benchcrypt:obj', '--s3-upload-cutoff', '5G', '--s3-disable-checksum', '-q']);
     progress('rclone crypt: cat');
     const r = rclone(dir, ['cat', 'benchcrypt:obj', '-q']);
+    if (r.bytesOut !== SIZE) throw new Error(`rclone cat returned ${r.bytesOut} bytes, not ${SIZE}`);
     rmSync(file);
     const gib = SIZE / GiB;
     rc = {
@@ -571,6 +630,11 @@ async function main() {
     const D = d.toUpperCase();
     target(`proxy SSE-C ${D} ≥ 1.0× RGW native SSE-C`, ratio(ssec1[d].mibs, native?.[d].mibs), 1.0, '>=', (x) => `${x.toFixed(2)}×`);
   }
+  for (const d of ['put', 'get'] as const) {
+    const D = d.toUpperCase();
+    target(`SSE-S3 ${D} within 5% of SSE-C (throughput)`, ratio(sses3[d].mibs, ssec1[d].mibs), 0.95, '>=', (x) => `${x.toFixed(2)}× (CPU ${sses3[d].cpuPerGiB?.toFixed(2)} vs ${ssec1[d].cpuPerGiB?.toFixed(2)} s/GiB)`);
+  }
+  target('KMS calls per 1,000 ranged GETs of one object (reported; ≤ 1 per worker)', kmsPerThousand, 1, '<=', (x) => x.toFixed(0));
   target('4 KiB req/s via proxy ≥ 0.8× direct', ratio(smallProxy.opsPerSec, smallBase.opsPerSec), 0.8, '>=', (x) => `${x.toFixed(2)}×`);
   target('4 KiB added p99 ≤ 2 ms', smallProxy.p99 - smallBase.p99, 2, '<=', (x) => `${x.toFixed(1)} ms (p50 +${(smallProxy.p50 - smallBase.p50).toFixed(1)} ms)`);
   for (const d of ['put', 'get'] as const) {
@@ -583,7 +647,7 @@ async function main() {
   // ---------- output ----------
   const fmt = (x: number | undefined, d = 0) => (x === undefined ? '' : x.toFixed(d));
   const baselineOf = (r: Row): string => {
-    const m = /^proxy (SSE-C|pass-through) .*(PUT|GET)$/.exec(r.label);
+    const m = /^proxy (SSE-C|SSE-S3|pass-through) .*(PUT|GET)$/.exec(r.label);
     if (!m) return '';
     const d = m[2]!.toLowerCase() as 'put' | 'get';
     const base = dHttps?.[d] ?? dHttp[d];
