@@ -6,7 +6,7 @@
  * reports its own process.cpuUsage(). CPU seconds do not depend on what else runs on the machine (wall time does).
  *
  * Usage: node --import tsx bench/cpu-per-byte.ts [--size-mib 512] [--reps 1] [--only proxy|floor] [--kinds ssec,pass] [--dist]
- *   --dist runs the built proxy (dist/main.js, `npm run build`) instead of src/ through tsx.
+ *   --dist runs the built proxy (bin/s3-ssec-proxy.js over dist/, `npm run build`) instead of src/ through tsx.
  *   --kinds ssec,pass chooses the proxy runs (SSE-C, pass-through); --only proxy|floor skips the other half.
  *   BENCH_PROXY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the proxy.
  * Progress goes to stderr; the last line on stdout is one JSON object (seconds of CPU per GiB).
@@ -189,8 +189,9 @@ function* slices(pieces: Buffer[], start: number, end: number): Generator<Buffer
 async function startProxy(dir: string, upstreamUrl: string) {
   const port = await freePort();
   const nodeArgs = (process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  // --dist: the built proxy (`npm run build`), as deployed; else the sources through tsx (a larger heap to mark).
-  const entry = args.dist ? [join(ROOT, 'dist/main.js')] : ['--import', 'tsx', join(ROOT, 'src/main.ts')];
+  // --dist: the built proxy (`npm run build`) started by the bin, as deployed (with the bin's V8 flags); else the
+  // sources through tsx (a larger heap to mark).
+  const entry = args.dist ? [join(ROOT, 'bin/s3-ssec-proxy.js')] : ['--import', 'tsx', join(ROOT, 'src/main.ts')];
   const proxy = spawn(process.execPath, [...nodeArgs, ...entry], {
     env: {
       ...process.env,
@@ -201,6 +202,7 @@ async function startProxy(dir: string, upstreamUrl: string) {
       SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY: secretAccessKey,
       SSEC_PROXY_UPSTREAM_REGION: region,
       SSEC_PROXY_LOG_LEVEL: 'warn',
+      SSEC_PROXY_WORKERS: '1', // one process: the CPU read from /proc is the proxy's own
     },
     stdio: ['ignore', process.env.BENCH_PROXY_STDERR ? 'inherit' : 'ignore', 'pipe'],
   });
@@ -383,7 +385,8 @@ async function floor(name: FloorName, certPem: { cert: string; key: string; ca: 
     await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
     childArgs.push('--port', String((server.address() as net.AddressInfo).port));
   }
-  const child = spawn(process.execPath, ['--import', 'tsx', SELF, '--floor', name, '--size-mib', String(SIZE / MiB), ...childArgs], {
+  // With the V8 flag the bin starts the proxy with (bin/s3-ssec-proxy.js): like with like.
+  const child = spawn(process.execPath, ['--max-semi-space-size=2', '--import', 'tsx', SELF, '--floor', name, '--size-mib', String(SIZE / MiB), ...childArgs], {
     env: { ...process.env, CPU_BENCH_CA: certPem.ca },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

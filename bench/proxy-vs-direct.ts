@@ -164,6 +164,7 @@ async function startProxy(dir: string) {
       SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID: accessKeyId,
       SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY: secretAccessKey,
       SSEC_PROXY_UPSTREAM_REGION: region,
+      SSEC_PROXY_WORKERS: process.env.BENCH_PVD_WORKERS ?? '1', // the CPU and RSS read from /proc are this process's
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

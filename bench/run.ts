@@ -297,7 +297,8 @@ async function floor(cert: { certPem: string; keyPem: string; caPem: string }, d
     }
   });
   await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
-  const relay = spawn(process.execPath, [join(ROOT, 'bench/floor.ts'), direction, crypto, String((raw.address() as AddressInfo).port)], {
+  // With the V8 flag the bin starts the proxy with (bin/s3-ssec-proxy.js): like with like.
+  const relay = spawn(process.execPath, ['--max-semi-space-size=2', join(ROOT, 'bench/floor.ts'), direction, crypto, String((raw.address() as AddressInfo).port)], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, FLOOR_CERT: cert.certPem, FLOOR_KEY: cert.keyPem },
   });
