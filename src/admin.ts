@@ -5,6 +5,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { kmsCalls, type KmsCallEvent } from './kms/cache.ts';
 import type { Upstream, UpstreamIdentity } from './upstream.ts';
 import { dump } from './upstream.ts';
 
@@ -47,9 +48,71 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly inflight = new Gauge({ name: 'ssec_proxy_inflight_requests', help: 'Client requests in progress.', registers: [this.registry] });
+  readonly objectRequests = new Counter({
+    name: 'ssec_proxy_object_requests_total',
+    help: 'Successful object reads and writes by operation and the encryption the answer reports: plain, sse-c, sse-s3, sse-kms.',
+    labelNames: ['operation', 'mode'],
+    registers: [this.registry],
+  });
+  readonly authFailures = new Counter({
+    name: 'ssec_proxy_auth_failures_total',
+    help: 'Requests refused by authentication or authorization (signature, access key, clock, anonymous access, allowed buckets, bucket policy), by S3 error code.',
+    labelNames: ['code'],
+    registers: [this.registry],
+  });
+  readonly integrityFailures = new Counter({
+    name: 'ssec_proxy_integrity_failures_total',
+    help: 'Reads of stored objects that failed their integrity check (edited, truncated or corrupt ciphertext), by format error code.',
+    labelNames: ['code'],
+    registers: [this.registry],
+  });
+  readonly kmsCalls = new Counter({
+    name: 'ssec_proxy_kms_calls_total',
+    help: 'Calls that reached the KMS (cache hits excluded), by operation and outcome (ok, or the KMS error code).',
+    labelNames: ['operation', 'outcome'],
+    registers: [this.registry],
+  });
+  readonly connectionsDropped = new Counter({
+    name: 'ssec_proxy_connections_dropped_total',
+    help: 'Client connections closed at once because a listener had SSEC_PROXY_MAX_CONNECTIONS already.',
+    registers: [this.registry],
+  });
+  #saturation: Saturation | undefined;
+  readonly uploadSlots = this.#gauge('ssec_proxy_upload_slots_in_use', 'Upload slots (streamed object and part bodies) in use.', () => this.#saturation?.uploads());
+  readonly uploadSlotsMax = this.#gauge('ssec_proxy_upload_slots_max', 'Upload slots available (SSEC_PROXY_MAX_CONCURRENT_UPLOADS per process); beyond, 503 SlowDown.', () => this.#saturation?.maxUploads);
+  readonly connections = this.#gauge('ssec_proxy_connections', 'Open client connections (TLS and plain HTTP listeners).', () => this.#saturation?.connections());
+  readonly connectionsMax = this.#gauge('ssec_proxy_connections_max', 'Client connections accepted at most (SSEC_PROXY_MAX_CONNECTIONS per listener and process).', () => this.#saturation?.maxConnections);
+  readonly #onKmsCall = (m: unknown) => {
+    const e = m as KmsCallEvent;
+    this.kmsCalls.inc({ operation: e.operation, outcome: e.outcome });
+  };
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'ssec_proxy_' });
+    kmsCalls.subscribe(this.#onKmsCall);
+  }
+
+  /** A gauge read when scraped; unset (absent) until `watchSaturation` names its source. */
+  #gauge(name: string, help: string, read: () => number | undefined): Gauge {
+    return new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        const v = read();
+        if (v !== undefined) this.set(v);
+      },
+    });
+  }
+
+  /** The listeners' and uploads' current use, read at each scrape. */
+  watchSaturation(s: Saturation): void {
+    this.#saturation = s;
+  }
+
+  /** Stops counting the process's KMS calls (this registry is no longer scraped). */
+  close(): void {
+    kmsCalls.unsubscribe(this.#onKmsCall);
   }
 
   /** Hooks for the Upstream. */
@@ -72,6 +135,14 @@ export class Metrics {
     if (typeof line.bytesIn === 'number') this.bytes.inc({ direction: 'in' }, line.bytesIn);
     if (typeof line.bytesOut === 'number') this.bytes.inc({ direction: 'out' }, line.bytesOut);
   }
+}
+
+/** Sources of the saturation gauges. */
+export interface Saturation {
+  uploads(): number;
+  readonly maxUploads: number;
+  connections(): number;
+  readonly maxConnections: number;
 }
 
 export interface Admin {

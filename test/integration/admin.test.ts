@@ -69,6 +69,9 @@ test('healthz, readyz and metrics of requests, bytes, latency and the upstream',
     assert.match(m.text, /ssec_proxy_upstream_requests_total\{status="200"\} [3-9]/);
     assert.match(m.text, /ssec_proxy_inflight_requests 0/);
     assert.match(m.text, /ssec_proxy_process_resident_memory_bytes/);
+    assert.match(m.text, /ssec_proxy_object_requests_total\{operation="PutObject",mode="sse-c"\} 1/);
+    assert.match(m.text, /ssec_proxy_upload_slots_max 128/);
+    assert.match(m.text, /ssec_proxy_connections_max 800/);
   } finally {
     s3.destroy();
     agent.destroy();
@@ -76,5 +79,6 @@ test('healthz, readyz and metrics of requests, bytes, latency and the upstream',
     await wrong.close();
     await proxy.close();
     await upstream.close();
+    metrics.close();
   }
 });
