@@ -1,6 +1,7 @@
 /**
  * The admin listener (separate from the S3 one, never exposed to clients): Prometheus `/metrics`, `/healthz`
- * (the process answers) and `/readyz` (the upstream answers and accepts the proxy's credentials).
+ * (the process answers) and `/readyz` (the upstream answers and accepts the proxy's credentials: one probe of the
+ * store answers every `/readyz` for a few seconds).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -145,6 +146,12 @@ export interface Saturation {
   readonly maxConnections: number;
 }
 
+interface Readiness {
+  readonly ok: boolean;
+  readonly detail: string;
+  readonly at: number;
+}
+
 export interface Admin {
   readonly port: number;
   /** From now on `/readyz` answers not ready (shutdown: load balancers stop sending at once). */
@@ -162,23 +169,40 @@ export async function startAdmin(opts: {
   unready?: () => string | undefined;
   upstream: Upstream;
   identity: UpstreamIdentity;
+  /** How long one upstream probe's verdict answers `/readyz`. @default 5000 */
+  readyCacheMs?: number;
+  /** An upstream probe unanswered this long is "not ready". @default 5000 */
+  probeTimeoutMs?: number;
 }): Promise<Admin> {
-  let ready: { ok: boolean; detail: string; at: number } | undefined;
+  const cacheMs = opts.readyCacheMs ?? 5000;
+  const timeoutMs = opts.probeTimeoutMs ?? 5000;
+  let ready: Readiness | undefined;
+  let probing: Promise<Readiness> | undefined;
   let draining = false;
-  const readiness = async () => {
+  /** ListBuckets: the store is reachable and accepts the credentials (403 otherwise); never longer than timeoutMs. */
+  const probe = async (): Promise<Readiness> => {
+    try {
+      const up = await opts.upstream.request({ identity: opts.identity, method: 'GET', path: '/', signal: AbortSignal.timeout(timeoutMs) });
+      await dump(up);
+      return { ok: up.statusCode === 200, detail: `upstream answered ${up.statusCode}`, at: Date.now() };
+    } catch (e) {
+      const late = (e as Error).name === 'TimeoutError';
+      return { ok: false, detail: late ? `upstream did not answer within ${timeoutMs} ms` : `upstream unreachable: ${(e as Error).message}`, at: Date.now() };
+    }
+  };
+  // Probes come from every kubelet, load balancer and curl: one upstream request answers them all for
+  // cacheMs, and probes arriving while it runs wait for that one.
+  const readiness = async (): Promise<Pick<Readiness, 'ok' | 'detail'>> => {
     if (draining) return { ok: false, detail: 'shutting down' };
     const why = opts.unready?.();
     if (why) return { ok: false, detail: why };
-    if (ready && Date.now() - ready.at < 2000) return ready;
-    try {
-      // ListBuckets: reachable, and the credentials are accepted (403 otherwise).
-      const up = await opts.upstream.request({ identity: opts.identity, method: 'GET', path: '/' });
-      await dump(up);
-      ready = { ok: up.statusCode === 200, detail: `upstream answered ${up.statusCode}`, at: Date.now() };
-    } catch (e) {
-      ready = { ok: false, detail: `upstream unreachable: ${(e as Error).message}`, at: Date.now() };
-    }
-    return ready;
+    if (ready && Date.now() - ready.at < cacheMs) return ready;
+    probing ??= probe().then((r) => {
+      ready = r;
+      probing = undefined;
+      return r;
+    });
+    return probing;
   };
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
