@@ -130,6 +130,7 @@ export function createRequestHandler(deps: PipelineDeps) {
     // authentication or authorization.
     let accessKeyId: string | undefined;
     let refusedAuth = false;
+    let formAuth = false;
     const authStep = async <T>(step: () => T | Promise<T>): Promise<T> => {
       try {
         return await step();
@@ -174,7 +175,8 @@ export function createRequestHandler(deps: PipelineDeps) {
       });
       if (s3.op === 'PostObject' && typeof req.headers.authorization !== 'string') {
         // Browser form uploads carry their signature (over a policy) in the form itself; postObject
-        // re-signs as the identity of the form's credential.
+        // re-signs as the identity of the form's credential. Its 403s are the form's signature or policy.
+        formAuth = true;
         await postObject({ ...context(undefined, undefined), s3 }, (ak) => lookup(ak, (k) => credentials.get(k)), now(), secure);
         status = res.statusCode;
         return;
@@ -227,7 +229,7 @@ export function createRequestHandler(deps: PipelineDeps) {
         if (status >= 500) log({ level: 'warn', requestId, msg: describe(e) });
         const integrity = integrityFailure(e);
         if (integrity) metrics?.integrityFailures.inc({ code: integrity });
-        if (refusedAuth && status < 500) metrics?.authFailures.inc({ code: failure.code });
+        if ((refusedAuth || (formAuth && status === 403)) && status < 500) metrics?.authFailures.inc({ code: failure.code });
       }
     } finally {
       const sse = status >= 200 && status < 300 && s3 && OBJECT_DATA_OPS.has(s3.op) ? encryption() : undefined;

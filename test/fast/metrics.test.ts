@@ -3,14 +3,16 @@
  * happened (S3 error code, client, access key id, method, user agent, encryption), over the in-memory S3 double.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
+import https from 'node:https';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, PutObjectTaggingCommand } from '@aws-sdk/client-s3';
 import type { Counter, Gauge } from 'prom-client';
 import { Metrics } from '../../src/admin.ts';
+import { deriveSigningKey } from '../../src/sigv4/canonical.ts';
 import { logLine, newKey, openSsecPut, sse } from '../support/proxy.ts';
 import { rejectsWith, startFast, type Fast } from './harness.ts';
 
@@ -105,14 +107,59 @@ test('authentication failures are counted by S3 error code, and the access line 
   assert.equal((await metrics.authFailures.get()).values.reduce((n, v) => n + v.value, 0), before);
 });
 
+/** A browser form upload (PostObject) of a small file, its policy signed with `secret`: the status. */
+function postForm(secret: string): Promise<number> {
+  const boundary = '----s3ssecproxymetrics';
+  const date = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '');
+  const credential = `${fast.double.accessKeyId}/${date.slice(0, 8)}/${fast.double.region}/s3/aws4_request`;
+  const policy = Buffer.from(
+    JSON.stringify({
+      expiration: new Date(Date.now() + 60_000).toISOString(),
+      conditions: [{ bucket }, ['starts-with', '$key', ''], { 'x-amz-algorithm': 'AWS4-HMAC-SHA256' }, { 'x-amz-credential': credential }, { 'x-amz-date': date }],
+    }),
+  ).toString('base64');
+  const signature = createHmac('sha256', deriveSigningKey(secret, date.slice(0, 8), fast.double.region, 's3')).update(policy).digest('hex');
+  const fields: Record<string, string> = { key: 'form.bin', 'x-amz-algorithm': 'AWS4-HMAC-SHA256', 'x-amz-credential': credential, 'x-amz-date': date, policy, 'x-amz-signature': signature };
+  let body = '';
+  for (const [k, v] of Object.entries(fields)) body += `--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`;
+  body += `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\nhello\r\n--${boundary}--\r\n`;
+  const url = new URL(fast.proxy.endpoint);
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      { host: url.hostname, port: url.port, method: 'POST', path: `/${bucket}`, ca: fast.proxy.caPem, agent: false, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } },
+      (res) => resolve(res.resume().statusCode ?? 0),
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+test('a browser form with a bad signature counts as an authentication failure; a good one as a plain write', async () => {
+  assert.equal(await delta(metrics.authFailures, { code: 'SignatureDoesNotMatch' }, async () => assert.equal(await postForm('not-the-secret'), 403)), 1);
+  assert.equal(await delta(metrics.objectRequests, { operation: 'PostObject', mode: 'plain' }, async () => assert.ok((await postForm(fast.double.secretAccessKey)) < 300)), 1);
+});
+
+test('the access line names the S3 error code of a store\'s answer passed through', async () => {
+  const since = fast.proxy.logs.length;
+  await rejectsWith(fast.s3.send(new PutObjectTaggingCommand({ Bucket: bucket, Key: 'no-such-object', Tagging: { TagSet: [{ Key: 'a', Value: 'b' }] } })), 'NoSuchKey', 404);
+  const line = await logLine(fast.proxy, since, 'ObjectSubresource');
+  assert.equal(line.status, 404);
+  assert.equal(line.code, 'NoSuchKey');
+});
+
 test('a read of a tampered or truncated stored object counts an integrity failure', async () => {
   const k = newKey();
   const data = randomBytes(200_000);
   await fast.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'tampered', Body: data, ...sse(k) }));
   await fast.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'short', Body: data, ...sse(k) }));
+  await fast.s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'tampered-late', Body: data, ...sse(k) }));
   const stored = fast.double.objects.get(bucket, 'tampered')!;
   stored.body = Buffer.from(stored.body);
   stored.body[100]! ^= 1;
+  // In the last chunk: found after the answer's headers went out (the body is cut).
+  const late = fast.double.objects.get(bucket, 'tampered-late')!;
+  late.body = Buffer.from(late.body);
+  late.body[late.body.length - 1000]! ^= 1;
   const short = fast.double.objects.get(bucket, 'short')!;
   short.body = short.body.subarray(0, 70_000);
   const read = (key: string) => async () => {
@@ -135,6 +182,10 @@ test('a read of a tampered or truncated stored object counts an integrity failur
   await new Promise((r) => setTimeout(r, 20));
   assert.ok(failedReads(since, 'short') >= 1);
   assert.equal(await total(), before + failedReads(since, 'short'), 'the truncated object counted too');
+  since = fast.proxy.logs.length;
+  const cut = await delta(metrics.integrityFailures, { code: 'ChunkAuthFailed' }, read('tampered-late'));
+  assert.ok(cut >= 1, 'a failure in the middle of the body counted');
+  assert.equal(cut, failedReads(since, 'tampered-late'));
 });
 
 test('KMS calls are counted by operation and outcome', async () => {
