@@ -190,3 +190,15 @@ test('the alert rules and the dashboard name only metrics a running proxy export
   const missing = exprs.flatMap(([where, expr]) => metricNames(expr).filter((n) => !exported.has(n)).map((n) => `${where}: ${n}`));
   assert.deepEqual(missing, []);
 });
+
+test('a Deployment scaled by an autoscaler states no replica count (every apply would reset the autoscaler\'s)', async () => {
+  for (const name of OVERLAYS) {
+    const objects = await overlay(name);
+    const { deployment } = pieces(objects);
+    const hpa = objects.find((o) => o.kind === 'HorizontalPodAutoscaler');
+    if (hpa) {
+      assert.equal(hpa.spec.scaleTargetRef.name, deployment.metadata.name);
+      assert.equal(deployment.spec.replicas, undefined, `${name}: replicas beside an HPA`);
+    } else assert.ok(deployment.spec.replicas >= 1, name);
+  }
+});
