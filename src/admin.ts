@@ -1,10 +1,12 @@
 /**
  * The admin listener (separate from the S3 one, never exposed to clients): Prometheus `/metrics`, `/healthz`
- * (the process answers) and `/readyz` (the upstream answers and accepts the proxy's credentials).
+ * (the process answers) and `/readyz` (the upstream answers and accepts the proxy's credentials: one probe of the
+ * store answers every `/readyz` for a few seconds).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { kmsCalls, type KmsCallEvent } from './kms/cache.ts';
 import type { Upstream, UpstreamIdentity } from './upstream.ts';
 import { dump } from './upstream.ts';
 
@@ -47,9 +49,71 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly inflight = new Gauge({ name: 'ssec_proxy_inflight_requests', help: 'Client requests in progress.', registers: [this.registry] });
+  readonly objectRequests = new Counter({
+    name: 'ssec_proxy_object_requests_total',
+    help: 'Successful object reads and writes by operation and the encryption the answer reports: plain, sse-c, sse-s3, sse-kms.',
+    labelNames: ['operation', 'mode'],
+    registers: [this.registry],
+  });
+  readonly authFailures = new Counter({
+    name: 'ssec_proxy_auth_failures_total',
+    help: 'Requests refused by authentication or authorization (signature, access key, clock, anonymous access, allowed buckets, bucket policy), by S3 error code.',
+    labelNames: ['code'],
+    registers: [this.registry],
+  });
+  readonly integrityFailures = new Counter({
+    name: 'ssec_proxy_integrity_failures_total',
+    help: 'Reads of stored objects that failed their integrity check (edited, truncated or corrupt ciphertext), by format error code.',
+    labelNames: ['code'],
+    registers: [this.registry],
+  });
+  readonly kmsCalls = new Counter({
+    name: 'ssec_proxy_kms_calls_total',
+    help: 'Calls that reached the KMS (cache hits excluded), by operation and outcome (ok, or the KMS error code).',
+    labelNames: ['operation', 'outcome'],
+    registers: [this.registry],
+  });
+  readonly connectionsDropped = new Counter({
+    name: 'ssec_proxy_connections_dropped_total',
+    help: 'Client connections closed at once because a listener had SSEC_PROXY_MAX_CONNECTIONS already.',
+    registers: [this.registry],
+  });
+  #saturation: Saturation | undefined;
+  readonly uploadSlots = this.#gauge('ssec_proxy_upload_slots_in_use', 'Upload slots (streamed object and part bodies) in use.', () => this.#saturation?.uploads());
+  readonly uploadSlotsMax = this.#gauge('ssec_proxy_upload_slots_max', 'Upload slots available (SSEC_PROXY_MAX_CONCURRENT_UPLOADS per process); beyond, 503 SlowDown.', () => this.#saturation?.maxUploads);
+  readonly connections = this.#gauge('ssec_proxy_connections', 'Open client connections (TLS and plain HTTP listeners).', () => this.#saturation?.connections());
+  readonly connectionsMax = this.#gauge('ssec_proxy_connections_max', 'Client connections accepted at most (SSEC_PROXY_MAX_CONNECTIONS per listener and process).', () => this.#saturation?.maxConnections);
+  readonly #onKmsCall = (m: unknown) => {
+    const e = m as KmsCallEvent;
+    this.kmsCalls.inc({ operation: e.operation, outcome: e.outcome });
+  };
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'ssec_proxy_' });
+    kmsCalls.subscribe(this.#onKmsCall);
+  }
+
+  /** A gauge read when scraped; unset (absent) until `watchSaturation` names its source. */
+  #gauge(name: string, help: string, read: () => number | undefined): Gauge {
+    return new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        const v = read();
+        if (v !== undefined) this.set(v);
+      },
+    });
+  }
+
+  /** The listeners' and uploads' current use, read at each scrape. */
+  watchSaturation(s: Saturation): void {
+    this.#saturation = s;
+  }
+
+  /** Stops counting the process's KMS calls (this registry is no longer scraped). */
+  close(): void {
+    kmsCalls.unsubscribe(this.#onKmsCall);
   }
 
   /** Hooks for the Upstream. */
@@ -74,6 +138,20 @@ export class Metrics {
   }
 }
 
+/** Sources of the saturation gauges. */
+export interface Saturation {
+  uploads(): number;
+  readonly maxUploads: number;
+  connections(): number;
+  readonly maxConnections: number;
+}
+
+interface Readiness {
+  readonly ok: boolean;
+  readonly detail: string;
+  readonly at: number;
+}
+
 export interface Admin {
   readonly port: number;
   /** From now on `/readyz` answers not ready (shutdown: load balancers stop sending at once). */
@@ -91,23 +169,40 @@ export async function startAdmin(opts: {
   unready?: () => string | undefined;
   upstream: Upstream;
   identity: UpstreamIdentity;
+  /** How long one upstream probe's verdict answers `/readyz`. @default 5000 */
+  readyCacheMs?: number;
+  /** An upstream probe unanswered this long is "not ready". @default 5000 */
+  probeTimeoutMs?: number;
 }): Promise<Admin> {
-  let ready: { ok: boolean; detail: string; at: number } | undefined;
+  const cacheMs = opts.readyCacheMs ?? 5000;
+  const timeoutMs = opts.probeTimeoutMs ?? 5000;
+  let ready: Readiness | undefined;
+  let probing: Promise<Readiness> | undefined;
   let draining = false;
-  const readiness = async () => {
+  /** ListBuckets: the store is reachable and accepts the credentials (403 otherwise); never longer than timeoutMs. */
+  const probe = async (): Promise<Readiness> => {
+    try {
+      const up = await opts.upstream.request({ identity: opts.identity, method: 'GET', path: '/', signal: AbortSignal.timeout(timeoutMs) });
+      await dump(up);
+      return { ok: up.statusCode === 200, detail: `upstream answered ${up.statusCode}`, at: Date.now() };
+    } catch (e) {
+      const late = (e as Error).name === 'TimeoutError';
+      return { ok: false, detail: late ? `upstream did not answer within ${timeoutMs} ms` : `upstream unreachable: ${(e as Error).message}`, at: Date.now() };
+    }
+  };
+  // Probes come from every kubelet, load balancer and curl: one upstream request answers them all for
+  // cacheMs, and probes arriving while it runs wait for that one.
+  const readiness = async (): Promise<Pick<Readiness, 'ok' | 'detail'>> => {
     if (draining) return { ok: false, detail: 'shutting down' };
     const why = opts.unready?.();
     if (why) return { ok: false, detail: why };
-    if (ready && Date.now() - ready.at < 2000) return ready;
-    try {
-      // ListBuckets: reachable, and the credentials are accepted (403 otherwise).
-      const up = await opts.upstream.request({ identity: opts.identity, method: 'GET', path: '/' });
-      await dump(up);
-      ready = { ok: up.statusCode === 200, detail: `upstream answered ${up.statusCode}`, at: Date.now() };
-    } catch (e) {
-      ready = { ok: false, detail: `upstream unreachable: ${(e as Error).message}`, at: Date.now() };
-    }
-    return ready;
+    if (ready && Date.now() - ready.at < cacheMs) return ready;
+    probing ??= probe().then((r) => {
+      ready = r;
+      probing = undefined;
+      return r;
+    });
+    return probing;
   };
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { availableCpus } from './cpus.ts';
 import { parseLocalKeys } from './kms/local.ts';
 import { KEY_ID_PATTERN } from './kms/kms.ts';
+import { LOG_LEVELS, type LogLevel } from './log.ts';
 import { isBucketPattern, parseBucketEncryption, type BucketEncryptionRule } from './sse-kms/bucket-encryption.ts';
 
 export interface Credential {
@@ -107,6 +108,8 @@ export interface Config {
    * "Listings"): a listing derives their plaintext sizes from the stored sizes instead of a HEAD each.
    */
   readonly encryptedOnlyBuckets?: readonly string[];
+  /** The least severe log line written (access lines are `info`, the cause of a 5xx `warn`). @default 'info' */
+  readonly logLevel?: LogLevel;
 }
 
 export class ConfigError extends Error {
@@ -181,6 +184,7 @@ const fileSchema = z
       .optional(),
     bucketEncryption: z.record(z.string(), z.string()).optional(),
     encryptedOnlyBuckets: z.array(z.string()).optional(),
+    logLevel: z.enum(LOG_LEVELS).optional(),
   })
   .strict();
 
@@ -381,6 +385,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   }
   const { kms, bucketEncryption } = kmsSettings(pick, file, problems);
   const encryptedOnlyBuckets = bucketPatterns('SSEC_PROXY_ENCRYPTED_ONLY_BUCKETS', env.SSEC_PROXY_ENCRYPTED_ONLY_BUCKETS, file.encryptedOnlyBuckets, problems);
+  const logLevel = pick('SSEC_PROXY_LOG_LEVEL', file.logLevel) ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) problems.push(`SSEC_PROXY_LOG_LEVEL: must be one of ${LOG_LEVELS.join(', ')}`);
   if (problems.length) throw new ConfigError(problems);
 
   const config: Config = {
@@ -409,6 +415,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     ...(kms ? { kms } : {}),
     ...(bucketEncryption.length ? { bucketEncryption } : {}),
     ...(encryptedOnlyBuckets.length ? { encryptedOnlyBuckets } : {}),
+    logLevel: logLevel as LogLevel,
   };
   return deepFreeze(config);
 }

@@ -38,8 +38,8 @@ export interface RequestContext<R extends S3Request = S3Request> {
       onAnswer?: (status: number, headers: Record<string, string | string[] | undefined>) => void;
     },
   ) => Promise<void>;
-  /** Bytes counted for the access log. */
-  stats: { bytesIn: number; bytesOut: number; upstreamRequests: number; upstreamBytesIn: number; upstreamStatus?: number };
+  /** Bytes counted for the access log, and the S3 error code of a store's error answer relayed to the client. */
+  stats: { bytesIn: number; bytesOut: number; upstreamRequests: number; upstreamBytesIn: number; upstreamStatus?: number; code?: string };
 }
 
 /**
@@ -93,7 +93,10 @@ const NO_SUCH_UPLOAD =
 export async function relayUpstreamError(ctx: RequestContext, up: UpstreamResponse): Promise<void> {
   const headers = clientResponseHeaders(up.headers, { encrypted: true });
   let body = ctx.req.method === 'HEAD' || up.statusCode === 304 ? '' : await readText(up);
-  if (UPLOAD_OPS.has(ctx.s3.op) && parseS3Error(body).code === 'NoSuchKey') {
+  const code = parseS3Error(body).code;
+  if (code !== undefined) ctx.stats.code = code;
+  if (UPLOAD_OPS.has(ctx.s3.op) && code === 'NoSuchKey') {
+    ctx.stats.code = 'NoSuchUpload';
     // RGW answers an unknown or finished upload id with NoSuchKey; S3 says NoSuchUpload.
     body = replaceElements(replaceElements(body, 'Code', () => 'NoSuchUpload'), 'Message', () => NO_SUCH_UPLOAD);
   }

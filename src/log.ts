@@ -27,9 +27,14 @@ export const REDACTED_PATHS = [
   '*.secretAccessKey',
 ];
 
-export function createLogger(destination: NodeJS.WritableStream = process.stdout): Logger {
+/** Levels of SSEC_PROXY_LOG_LEVEL, most verbose first: access lines are `info`, the cause of a 5xx `warn`. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export function createLogger(destination: NodeJS.WritableStream = process.stdout, level: LogLevel = 'info'): Logger {
   return pino(
     {
+      level,
       base: workerId === undefined ? undefined : { worker: workerId },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },

@@ -25,6 +25,21 @@ function mustSign(name: string): boolean {
   return name.startsWith('x-amz-') || name === 'content-md5' || name === 'content-type';
 }
 
+/** Passes a store's error answer on unchanged, noting its S3 error code (from the first bytes) for the access log. */
+function errorCodeOf(stats: RequestContext['stats']): Transform {
+  let head = '';
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      if (head.length < 1024) {
+        head += chunk.toString('latin1', 0, 1024);
+        const code = /<Code>([A-Za-z0-9.]{1,64})<\/Code>/.exec(head)?.[1];
+        if (code) stats.code = code;
+      }
+      done(null, chunk);
+    },
+  });
+}
+
 export function createPassthrough(upstream: Upstream) {
   const agent =
     upstream.url.protocol === 'https:'
@@ -53,6 +68,7 @@ export function createPassthrough(upstream: Upstream) {
     startBody.get(req)?.();
   });
 
+  const stats = new WeakMap<http.IncomingMessage, RequestContext['stats']>();
   const started = new WeakMap<http.IncomingMessage, bigint>();
   const answered = new WeakMap<http.IncomingMessage, (status: number, headers: http.IncomingHttpHeaders) => void>();
   proxy.on('proxyReq', (_proxyReq, req) => started.set(req, process.hrtime.bigint()));
@@ -62,8 +78,10 @@ export function createPassthrough(upstream: Upstream) {
     answered.get(req)?.(proxyRes.statusCode ?? 0, proxyRes.headers);
     const headers = clientResponseHeaders(proxyRes.headers, { encrypted: false });
     res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, headers);
+    const counted = stats.get(req);
     // An upstream failure mid-body can only be signalled by cutting the client's connection.
-    pipeline(proxyRes, res).catch(() => res.destroy());
+    if ((proxyRes.statusCode ?? 0) >= 400 && counted) pipeline(proxyRes, errorCodeOf(counted), res).catch(() => res.destroy());
+    else pipeline(proxyRes, res).catch(() => res.destroy());
   });
 
   /**
@@ -102,6 +120,7 @@ export function createPassthrough(upstream: Upstream) {
     if (te !== undefined && cl === undefined) headers['transfer-encoding'] = 'chunked';
     prepared.set(req, { path: signed.url.slice(upstream.url.origin.length), headers });
     if (opts.onAnswer) answered.set(req, opts.onAnswer);
+    stats.set(req, ctx.stats);
     // A body held open by a slow (or anonymous) client takes an upload slot like the proxy's own uploads, so
     // pass-through writes cannot hold every store connection either; refused before 100-continue.
     const hasBody = (cl !== undefined && cl !== '0') || te !== undefined;

@@ -42,14 +42,15 @@ export interface PipelineDeps {
 export function createRequestHandler(deps: PipelineDeps) {
   const { config, upstream } = deps;
   const now = deps.now ?? (() => new Date());
-  const logger = deps.log ? undefined : createLogger();
+  const logger = deps.log ? undefined : createLogger(process.stdout, config.logLevel);
   const log =
     deps.log ??
     ((line: Record<string, unknown>) => {
       const { level, msg, ...fields } = line;
-      if (level === 'warn') logger!.warn(fields, String(msg ?? ''));
+      if (level === 'warn') logger!.warn(fields, String(msg ?? 'request'));
       else logger!.info(fields, 'request');
     });
+  const { metrics } = deps;
   const passthrough = createPassthrough(upstream);
   const objects = new ObjectInfoCache();
 
@@ -124,6 +125,28 @@ export function createRequestHandler(deps: PipelineDeps) {
     let s3: S3Request | undefined;
     const stats: RequestContext['stats'] = { bytesIn: 0, bytesOut: 0, upstreamRequests: 0, upstreamBytesIn: 0 };
     let status = 0;
+    let failure: S3Error | undefined;
+    // The access key the request claims (signature checked or not yet), and whether a refusal came from
+    // authentication or authorization.
+    let accessKeyId: string | undefined;
+    let refusedAuth = false;
+    let formAuth = false;
+    const authStep = async <T>(step: () => T | Promise<T>): Promise<T> => {
+      try {
+        return await step();
+      } catch (e) {
+        refusedAuth = true;
+        throw e;
+      }
+    };
+    const lookup = <T>(ak: string, get: (ak: string) => T): T => {
+      accessKeyId = ak;
+      return get(ak);
+    };
+    const encryption = watchEncryption(res);
+    // Read now: a request's socket is gone from it once the connection closes.
+    const client = req.socket.remoteAddress;
+    const forwarded = forwardedFor(req, client, config);
     try {
       s3 = classify(req.method ?? 'GET', req.url ?? '/', req.headers, config.virtualHostDomain);
       if (!secure && (hasSsecHeaders(req.headers) || hasSsecHeaders(req.headers, COPY_SSEC_PREFIX))) {
@@ -152,8 +175,9 @@ export function createRequestHandler(deps: PipelineDeps) {
       });
       if (s3.op === 'PostObject' && typeof req.headers.authorization !== 'string') {
         // Browser form uploads carry their signature (over a policy) in the form itself; postObject
-        // re-signs as the identity of the form's credential.
-        await postObject({ ...context(undefined, undefined), s3 }, (ak) => credentials.get(ak), now(), secure);
+        // re-signs as the identity of the form's credential. Its 403s are the form's signature or policy.
+        formAuth = true;
+        await postObject({ ...context(undefined, undefined), s3 }, (ak) => lookup(ak, (k) => credentials.get(k)), now(), secure);
         status = res.statusCode;
         return;
       }
@@ -161,32 +185,36 @@ export function createRequestHandler(deps: PipelineDeps) {
       // Anything else with no signature at all is an anonymous request: forwarded unsigned, never with a
       // credential of the proxy's, so the store's ACLs and policies decide as they would directly.
       if (s3.op === 'PreflightRequest' || classifyAuth({ url: req.url ?? '/', headers: req.headersDistinct }) === 'none') {
-        if (s3.op !== 'PreflightRequest' && !config.allowAnonymous) throw new S3Error('AccessDenied', 'Access Denied');
-        if (String(req.headers['x-amz-content-sha256']).startsWith('STREAMING-AWS4-')) throw new S3Error('AccessDenied', 'Access Denied');
+        await authStep(() => {
+          if (s3!.op !== 'PreflightRequest' && !config.allowAnonymous) throw new S3Error('AccessDenied', 'Access Denied');
+          if (String(req.headers['x-amz-content-sha256']).startsWith('STREAMING-AWS4-')) throw new S3Error('AccessDenied', 'Access Denied');
+        });
         refuseKeyInQuery(s3.query, req.headers);
         const anonymous = context(undefined, undefined);
-        if (s3.op !== 'PreflightRequest') await enforceBucketPolicy(anonymous);
+        if (s3.op !== 'PreflightRequest') await authStep(() => enforceBucketPolicy(anonymous));
         await route(anonymous);
         status = res.statusCode;
         return;
       }
-      const auth = authenticateRequest(
-        { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headersDistinct },
-        {
-          lookupSecret: (ak) => credentials.get(ak)?.secret,
-          now: now(),
-          region: config.region,
-          maxSkewMs: config.maxClockSkewMs,
-          allowSigV2: config.allowSigV2,
-          resourcePath: s3.pathStyleRawPath,
-          defaultRegion: config.region,
-        },
+      const auth = await authStep(() =>
+        authenticateRequest(
+          { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headersDistinct },
+          {
+            lookupSecret: (ak) => lookup(ak, (k) => credentials.get(k)?.secret),
+            now: now(),
+            region: config.region,
+            maxSkewMs: config.maxClockSkewMs,
+            allowSigV2: config.allowSigV2,
+            resourcePath: s3!.pathStyleRawPath,
+            defaultRegion: config.region,
+          },
+        ),
       );
       const credential = credentials.get(auth.accessKeyId)!;
-      refuseOutsideAllowList(credential.buckets, [s3.bucket, copySourceBucket(req.headers['x-amz-copy-source'])]);
+      await authStep(() => refuseOutsideAllowList(credential.buckets, [s3!.bucket, copySourceBucket(req.headers['x-amz-copy-source'])]));
       refuseKeyInQuery(s3.query, req.headers);
       const ctx = context(credential.identity, auth, credential.buckets);
-      await enforceBucketPolicy(ctx);
+      await authStep(() => enforceBucketPolicy(ctx));
       await route(ctx);
       status = res.statusCode;
     } catch (e) {
@@ -196,17 +224,30 @@ export function createRequestHandler(deps: PipelineDeps) {
         status = CLIENT_CLOSED;
       } else {
         if (!res.headersSent) await drainShortBody(req);
-        status = sendError(req, res, e, requestId, s3);
+        failure = toS3Error(e);
+        status = sendError(req, res, failure, requestId, s3);
         if (status >= 500) log({ level: 'warn', requestId, msg: describe(e) });
+        const integrity = integrityFailure(e);
+        if (integrity) metrics?.integrityFailures.inc({ code: integrity });
+        if ((refusedAuth || (formAuth && status === 403)) && status < 500) metrics?.authFailures.inc({ code: failure.code });
       }
     } finally {
+      const sse = status >= 200 && status < 300 && s3 && OBJECT_DATA_OPS.has(s3.op) ? encryption() : undefined;
+      if (sse) metrics?.objectRequests.inc({ operation: s3!.op, mode: sse });
       const line = {
         level: 'info',
         requestId,
+        method: req.method,
         op: s3?.op,
         bucket: s3?.bucket,
         key: s3?.key,
         status,
+        ...(failure ? { code: failure.code } : stats.code !== undefined ? { code: stats.code } : {}),
+        ...(sse ? { sse } : {}),
+        client,
+        ...forwarded,
+        ...(accessKeyId !== undefined ? { accessKeyId: accessKeyId.slice(0, 128) } : {}),
+        ...(typeof req.headers['user-agent'] === 'string' ? { userAgent: req.headers['user-agent'].slice(0, 256) } : {}),
         bytesIn: stats.bytesIn,
         bytesOut: stats.bytesOut,
         upstreamStatus: stats.upstreamStatus,
@@ -215,7 +256,7 @@ export function createRequestHandler(deps: PipelineDeps) {
         ms: Number(process.hrtime.bigint() - started) / 1e6,
       };
       log(line);
-      deps.metrics?.observe(line);
+      metrics?.observe(line);
     }
   };
 }
@@ -281,6 +322,57 @@ export function toS3Error(e: unknown): S3Error {
   return new S3Error('InternalError', 'We encountered an internal error. Please try again.', { cause: e });
 }
 
+/** The format error code of a stored object that failed its integrity check (not a wrong key), or undefined. */
+function integrityFailure(e: unknown): string | undefined {
+  for (let c = e; c instanceof Error; c = c.cause) {
+    if (c instanceof FormatError) return c.code === 'EnvelopeUnsealFailed' ? undefined : c.code;
+  }
+  return undefined;
+}
+
+/** Operations that read or write an object's data, counted by the encryption their answer reports. */
+const OBJECT_DATA_OPS: ReadonlySet<S3Request['op']> = new Set([
+  'PutObject',
+  'PostObject',
+  'GetObject',
+  'HeadObject',
+  'CopyObject',
+  'CreateMultipartUpload',
+  'UploadPart',
+  'UploadPartCopy',
+  'CompleteMultipartUpload',
+  'GetObjectAttributes',
+]);
+
+export type EncryptionMode = 'plain' | 'sse-c' | 'sse-s3' | 'sse-kms';
+
+/**
+ * The encryption an answer reports to its client, read from the headers as they are written (handlers answer
+ * with `writeHead`, whose headers `getHeader` does not see): SSE-C's algorithm echo, or SSE-S3/KMS's header.
+ */
+function watchEncryption(res: http.ServerResponse): () => EncryptionMode {
+  let mode: EncryptionMode = 'plain';
+  const writeHead = res.writeHead;
+  res.writeHead = function (this: http.ServerResponse, ...args: unknown[]) {
+    const given = args.find((a): a is Record<string, unknown> => typeof a === 'object' && a !== null && !Array.isArray(a));
+    const header = (name: string) => given?.[name] ?? res.getHeader(name);
+    const sse = String(header('x-amz-server-side-encryption') ?? '');
+    if (header('x-amz-server-side-encryption-customer-algorithm') !== undefined) mode = 'sse-c';
+    else if (sse === 'aws:kms') mode = 'sse-kms';
+    else if (sse === 'AES256') mode = 'sse-s3';
+    return (writeHead as (...a: unknown[]) => http.ServerResponse).apply(this, args);
+  } as typeof res.writeHead;
+  return () => mode;
+}
+
+/** The client's address as a trusted TLS-terminating peer reports it (X-Forwarded-For), for the access log. */
+function forwardedFor(req: http.IncomingMessage, client: string | undefined, config: Config): { forwardedFor?: string } {
+  const peer = client?.replace(/^::ffff:/, '');
+  const value = req.headers['x-forwarded-for'];
+  if (peer === undefined || typeof value !== 'string' || !config.http?.trustedProxies.includes(peer)) return {};
+  return { forwardedFor: value.slice(0, 256) };
+}
+
 function describe(e: unknown): string {
   if (e instanceof S3Error) return `${e.code}: ${e.message}${e.cause ? ' (cause: ' + describe(e.cause) + ')' : ''}`;
   if (e instanceof Error) return `${e.name}: ${e.message}`;
@@ -290,11 +382,10 @@ function describe(e: unknown): string {
 function sendError(
   req: http.IncomingMessage,
   res: http.ServerResponse,
-  e: unknown,
+  err: S3Error,
   requestId: string,
   s3: S3Request | undefined,
 ): number {
-  const err = toS3Error(e);
   if (res.headersSent) {
     // Mid-body failure: the only honest signal left is a cut connection.
     res.destroy();

@@ -8,6 +8,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { note } from './log.ts';
+import { uploadsInUse } from './objects/write.ts';
 import { createRequestHandler, type PipelineDeps } from './pipeline.ts';
 import { S3Error, toXml } from './s3/errors.ts';
 
@@ -112,7 +113,20 @@ export async function startProxy(deps: ProxyDeps): Promise<RunningProxy> {
   }
   // Expect: 100-continue is answered by the handlers once the headers passed every check (auth, SSE-C).
   tlsServer.on('checkContinue', (req, res) => void handle(req, res, true));
+  // Open client connections (TCP, TLS or not yet), for the saturation metrics.
+  let connections = 0;
+  deps.metrics?.watchSaturation({
+    uploads: uploadsInUse,
+    maxUploads: config.maxConcurrentUploads,
+    connections: () => connections,
+    maxConnections: config.maxConnections * servers.length,
+  });
   for (const s of servers) {
+    s.on('connection', (socket: Socket) => {
+      connections++;
+      socket.once('close', () => connections--);
+    });
+    s.on('drop', () => deps.metrics?.connectionsDropped.inc());
     s.keepAliveTimeout = 20_000;
     s.requestTimeout = 0; // uploads of many GiB are legitimate; a stalled body is cut by its own idle timeout
     s.headersTimeout = HEADERS_TIMEOUT_MS;

@@ -7,8 +7,32 @@
  * expire (the TTL), not at once.
  */
 import { createHash } from 'node:crypto';
+import diagnostics from 'node:diagnostics_channel';
 import { wipe } from '../sse-c/data-key.ts';
-import { canonicalContext, type EncryptionContext, type GeneratedKey, type KeyStatus, type Kms } from './kms.ts';
+import { canonicalContext, KmsError, type EncryptionContext, type GeneratedKey, type KeyStatus, type Kms } from './kms.ts';
+
+/** One call that reached the KMS (cache hits excluded): `ok`, a KmsError code, or `error` (anything else). */
+export interface KmsCallEvent {
+  readonly operation: 'generate' | 'decrypt' | 'status';
+  readonly outcome: 'ok' | KmsError['code'] | 'error';
+}
+
+/**
+ * Where each call that reached the KMS is published (for metrics, admin.ts): the KMS stays free of any
+ * metrics library, and publishing costs nothing while nobody listens.
+ */
+export const kmsCalls = diagnostics.channel('s3-ssec-proxy:kms');
+
+async function observed<T>(operation: KmsCallEvent['operation'], call: () => Promise<T>): Promise<T> {
+  try {
+    const r = await call();
+    if (kmsCalls.hasSubscribers) kmsCalls.publish({ operation, outcome: 'ok' } satisfies KmsCallEvent);
+    return r;
+  } catch (e) {
+    if (kmsCalls.hasSubscribers) kmsCalls.publish({ operation, outcome: e instanceof KmsError ? e.code : 'error' } satisfies KmsCallEvent);
+    throw e;
+  }
+}
 
 export interface KeyCacheOptions {
   /** @default 1000 */
@@ -51,7 +75,7 @@ export class CachingKms implements Kms {
 
   generateKey(keyId: string, context: EncryptionContext): Promise<GeneratedKey> {
     this.calls++;
-    return this.#inner.generateKey(keyId, context);
+    return observed('generate', () => this.#inner.generateKey(keyId, context));
   }
 
   async decrypt(keyId: string, sealed: Buffer, context: EncryptionContext): Promise<Buffer> {
@@ -72,7 +96,7 @@ export class CachingKms implements Kms {
       wipe(hit.key);
     }
     this.calls++;
-    const key = await this.#inner.decrypt(keyId, sealed, context);
+    const key = await observed('decrypt', () => this.#inner.decrypt(keyId, sealed, context));
     this.#evict(id); // a concurrent miss may have filled it meanwhile
     this.#entries.set(id, { key: Buffer.from(key), expires: now + this.#ttl });
     while (this.#entries.size > this.#max) this.#evict(this.#entries.keys().next().value!);
@@ -80,7 +104,7 @@ export class CachingKms implements Kms {
   }
 
   status(keyId: string): Promise<KeyStatus> {
-    return this.#inner.status(keyId);
+    return observed('status', () => this.#inner.status(keyId));
   }
 
   list(): Promise<readonly string[]> {

@@ -141,6 +141,11 @@ function verdict(failure: unknown): unknown {
 let uploading = 0;
 let anonymousUploading = 0;
 
+/** Upload slots in use in this process (a saturation metric). */
+export function uploadsInUse(): number {
+  return uploading;
+}
+
 /**
  * One of `maxConcurrentUploads` upload slots, released when its `using` scope ends; none left is S3's 503
  * SlowDown, answered before the body is read (clients retry with backoff). Anonymous uploads (which only the

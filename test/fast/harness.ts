@@ -14,6 +14,7 @@ import {
   UploadPartCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
+import type { Metrics } from '../../src/admin.ts';
 import { sse, startTestProxy, type SseKey, type TestProxy } from '../support/proxy.ts';
 import { describeRequests, startS3Double, type RecordedRequest, type S3Double } from '../support/s3-double.ts';
 
@@ -25,7 +26,7 @@ export interface Fast {
 }
 
 /** A proxy over a new double; `chunkSizeLog2` (only settable in the config file) for new objects. */
-export async function startFast(opts: { chunkSizeLog2?: number; buckets?: string[]; env?: Record<string, string> } = {}): Promise<Fast> {
+export async function startFast(opts: { chunkSizeLog2?: number; buckets?: string[]; env?: Record<string, string>; metrics?: Metrics } = {}): Promise<Fast> {
   const double = await startS3Double();
   const env: Record<string, string> = { ...opts.env };
   if (opts.chunkSizeLog2 !== undefined) {
@@ -33,7 +34,7 @@ export async function startFast(opts: { chunkSizeLog2?: number; buckets?: string
     writeFileSync(file, JSON.stringify({ chunkSizeLog2: opts.chunkSizeLog2 }));
     env.SSEC_PROXY_CONFIG = file;
   }
-  const proxy = await startTestProxy(double, env);
+  const proxy = await startTestProxy(double, env, opts.metrics ? { metrics: opts.metrics } : {});
   const s3 = proxy.client();
   for (const b of opts.buckets ?? []) await s3.send(new CreateBucketCommand({ Bucket: b }));
   return {

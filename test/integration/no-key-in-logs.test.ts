@@ -73,7 +73,31 @@ test('no trace of the customer key in anything the proxy writes, through puts, r
     assert.ok(ops.has(op), `access log has ${op}`);
   }
   const line = lines.find((l) => l.op === 'PutObject')!;
-  for (const field of ['requestId', 'bucket', 'key', 'status', 'bytesIn', 'bytesOut', 'ms', 'upstreamStatus', 'time', 'level']) {
+  for (const field of ['requestId', 'bucket', 'key', 'status', 'bytesIn', 'bytesOut', 'ms', 'upstreamStatus', 'time', 'level', 'method', 'client', 'accessKeyId', 'userAgent', 'sse']) {
     assert.ok(field in line, `access log field ${field}`);
   }
+  assert.equal(line.accessKeyId, up.accessKeyId);
+  assert.equal(line.sse, 'sse-c');
+  // The new fields carry no secret: not the client's secret key, nor the key in any form.
+  assert.ok(!text.includes(up.secretAccessKey), 'the secret access key is in the process output');
+  // 4xx lines name the S3 error code: a wrong key (the proxy's own refusal) and a missing bucket (the store's).
+  const wrongKey = lines.find((l) => l.op === 'HeadObject' && l.status === 403)!;
+  assert.equal(wrongKey.code, 'AccessDenied');
+  const missing = lines.find((l) => l.op === 'PutObject' && l.bucket === `${bucket}-missing`)!;
+  assert.equal(missing.code, 'NoSuchBucket');
+});
+
+test('SSEC_PROXY_LOG_LEVEL=warn: successful requests write no access line', async () => {
+  const up = await rgwUpstream();
+  const cli = await startCli(up, { SSEC_PROXY_LOG_LEVEL: 'warn' });
+  const s3 = cli.client();
+  const bucket = `quiet-${randomBytes(4).toString('hex')}`;
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'a', Body: 'x', ...sse(newKey()) }));
+  } finally {
+    await cli.stop();
+  }
+  const lines = cli.output().toString().split('\n').filter((l) => l.startsWith('{'));
+  assert.deepEqual(lines, []);
 });

@@ -11,6 +11,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { Hash } from '@smithy/hash-node';
+import type { Metrics } from '../../src/admin.ts';
 import { loadConfig } from '../../src/config.ts';
 import { startProxy, type RunningProxy } from '../../src/server.ts';
 import { ensureDevCertificate } from '../../src/tls/dev-cert.ts';
@@ -44,7 +45,7 @@ export async function rgwUpstream(): Promise<UpstreamInfo> {
 
 let caDir: string | undefined;
 
-export async function startTestProxy(up: UpstreamInfo, env: Record<string, string> = {}): Promise<TestProxy> {
+export async function startTestProxy(up: UpstreamInfo, env: Record<string, string> = {}, opts: { metrics?: Metrics } = {}): Promise<TestProxy> {
   caDir ??= mkdtempSync(join(tmpdir(), 'ssec-test-ca-'));
   const domain = env.SSEC_PROXY_VIRTUAL_HOST_DOMAIN;
   const cert = await ensureDevCertificate(caDir, domain ? [domain, `*.${domain}`] : []);
@@ -59,13 +60,14 @@ export async function startTestProxy(up: UpstreamInfo, env: Record<string, strin
       ...env,
     },
   });
-  const upstream = new Upstream(up.endpoint, up.region);
+  const upstream = new Upstream(up.endpoint, up.region, opts.metrics ? { observer: opts.metrics.upstreamObserver } : {});
   const logs: Array<Record<string, unknown>> = [];
   const proxy = await startProxy({
     config,
     upstream,
     tls: { cert: cert.certPem, key: cert.keyPem },
     log: (l) => logs.push(l),
+    ...(opts.metrics ? { metrics: opts.metrics } : {}),
   });
   const endpoint = `https://127.0.0.1:${proxy.httpsPort}`;
   const clients: S3Client[] = [];

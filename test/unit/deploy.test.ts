@@ -22,7 +22,30 @@ import { freePort } from '../support/net.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 
+/** The Prometheus Operator's kinds (no schema package here): the fields the operator needs, checked by hand. */
+class MonitoringObject {
+  constructor(private readonly o: Manifest) {}
+  validate(): void {
+    const { o } = this;
+    assert.equal(o.apiVersion, 'monitoring.coreos.com/v1');
+    assert.ok(o.metadata?.name);
+    if (o.kind === 'PrometheusRule') {
+      for (const g of o.spec.groups) {
+        assert.ok(g.name && g.rules.length);
+        for (const r of g.rules) assert.ok(r.alert && typeof r.expr === 'string' && r.labels?.severity && r.annotations?.summary, JSON.stringify(r));
+      }
+    } else {
+      assert.ok(o.spec.selector?.matchLabels);
+      const endpoints = o.kind === 'ServiceMonitor' ? o.spec.endpoints : o.spec.podMetricsEndpoints;
+      assert.ok(endpoints.length && endpoints.every((e: Manifest) => typeof e.port === 'string' && e.path === '/metrics'));
+    }
+  }
+}
+
 const MODELS: Record<string, new (o: never) => { validate(): void }> = {
+  ServiceMonitor: MonitoringObject as never,
+  PodMonitor: MonitoringObject as never,
+  PrometheusRule: MonitoringObject as never,
   ConfigMap: ConfigMap as never,
   Secret: Secret as never,
   Service: Service as never,
@@ -64,8 +87,11 @@ for (const overlay of ['standalone', 'sidecar']) {
     assert.equal(proxy.securityContext.readOnlyRootFilesystem, true);
     assert.equal(proxy.readinessProbe.httpGet.path, '/readyz');
     assert.equal(proxy.livenessProbe.httpGet.path, '/healthz');
-    assert.ok(pod.terminationGracePeriodSeconds > 25, 'grace period covers the proxy\'s drain');
-    const config = objects.find((o) => o.kind === 'ConfigMap')!;
+    const config = objects.find((o) => o.kind === 'ConfigMap' && o.data?.SSEC_PROXY_LISTEN)!;
+    assert.ok(
+      pod.terminationGracePeriodSeconds > proxy.lifecycle.preStop.sleep.seconds + Number(config.data.SSEC_PROXY_SHUTDOWN_GRACE_SECONDS),
+      'grace period covers the preStop delay and the proxy\'s drain',
+    );
     if (overlay === 'sidecar') {
       assert.deepEqual(pod.containers.map((c: { name: string }) => c.name).sort(), ['app', 'proxy']);
       assert.equal(config.data.SSEC_PROXY_ALLOW_SSEC_OVER_LOOPBACK_HTTP, 'true');
@@ -114,9 +140,50 @@ test('production start path: built dist/ with production dependencies only start
   }
 });
 
-test('the Docker build context leaves out .state/ (the development CA key), keys, node_modules and dist; a LICENSE matches package.json', () => {
-  const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
-  for (const entry of ['.state/', 'node_modules/', 'dist/', '*.pem', 'key.bin']) assert.ok(ignore.includes(entry), `.dockerignore lacks ${entry}`);
+/**
+ * Whether Docker leaves `path` out of the build context under `.dockerignore` rules: the last rule matching the
+ * path or one of its parent directories decides (`*` within one path segment, `**` across segments).
+ */
+function dockerIgnores(rules: string[], path: string): boolean {
+  let ignored = false;
+  const parts = path.split('/');
+  for (const raw of rules) {
+    const negated = raw.startsWith('!');
+    const pattern = (negated ? raw.slice(1) : raw).replace(/^\/+|\/+$/g, '');
+    const re = new RegExp(
+      '^' +
+        pattern
+          .split(/(\*\*\/?|\*|\?)/)
+          .map((t) => (t === '**/' ? '(?:.*/)?' : t === '**' ? '.*' : t === '*' ? '[^/]*' : t === '?' ? '[^/]' : t.replace(/[.+^${}()|[\]\\]/g, '\\$&')))
+          .join('') +
+        '$',
+    );
+    for (let n = 1; n <= parts.length; n++) {
+      if (re.test(parts.slice(0, n).join('/'))) {
+        ignored = !negated;
+        break;
+      }
+    }
+  }
+  return ignored;
+}
+
+test('the Docker build context holds what the Dockerfile copies and leaves out .state/ (the development CA key), keys, TLS files, node_modules, dist and test output; a LICENSE matches package.json', () => {
+  const rules = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  // The matcher itself: Docker's semantics on the cases that matter.
+  assert.equal(dockerIgnores(['*.pem'], 'deploy/tls/key.pem'), false, '*.pem is the context root only');
+  assert.equal(dockerIgnores(['**/*.pem'], 'deploy/tls/key.pem'), true);
+  assert.equal(dockerIgnores(['*', '!src/'], 'src/main.ts'), false);
+  for (const left of ['.state/tls/ca-key.pem', 'src/.state/x', 'key.bin', 'demo/key.bin', 'deploy/tls/key.pem', 'tls/server.key', 'node_modules/pino/index.js', 'dist/main.js', '.git/config', 'test/unit/deploy.test.ts', 'bench/out.json', 'data.bin', 'proxy.log']) {
+    assert.ok(dockerIgnores(rules, left), `${left} is in the build context`);
+  }
+  const dockerfile = readFileSync(join(ROOT, 'deploy/Dockerfile'), 'utf8');
+  const copied = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/));
+  assert.ok(copied.includes('src') && copied.includes('package.json'));
+  for (const f of [...copied, 'src/main.ts', 'bin/s3-ssec-proxy.js']) assert.ok(!dockerIgnores(rules, f), `${f} (copied by the Dockerfile) is left out of the build context`);
   const license = readFileSync(join(ROOT, 'LICENSE'), 'utf8');
   assert.equal((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { license: string }).license, 'Apache-2.0');
   assert.match(license, /Apache License\s+Version 2\.0, January 2004/);
