@@ -111,7 +111,7 @@ test('production start path: built dist/ with production dependencies only start
   await run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund'], app);
   await assert.rejects(run('node', ['-e', "require.resolve('tsx')"], app), 'no dev dependency installed');
   const port = await freePort();
-  const child = spawn(join(ROOT, 'node_modules/.bin/node'), ['dist/main.js'], {
+  const child = spawn(join(ROOT, 'node_modules/.bin/node'), ['bin/s3-ssec-proxy.js'] /* as the image's ENTRYPOINT */, {
     cwd: app,
     env: { PATH: process.env.PATH ?? '', SSEC_PROXY_LISTEN: `127.0.0.1:${port}`, SSEC_PROXY_STATE_DIR: join(app, 'state') },
     stdio: ['ignore', 'ignore', 'pipe'],
