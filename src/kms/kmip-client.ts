@@ -91,6 +91,9 @@ const PROTOCOL = [1, 4] as const;
 /** No answer of ours is anywhere near this; a larger length is a broken or hostile peer. */
 const MAX_MESSAGE = 1 << 20;
 
+/** Operations sent again after a kept connection closed unanswered: they change nothing on the server. */
+const RETRYABLE: ReadonlySet<number> = new Set([Operation.Locate, Operation.Get, Operation.GetAttributes, Operation.Encrypt, Operation.Decrypt]);
+
 export class KmipError extends Error {
   override readonly name = 'KmipError';
   constructor(
@@ -101,6 +104,13 @@ export class KmipError extends Error {
     options?: { cause?: unknown },
   ) {
     super(message, options);
+  }
+}
+
+/** A kept connection closed before any answer (internal: `call` retries or unwraps it). */
+class StaleConnection extends Error {
+  constructor(readonly error: KmipError) {
+    super(error.message);
   }
 }
 
@@ -326,9 +336,19 @@ export class KmipClient {
     this.#socket = undefined;
   }
 
-  /** One operation, after the calls queued before it; its response payload. */
+  /**
+   * One operation, after the calls queued before it; its response payload. A kept connection the server closed
+   * (servers drop idle ones) without a byte of answer is replaced and a read-only or crypto operation sent again
+   * on a new one, once; an operation that changes the server is not (it may have been done).
+   */
   call(operation: number, payload: Item[]): Promise<Item | undefined> {
-    const run = this.#queue.then(() => this.#exchange(operation, requestMessage(operation, payload)));
+    const request = requestMessage(operation, payload);
+    const run = this.#queue.then(() =>
+      this.#exchange(operation, request).catch((e: unknown) => {
+        if (e instanceof StaleConnection && RETRYABLE.has(operation)) return this.#exchange(operation, request);
+        throw e instanceof StaleConnection ? e.error : e;
+      }),
+    );
     this.#queue = run.catch(() => undefined);
     return run;
   }
@@ -340,7 +360,7 @@ export class KmipClient {
     try {
       return await new Promise<Item | undefined>((resolve, reject) => {
         timer = setTimeout(() => reject(new KmipError('transport', `The KMIP server did not answer within ${timeoutMs} ms.`)), timeoutMs);
-        this.#connected().then((s) => {
+        this.#connected().then(({ socket: s, kept }) => {
           socket = s;
           let buffered = Buffer.alloc(0);
           const onData = (chunk: Buffer) => {
@@ -359,12 +379,14 @@ export class KmipClient {
           };
           const onEnd = () => fail(new KmipError('transport', 'The KMIP server closed the connection.'));
           const onError = (e: Error) => fail(new KmipError('transport', `The KMIP connection failed (${e.message.slice(0, 200)}).`, undefined, { cause: e }));
+          /** Closed with no answer at all on a connection kept from an earlier call: likely dropped while idle. */
+          const stale = (e: KmipError) => (kept && buffered.length === 0 ? new StaleConnection(e) : e);
           const done = () => {
             s.off('data', onData).off('end', onEnd).off('close', onEnd).off('error', onError);
           };
           const fail = (e: KmipError) => {
             done();
-            reject(e);
+            reject(stale(e));
           };
           s.on('data', onData).once('end', onEnd).once('close', onEnd).once('error', onError);
           s.write(request);
@@ -372,7 +394,7 @@ export class KmipClient {
       });
     } catch (e) {
       // The connection's state is unknown (a late answer would be read as the next call's): start over.
-      if (!(e instanceof KmipError && e.kind === 'result')) {
+      if (e instanceof StaleConnection || !(e instanceof KmipError && e.kind === 'result')) {
         socket?.destroy();
         if (this.#socket === socket || !socket) this.close();
       }
@@ -382,10 +404,10 @@ export class KmipClient {
     }
   }
 
-  /** The open connection, or a new one once its TLS handshake (server certificate checked) completes. */
-  #connected(): Promise<TLSSocket> {
+  /** The open connection (kept), or a new one once its TLS handshake (server certificate checked) completes. */
+  #connected(): Promise<{ socket: TLSSocket; kept: boolean }> {
     const open = this.#socket;
-    if (open && !open.destroyed && open.writable) return Promise.resolve(open);
+    if (open && !open.destroyed && open.writable) return Promise.resolve({ socket: open, kept: true });
     this.close();
     const o = this.#options;
     return new Promise((resolve, reject) => {
@@ -408,7 +430,7 @@ export class KmipClient {
         s.off('error', onError);
         // Errors between calls only mark the socket dead; the next call reconnects.
         s.on('error', () => s.destroy());
-        resolve(s);
+        resolve({ socket: s, kept: false });
       });
     });
   }

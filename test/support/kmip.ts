@@ -49,8 +49,8 @@ function openssl(args: string[], cwd: string): void {
   execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-/** CA, server (IP 127.0.0.1) and client (clientAuth, CN ssec-proxy) certificates, P-256. */
-function makeCerts(dir: string): void {
+/** CA, server (IP 127.0.0.1) and client (clientAuth, CN ssec-proxy) certificates, P-256: ca.pem, server.pem/.key, client.pem/.key. */
+export function makeKmipCerts(dir: string): void {
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
   openssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=ssec-test-kmip-ca'], dir);
   for (const [name, cn, ext] of [
@@ -85,7 +85,7 @@ async function portOpen(port: number): Promise<boolean> {
 export async function startKmipServer(): Promise<KmipServer> {
   if (!existsSync(PYKMIP_SERVER)) throw new Error(`${PYKMIP_SERVER} is missing: install Debian's python3-pykmip (scripts/test.sh does)`);
   const dir = mkdtempSync(join(tmpdir(), 'ssec-kmip-'));
-  makeCerts(dir);
+  makeKmipCerts(dir);
   const port = await freePort();
   const conf = join(dir, 'server.conf');
   writeFileSync(

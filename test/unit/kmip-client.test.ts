@@ -1,0 +1,138 @@
+/**
+ * The KMIP client's connection handling against a scripted TLS peer (client certificate required, as a KMIP
+ * server does): a kept connection the server closed unanswered is replaced and a read-only operation sent again,
+ * an operation that changes the server is not; a server that never answers or answers garbage is a transport
+ * error within the deadline, and the next call connects anew.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createServer, type Server, type TLSSocket } from 'node:tls';
+import { KmipClient, KmipError, nameAttribute, Operation, Tag } from '../../src/kms/kmip-client.ts';
+import { child, decode, encode, enumeration, struct, text } from '../../src/kms/ttlv.ts';
+import { makeKmipCerts } from '../support/kmip.ts';
+
+/** What the peer does with the n-th request (0-based, over all connections) on connection c (0-based). */
+type Script = (request: { operation: number; n: number; c: number }) => 'answer' | 'close' | 'silence' | 'garbage';
+
+let dir: string;
+let server: Server;
+let port: number;
+let script: Script = () => 'answer';
+const seen: Array<{ operation: number; c: number }> = [];
+let connections = 0;
+
+function answer(operation: number): Buffer {
+  return encode(
+    struct(
+      Tag.ResponseMessage,
+      struct(Tag.ResponseHeader),
+      struct(Tag.BatchItem, enumeration(Tag.Operation, operation), enumeration(Tag.ResultStatus, 0), struct(Tag.ResponsePayload, text(Tag.UniqueIdentifier, '7'))),
+    ),
+  );
+}
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'ssec-kmip-client-'));
+  makeKmipCerts(dir);
+  server = createServer(
+    { key: readFileSync(join(dir, 'server.key')), cert: readFileSync(join(dir, 'server.pem')), ca: readFileSync(join(dir, 'ca.pem')), requestCert: true, rejectUnauthorized: true },
+    (socket: TLSSocket) => {
+      const c = connections++;
+      let buffered = Buffer.alloc(0);
+      socket.on('error', () => undefined);
+      socket.on('data', (chunk: Buffer) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        if (buffered.length < 8 || buffered.length < 8 + buffered.readUInt32BE(4)) return;
+        const operation = child(child(decode(buffered), Tag.BatchItem), Tag.Operation)!.value as number;
+        buffered = Buffer.alloc(0);
+        seen.push({ operation, c });
+        const what = script({ operation, n: seen.length - 1, c });
+        if (what === 'answer') socket.write(answer(operation));
+        else if (what === 'close') socket.destroy();
+        else if (what === 'garbage') socket.write(Buffer.from('42007b0100000008ffffffff00000000', 'hex'));
+      });
+    },
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as { port: number }).port;
+});
+after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+function client(timeoutMs = 2000): KmipClient {
+  return new KmipClient({
+    host: '127.0.0.1',
+    port,
+    ca: readFileSync(join(dir, 'ca.pem')),
+    cert: readFileSync(join(dir, 'client.pem')),
+    key: readFileSync(join(dir, 'client.key')),
+    timeoutMs,
+  });
+}
+
+function reset(s: Script): void {
+  script = s;
+  seen.length = 0;
+  connections = 0;
+}
+
+describe('KMIP client connections', () => {
+  test('a kept connection closed unanswered: a Locate is sent again on a new connection, once', async () => {
+    reset(({ n }) => (n === 1 ? 'close' : 'answer'));
+    const k = client();
+    try {
+      assert.deepEqual(await k.locate('a'), ['7']);
+      assert.deepEqual(await k.locate('a'), ['7']);
+      assert.deepEqual(seen, [
+        { operation: Operation.Locate, c: 0 },
+        { operation: Operation.Locate, c: 0 },
+        { operation: Operation.Locate, c: 1 },
+      ]);
+    } finally {
+      k.close();
+    }
+  });
+
+  test('… but a Create is not sent again (it may have been done): the caller gets the failure', async () => {
+    reset(({ n }) => (n === 1 ? 'close' : 'answer'));
+    const k = client();
+    try {
+      await k.locate('a');
+      await assert.rejects(k.create([nameAttribute('a')]), (e: unknown) => e instanceof KmipError && e.kind === 'transport' && /closed the connection/.test(e.message));
+      assert.equal(seen.filter((r) => r.operation === Operation.Create).length, 1);
+      assert.deepEqual(await k.locate('a'), ['7'], 'the next call connects anew');
+    } finally {
+      k.close();
+    }
+  });
+
+  test('a fresh connection closed unanswered is not retried (the server is failing, not idle)', async () => {
+    reset(() => 'close');
+    const k = client();
+    try {
+      await assert.rejects(k.locate('a'), (e: unknown) => e instanceof KmipError && e.kind === 'transport');
+      assert.equal(seen.length, 1);
+    } finally {
+      k.close();
+    }
+  });
+
+  test('a server that never answers is a transport error at the deadline; one answering garbage too; the next call reconnects', async () => {
+    reset(({ n }) => (n === 0 ? 'silence' : n === 1 ? 'garbage' : 'answer'));
+    const k = client(500);
+    try {
+      await assert.rejects(k.locate('a'), /did not answer within 500 ms/);
+      await assert.rejects(k.locate('a'), /answered a malformed message/);
+      assert.deepEqual(await k.locate('a'), ['7']);
+      assert.deepEqual(
+        seen.map((r) => r.c),
+        [0, 1, 2],
+        'each failure dropped its connection',
+      );
+    } finally {
+      k.close();
+    }
+  });
+});
