@@ -29,7 +29,15 @@ export type KmsSettings =
     }
   | {
       /** A KMIP server (docs/FORMAT.md §13.6): host:port, PEM paths of its CA and of the client certificate and key. */
-      readonly kmip: { readonly host: string; readonly port: number; readonly caFile?: string; readonly certFile: string; readonly keyFile: string };
+      readonly kmip: {
+        readonly host: string;
+        readonly port: number;
+        readonly caFile?: string;
+        readonly certFile: string;
+        readonly keyFile: string;
+        /** A Username and Password credential, for servers that ask for one besides the certificate (never logged). */
+        readonly credentials?: { readonly username: string; readonly password: string };
+      };
       readonly defaultKeyId: string;
     };
 
@@ -181,7 +189,10 @@ const fileSchema = z
           })
           .strict()
           .optional(),
-        kmip: z.object({ endpoint: hostPort, caFile: nonEmpty.optional(), certFile: nonEmpty, keyFile: nonEmpty }).strict().optional(),
+        kmip: z
+          .object({ endpoint: hostPort, caFile: nonEmpty.optional(), certFile: nonEmpty, keyFile: nonEmpty, username: nonEmpty.optional(), password: nonEmpty.optional() })
+          .strict()
+          .optional(),
       })
       .strict()
       .optional(),
@@ -523,20 +534,25 @@ function kmsSettings(
  * A KMIP server: SSEC_PROXY_KMS_KMIP_ENDPOINT (host:port), SSEC_PROXY_KMS_KMIP_CA_FILE (its CA; else the system's),
  * SSEC_PROXY_KMS_KMIP_CERT_FILE and SSEC_PROXY_KMS_KMIP_KEY_FILE (the client certificate and key, PEM). The files
  * are checked here so a bad path stops the start; the server is first reached by the first SSE-S3/KMS request.
+ * SSEC_PROXY_KMS_KMIP_USERNAME and _PASSWORD (or _PASSWORD_FILE), together: a credential sent with each request.
  */
 function kmipSettings(
   pick: (name: string, fromFile: string | undefined) => string | undefined,
   file: FileConfig,
   problems: string[],
-): { host: string; port: number; caFile?: string; certFile: string; keyFile: string } | undefined {
+): NonNullable<Extract<Config['kms'], { kmip: unknown }>>['kmip'] | undefined {
   const f = file.kms?.kmip;
   const endpoint = pick('SSEC_PROXY_KMS_KMIP_ENDPOINT', f?.endpoint);
+  const username = pick('SSEC_PROXY_KMS_KMIP_USERNAME', f?.username);
+  const password = pick('SSEC_PROXY_KMS_KMIP_PASSWORD', f?.password);
+  if ((username === undefined) !== (password === undefined)) problems.push('SSEC_PROXY_KMS_KMIP_USERNAME and SSEC_PROXY_KMS_KMIP_PASSWORD: give both or neither');
   const files = {
     caFile: pick('SSEC_PROXY_KMS_KMIP_CA_FILE', f?.caFile),
     certFile: pick('SSEC_PROXY_KMS_KMIP_CERT_FILE', f?.certFile),
     keyFile: pick('SSEC_PROXY_KMS_KMIP_KEY_FILE', f?.keyFile),
   };
   if (endpoint === undefined) {
+    if (username !== undefined) problems.push('SSEC_PROXY_KMS_KMIP_USERNAME: set, but SSEC_PROXY_KMS_KMIP_ENDPOINT is not');
     for (const [k, v] of Object.entries(files)) {
       if (v !== undefined) problems.push(`SSEC_PROXY_KMS_KMIP_${k.slice(0, -4).toUpperCase()}_FILE: set, but SSEC_PROXY_KMS_KMIP_ENDPOINT is not`);
     }
@@ -557,7 +573,14 @@ function kmipSettings(
       problems.push(`${name}: ${(e as Error).message}`);
     }
   }
-  return { host, port, ...(files.caFile !== undefined ? { caFile: files.caFile } : {}), certFile: files.certFile ?? '', keyFile: files.keyFile ?? '' };
+  return {
+    host,
+    port,
+    ...(files.caFile !== undefined ? { caFile: files.caFile } : {}),
+    certFile: files.certFile ?? '',
+    keyFile: files.keyFile ?? '',
+    ...(username !== undefined && password !== undefined ? { credentials: { username, password } } : {}),
+  };
 }
 
 function deepFreeze<T>(o: T): T {

@@ -20,9 +20,13 @@ export const Tag = {
   Attribute: 0x420008,
   AttributeName: 0x42000a,
   AttributeValue: 0x42000b,
+  Authentication: 0x42000c,
   BatchCount: 0x42000d,
   BatchItem: 0x42000f,
   BlockCipherMode: 0x420011,
+  Credential: 0x420023,
+  CredentialType: 0x420024,
+  CredentialValue: 0x420025,
   CryptographicAlgorithm: 0x420028,
   CryptographicLength: 0x42002a,
   CryptographicParameters: 0x42002b,
@@ -56,6 +60,8 @@ export const Tag = {
   SymmetricKey: 0x42008f,
   TemplateAttribute: 0x420091,
   UniqueIdentifier: 0x420094,
+  Username: 0x420099,
+  Password: 0x4200a1,
   TagLength: 0x4200ce,
   Data: 0x4200c2,
   AuthenticatedEncryptionAdditionalData: 0x4200fe,
@@ -86,6 +92,7 @@ const UsageMask = { Encrypt: 4, Decrypt: 8 } as const;
 const NameType = { UninterpretedTextString: 1 } as const;
 const KeyFormatType = { Raw: 1 } as const;
 const RevocationReasonCode = { CessationOfOperation: 6 } as const;
+const CredentialType = { UsernameAndPassword: 1 } as const;
 /** Encrypt/Decrypt need 1.2, their GCM additional data and tag fields 1.4. */
 const PROTOCOL = [1, 4] as const;
 /** No answer of ours is anywhere near this; a larger length is a broken or hostile peer. */
@@ -126,6 +133,8 @@ export interface KmipClientOptions {
   readonly serverName?: string | undefined;
   /** @default 5000 */
   readonly timeoutMs?: number | undefined;
+  /** A Username and Password credential sent in every request's header, for servers that ask for one besides the certificate. */
+  readonly credentials?: { readonly username: string; readonly password: string } | undefined;
 }
 
 /** An attribute as Create and Register take it. */
@@ -170,14 +179,23 @@ function gcmParameters(): Item {
   );
 }
 
-/** The request message for one operation (§7.2). */
-export function requestMessage(operation: number, payload: Item[]): Buffer {
+/** The request message for one operation (§7.2), with a Username and Password credential (§2.1.2) if given. */
+export function requestMessage(operation: number, payload: Item[], credentials?: KmipClientOptions['credentials']): Buffer {
   return encode(
     struct(
       Tag.RequestMessage,
       struct(
         Tag.RequestHeader,
         struct(Tag.ProtocolVersion, int(Tag.ProtocolVersionMajor, PROTOCOL[0]), int(Tag.ProtocolVersionMinor, PROTOCOL[1])),
+        credentials &&
+          struct(
+            Tag.Authentication,
+            struct(
+              Tag.Credential,
+              enumeration(Tag.CredentialType, CredentialType.UsernameAndPassword),
+              struct(Tag.CredentialValue, text(Tag.Username, credentials.username), text(Tag.Password, credentials.password)),
+            ),
+          ),
         int(Tag.BatchCount, 1),
       ),
       struct(Tag.BatchItem, enumeration(Tag.Operation, operation), struct(Tag.RequestPayload, ...payload)),
@@ -342,7 +360,7 @@ export class KmipClient {
    * on a new one, once; an operation that changes the server is not (it may have been done).
    */
   call(operation: number, payload: Item[]): Promise<Item | undefined> {
-    const request = requestMessage(operation, payload);
+    const request = requestMessage(operation, payload, this.#options.credentials);
     const run = this.#queue.then(() =>
       this.#exchange(operation, request).catch((e: unknown) => {
         if (e instanceof StaleConnection && RETRYABLE.has(operation)) return this.#exchange(operation, request);

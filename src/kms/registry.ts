@@ -27,6 +27,7 @@ export function kmsOf(config: Pick<Config, 'kms'>): CachingKms | undefined {
               ca: settings.kmip.caFile !== undefined ? readFileSync(settings.kmip.caFile) : undefined,
               cert: readFileSync(settings.kmip.certFile),
               key: readFileSync(settings.kmip.keyFile),
+              credentials: settings.kmip.credentials,
               defaultKeyId: settings.defaultKeyId,
             })
           : LocalKms.fromFile(settings.localKeys, settings.defaultKeyId);

@@ -114,6 +114,10 @@ export async function startKmipServer(): Promise<KmipServer> {
     child = c;
     exited = new Promise((resolve) => c.once('exit', () => resolve()));
     c.unref();
+    // Detached (its own process group), so it would outlive a test process that exits without close().
+    const reap = () => signal(c, 'SIGKILL');
+    process.once('exit', reap);
+    c.once('exit', () => process.off('exit', reap));
     for (let i = 0; i < 300; i++) {
       if (c.exitCode !== null) break;
       if (await portOpen(port)) return;

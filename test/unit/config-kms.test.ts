@@ -84,7 +84,7 @@ test('a PKCS#11 token: module, token or slot, PIN (or PIN file) and default key;
   assert.deepEqual(loadConfig({ env: { SSEC_PROXY_KMS_LOCAL_KEYS: good, SSEC_PROXY_KMS_DEFAULT_KEY: 'other' } }).kms, { localKeys: good, defaultKeyId: 'other' });
 });
 
-test('a KMIP server: endpoint, client certificate and key files (CA optional), default key; one KMS kind; file contents never echoed', () => {
+test('a KMIP server: endpoint, client certificate and key files (CA optional), credential, default key; one KMS kind; secrets never echoed', () => {
   const pem = (name: string, body: string) => {
     const path = join(dir, name);
     writeFileSync(path, `-----BEGIN ${body}-----\nc2VjcmV0LWJ5dGVzLTU1NTU=\n-----END ${body}-----\n`);
@@ -104,7 +104,14 @@ test('a KMIP server: endpoint, client certificate and key files (CA optional), d
     defaultKeyId: 'site-key',
   });
   assert.deepEqual(loadConfig({ env: base }).kms, { kmip: { host: 'kmip.example', port: 5696, certFile: cert, keyFile: key }, defaultKeyId: 'site-key' });
+  const passwordFile = join(dir, 'kmip-password');
+  writeFileSync(passwordFile, 'kmip-pass-4242\n');
+  assert.deepEqual(loadConfig({ env: { ...base, SSEC_PROXY_KMS_KMIP_USERNAME: 'proxy', SSEC_PROXY_KMS_KMIP_PASSWORD_FILE: passwordFile } }).kms, {
+    kmip: { host: 'kmip.example', port: 5696, certFile: cert, keyFile: key, credentials: { username: 'proxy', password: 'kmip-pass-4242' } },
+    defaultKeyId: 'site-key',
+  });
   const checked: Array<[Record<string, string>, RegExp]> = [
+    [{ ...base, SSEC_PROXY_KMS_KMIP_PASSWORD: 'kmip-pass-4242' }, /give both or neither/],
     [{ ...base, SSEC_PROXY_KMS_LOCAL_KEYS: good }, /configure one KMS, not several/],
     [{ ...base, SSEC_PROXY_KMS_KMIP_ENDPOINT: 'kmip.example' }, /SSEC_PROXY_KMS_KMIP_ENDPOINT: must be host:port/],
     [{ ...base, SSEC_PROXY_KMS_KMIP_KEY_FILE: '' }, /SSEC_PROXY_KMS_KMIP_KEY_FILE: the KMIP server needs the client certificate and its key/],
@@ -117,5 +124,6 @@ test('a KMIP server: endpoint, client certificate and key files (CA optional), d
     const p = problems(env).join('\n');
     assert.match(p, expected);
     assert.ok(!p.includes('c2VjcmV0'), 'a PEM body is in a problem');
+    assert.ok(!p.includes('kmip-pass-4242'), 'the password is in a problem');
   }
 });

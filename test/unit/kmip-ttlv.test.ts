@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { decode, encode, struct, TtlvError, type Item } from '../../src/kms/ttlv.ts';
+import { child, decode, encode, struct, TtlvError, type Item } from '../../src/kms/ttlv.ts';
 import { requestMessage, responsePayload, KmipError, Tag } from '../../src/kms/kmip-client.ts';
 
 const T = 0x420020;
@@ -105,6 +105,25 @@ describe('KMIP messages', () => {
           value: 1,
         }),
         struct(Tag.BatchItem, { tag: Tag.Operation, type: 'enumeration', value: 8 }, struct(Tag.RequestPayload)),
+      ),
+    );
+  });
+
+  test('a Username and Password credential goes in the header, as Authentication before the Batch Count (§7.2)', () => {
+    const header = child(decode(requestMessage(8, [], { username: 'proxy', password: 'pw' })), Tag.RequestHeader)!;
+    assert.deepEqual(
+      header.type === 'structure' && header.value.map((i) => i.tag),
+      [Tag.ProtocolVersion, Tag.Authentication, Tag.BatchCount],
+    );
+    assert.deepEqual(
+      child(header, Tag.Authentication),
+      struct(
+        Tag.Authentication,
+        struct(
+          Tag.Credential,
+          { tag: Tag.CredentialType, type: 'enumeration', value: 1 },
+          struct(Tag.CredentialValue, { tag: Tag.Username, type: 'text', value: 'proxy' }, { tag: Tag.Password, type: 'text', value: 'pw' }),
+        ),
       ),
     );
   });

@@ -86,6 +86,12 @@ describe('kmip KMS (PyKMIP server)', () => {
     assert.equal(await kms.status('no-such-key'), 'missing');
   });
 
+  test('a client sending a Username and Password credential is served (PyKMIP without auth plugins reads and ignores it)', async () => {
+    const withPassword = make('first', { credentials: { username: 'proxy', password: 'kmip-pass' } });
+    const g = await withPassword.generateKey('first', ctxA);
+    assert.deepEqual(await withPassword.decrypt('first', g.sealed, ctxA), g.plaintext);
+  });
+
   test('rotation: a new version seals new keys, the old one still opens what it sealed', async () => {
     const id = keyName('rotated');
     await server.createKey(id, 1);
