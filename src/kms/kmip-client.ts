@@ -292,12 +292,13 @@ export class KmipClient {
     return bytesOf(child(child(child(child(p, Tag.SymmetricKey), Tag.KeyBlock), Tag.KeyValue), Tag.KeyMaterial), 'key material');
   }
 
-  /** The Unique Identifiers of the symmetric keys named `name`. */
-  async locate(name: string): Promise<string[]> {
+  /** The Unique Identifiers of the symmetric keys named `name` (and in `state`, if given). */
+  async locate(name: string, state?: number): Promise<string[]> {
     const p = await this.call(Operation.Locate, [
       int(Tag.MaximumItems, 1000),
       attribute({ name: 'Object Type', value: enumeration(Tag.AttributeValue, ObjectType.SymmetricKey) }),
       attribute(nameAttribute(name)),
+      ...(state !== undefined ? [attribute({ name: 'State', value: enumeration(Tag.AttributeValue, state) })] : []),
     ]);
     return children(p, Tag.UniqueIdentifier).map((u) => textOf(u, 'unique identifier'));
   }

@@ -10,8 +10,11 @@
  * bytes again under the same Name and version (docs/OPERATIONS.md). A Name with no object is NotFound; a destroyed
  * version's objects are unreadable for good.
  *
- * Each call: Locate the Name, Get Attributes of each object (state, version), then Encrypt or Decrypt, every one
- * with the client's deadline; unwrapped keys are cached above (cache.ts), so a ranged GET does not repeat them.
+ * Each call: Locate the Name's Active objects, then Encrypt or Decrypt (two round trips); an object's version,
+ * which does not change, is read once (Get Attributes) and remembered by its Unique Identifier. Only when no
+ * Active object fits are all of the Name's objects looked at, to tell Disabled from NotFound and
+ * InvalidCiphertext. Every call has the client's deadline; unwrapped keys are cached above (cache.ts), so a
+ * ranged GET does not repeat them.
  */
 import { randomBytes as cryptoRandomBytes } from 'node:crypto';
 import { wipe } from '../sse-c/data-key.ts';
@@ -27,6 +30,8 @@ const HEADER_SIZE = 5; // version u8 ‖ key version u32be
 const IV_SIZE = 12;
 const KEY_SIZE = 32;
 const TAG_SIZE = 16;
+/** Unique Identifiers whose version is remembered; past this the memory starts afresh. */
+const MAX_REMEMBERED = 10_000;
 export const KMIP_BLOB_SIZE = HEADER_SIZE + IV_SIZE + KEY_SIZE + TAG_SIZE; // 65
 
 export interface KmipSettings extends KmipClientOptions {
@@ -75,6 +80,8 @@ export class KmipKms implements Kms {
   readonly defaultKeyId: string;
   readonly #client: KmipClient;
   readonly #random: (n: number) => Buffer;
+  /** Unique Identifier → its version, or undefined when it is none of a key id's versions (by Name and entry). */
+  readonly #known = new Map<string, { readonly version: number | undefined; readonly names: readonly string[] }>();
 
   constructor(settings: KmipSettings) {
     if (!KEY_ID_PATTERN.test(settings.defaultKeyId)) throw new RangeError(`default key id must match ${KEY_ID_PATTERN}`);
@@ -85,9 +92,11 @@ export class KmipKms implements Kms {
 
   async generateKey(keyId: string, context: EncryptionContext): Promise<GeneratedKey> {
     try {
-      const versions = await this.#versions(keyId);
-      const newest = versions.filter((v) => v.active).at(-1);
-      if (!newest) throw new KmsError('Disabled', `${keyId} is disabled.`);
+      const newest = (await this.#active(keyId)).at(-1);
+      if (!newest) {
+        await this.#versions(keyId); // NotFound when the Name has no object at all
+        throw new KmsError('Disabled', `${keyId} is disabled.`);
+      }
       const blob = Buffer.alloc(KMIP_BLOB_SIZE);
       blob[0] = KMIP_BLOB_VERSION;
       blob.writeUInt32BE(newest.version, 1);
@@ -115,11 +124,13 @@ export class KmipKms implements Kms {
     }
     const version = sealed.readUInt32BE(1);
     try {
-      const matching = (await this.#versions(keyId)).filter((v) => v.version === version);
-      if (matching.length === 0) throw new KmsError('InvalidCiphertext', `${keyId} has no version ${version}.`);
       // A reinstated version (the same bytes registered again) is Active beside its revoked original.
-      const key = matching.find((v) => v.active);
-      if (!key) throw new KmsError('Disabled', `${keyId} is disabled.`);
+      const key = (await this.#active(keyId)).find((v) => v.version === version);
+      if (!key) {
+        const matching = (await this.#versions(keyId)).filter((v) => v.version === version);
+        if (matching.length === 0) throw new KmsError('InvalidCiphertext', `${keyId} has no version ${version}.`);
+        throw new KmsError('Disabled', `${keyId} is disabled.`);
+      }
       const iv = sealed.subarray(HEADER_SIZE, HEADER_SIZE + IV_SIZE);
       const aad = kmipAad(sealed.subarray(0, HEADER_SIZE), keyId, context);
       let plaintext: Buffer;
@@ -178,19 +189,41 @@ export class KmipKms implements Kms {
     }
   }
 
-  /** `keyId`'s versions, oldest first; NotFound when no object has that Name. */
+  /** `keyId`'s Active versions, oldest first (none: disabled, or no such key). */
+  async #active(keyId: string): Promise<Version[]> {
+    if (!KEY_ID_PATTERN.test(keyId)) throw new KmsError('NotFound', `Invalid keyId ${keyId.slice(0, 64)}`);
+    const versions: Version[] = [];
+    for (const uid of await this.#client.locate(keyId, State.Active)) {
+      let known = this.#known.get(uid);
+      if (!known) {
+        const a = await this.#client.attributes(uid);
+        known = this.#remember(a);
+        if (a.state !== State.Active) continue; // revoked meanwhile
+      }
+      if (known.version !== undefined && known.names.includes(keyId)) versions.push({ uid, version: known.version, active: true });
+    }
+    return versions.sort((a, b) => a.version - b.version);
+  }
+
+  /** All of `keyId`'s versions with their current state, oldest first; NotFound when no object has that Name. */
   async #versions(keyId: string): Promise<Version[]> {
     if (!KEY_ID_PATTERN.test(keyId)) throw new KmsError('NotFound', `Invalid keyId ${keyId.slice(0, 64)}`);
-    const uids = await this.#client.locate(keyId);
     const versions: Version[] = [];
-    for (const uid of uids) {
+    for (const uid of await this.#client.locate(keyId)) {
       const a = await this.#client.attributes(uid);
-      const version = versionOf(a);
-      if (version === undefined || !a.names.includes(keyId)) continue; // not one of this key's versions
+      const { version, names } = this.#remember(a);
+      if (version === undefined || !names.includes(keyId)) continue; // not one of this key's versions
       versions.push({ uid, version, active: a.state === State.Active });
     }
     if (versions.length === 0) throw new KmsError('NotFound', `Invalid keyId ${keyId}`);
     return versions.sort((a, b) => a.version - b.version || Number(a.active) - Number(b.active));
+  }
+
+  #remember(a: KeyAttributes): { version: number | undefined; names: readonly string[] } {
+    if (this.#known.size >= MAX_REMEMBERED) this.#known.clear();
+    const known = { version: versionOf(a), names: a.names };
+    this.#known.set(a.uid, known);
+    return known;
   }
 
   #draw(n: number): Buffer {
