@@ -4,8 +4,9 @@
  * operators' tests need: Create, Register, Activate, Locate, Get, Get Attributes, Revoke, Destroy, Encrypt,
  * Decrypt, on symmetric keys.
  *
- * Every call has a deadline covering connect, handshake and answer; a connection that failed, timed out or
- * answered something unparseable is dropped and the next call opens a new one, so a KMIP server restart is
+ * A few connections, each carrying one call at a time (KMIP answers in order on a connection). Every call has a
+ * deadline covering the wait for a connection, connect, handshake and answer; a connection that failed, timed out
+ * or answered something unparseable is dropped and the next call opens a new one, so a KMIP server restart is
  * survived without the caller knowing. Failures are KmipError: `kind` 'result' carries the server's Result
  * Reason, 'transport' anything else. Nothing here logs or puts key material in an error.
  */
@@ -131,8 +132,10 @@ export interface KmipClientOptions {
   readonly key: string | Buffer;
   /** The name the server's certificate must carry (default: host). */
   readonly serverName?: string | undefined;
-  /** @default 5000 */
+  /** The deadline of each call, waiting for a connection included. @default 5000 */
   readonly timeoutMs?: number | undefined;
+  /** Calls in flight at once, each on its own connection. @default 4 */
+  readonly maxConnections?: number | undefined;
   /** A Username and Password credential sent in every request's header, for servers that ask for one besides the certificate. */
   readonly credentials?: { readonly username: string; readonly password: string } | undefined;
 }
@@ -237,9 +240,12 @@ function bytesOf(item: Item | undefined, what: string): Buffer {
 
 export class KmipClient {
   readonly #options: KmipClientOptions;
-  #socket: TLSSocket | undefined;
-  /** Calls run one after another on the one connection. */
-  #queue: Promise<unknown> = Promise.resolve();
+  /** Open connections, each carrying one call at a time; the idle ones wait for the next call. */
+  readonly #open = new Set<TLSSocket>();
+  readonly #idle: TLSSocket[] = [];
+  #busy = 0;
+  /** Calls waiting for one of the `maxConnections` slots. */
+  readonly #waiting: Array<() => void> = [];
 
   constructor(options: KmipClientOptions) {
     this.#options = options;
@@ -349,38 +355,71 @@ export class KmipClient {
     return bytesOf(child(p, Tag.Data), 'plaintext');
   }
 
-  /** Closes the connection (a later call opens a new one). */
+  /** Closes every connection (a later call opens a new one). */
   close(): void {
-    this.#socket?.destroy();
-    this.#socket = undefined;
+    for (const socket of this.#open) socket.destroy();
+    this.#open.clear();
+    this.#idle.length = 0;
   }
 
   /**
-   * One operation, after the calls queued before it; its response payload. A kept connection the server closed
-   * (servers drop idle ones) without a byte of answer is replaced and a read-only or crypto operation sent again
-   * on a new one, once; an operation that changes the server is not (it may have been done).
+   * One operation; its response payload. Up to `maxConnections` calls are in flight, each on a connection of its
+   * own; more wait their turn, within the same deadline. A kept connection the server closed (servers drop idle
+   * ones) without a byte of answer is replaced and a read-only or crypto operation sent again on a new one, once;
+   * an operation that changes the server is not (it may have been done).
    */
-  call(operation: number, payload: Item[]): Promise<Item | undefined> {
+  async call(operation: number, payload: Item[]): Promise<Item | undefined> {
     const request = requestMessage(operation, payload, this.#options.credentials);
-    const run = this.#queue.then(() =>
-      this.#exchange(operation, request).catch((e: unknown) => {
-        if (e instanceof StaleConnection && RETRYABLE.has(operation)) return this.#exchange(operation, request);
-        throw e instanceof StaleConnection ? e.error : e;
-      }),
-    );
-    this.#queue = run.catch(() => undefined);
-    return run;
-  }
-
-  async #exchange(operation: number, request: Buffer): Promise<Item | undefined> {
     const timeoutMs = this.#options.timeoutMs ?? 5000;
     let timer: NodeJS.Timeout | undefined;
-    let socket: TLSSocket | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new KmipError('transport', `The KMIP server did not answer within ${timeoutMs} ms.`)), timeoutMs);
+    });
+    let abandoned = false;
+    const attempt = async () => {
+      await this.#slot();
+      try {
+        if (abandoned) throw new KmipError('transport', 'The call was abandoned.');
+        return await this.#exchange(operation, request, late).catch((e: unknown) => {
+          if (e instanceof StaleConnection && RETRYABLE.has(operation)) return this.#exchange(operation, request, late);
+          throw e instanceof StaleConnection ? e.error : e;
+        });
+      } finally {
+        this.#release();
+      }
+    };
     try {
-      return await new Promise<Item | undefined>((resolve, reject) => {
-        timer = setTimeout(() => reject(new KmipError('transport', `The KMIP server did not answer within ${timeoutMs} ms.`)), timeoutMs);
-        this.#connected().then(({ socket: s, kept }) => {
-          socket = s;
+      return await Promise.race([attempt(), late]);
+    } finally {
+      abandoned = true; // a call still waiting for a slot when its deadline passed is never sent
+      clearTimeout(timer);
+    }
+  }
+
+  async #slot(): Promise<void> {
+    while (this.#busy >= (this.#options.maxConnections ?? 4)) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    this.#busy++;
+  }
+
+  #release(): void {
+    this.#busy--;
+    this.#waiting.shift()?.();
+  }
+
+  /** One request and its answer on an idle connection or a new one; the connection is kept only after an answer. */
+  async #exchange(operation: number, request: Buffer, late: Promise<never>): Promise<Item | undefined> {
+    let socket: TLSSocket | undefined;
+    let kept = false;
+    let gaveUp = false;
+    try {
+      const answer = new Promise<Item | undefined>((resolve, reject) => {
+        this.#connection().then((c) => {
+          if (gaveUp) {
+            c.socket.destroy(); // connected after the deadline: never sent
+            return;
+          }
+          const s = (socket = c.socket);
+          kept = c.kept;
           let buffered = Buffer.alloc(0);
           const onData = (chunk: Buffer) => {
             buffered = Buffer.concat([buffered, chunk]);
@@ -398,36 +437,40 @@ export class KmipClient {
           };
           const onEnd = () => fail(new KmipError('transport', 'The KMIP server closed the connection.'));
           const onError = (e: Error) => fail(new KmipError('transport', `The KMIP connection failed (${e.message.slice(0, 200)}).`, undefined, { cause: e }));
-          /** Closed with no answer at all on a connection kept from an earlier call: likely dropped while idle. */
-          const stale = (e: KmipError) => (kept && buffered.length === 0 ? new StaleConnection(e) : e);
           const done = () => {
             s.off('data', onData).off('end', onEnd).off('close', onEnd).off('error', onError);
           };
           const fail = (e: KmipError) => {
             done();
-            reject(stale(e));
+            // Closed with no answer at all on a connection kept from an earlier call: likely dropped while idle.
+            reject(kept && buffered.length === 0 ? new StaleConnection(e) : e);
           };
           s.on('data', onData).once('end', onEnd).once('close', onEnd).once('error', onError);
           s.write(request);
         }, reject);
       });
+      const payload = await Promise.race([answer, late]);
+      this.#idle.push(socket!);
+      return payload;
     } catch (e) {
-      // The connection's state is unknown (a late answer would be read as the next call's): start over.
-      if (e instanceof StaleConnection || !(e instanceof KmipError && e.kind === 'result')) {
-        socket?.destroy();
-        if (this.#socket === socket || !socket) this.close();
+      gaveUp = true;
+      if (e instanceof KmipError && e.kind === 'result') {
+        this.#idle.push(socket!); // a full answer: the connection is in step
+      } else if (socket) {
+        // The connection's state is unknown (a late answer would be read as the next call's): drop it.
+        socket.destroy();
+        this.#open.delete(socket);
       }
       throw e;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
-  /** The open connection (kept), or a new one once its TLS handshake (server certificate checked) completes. */
-  #connected(): Promise<{ socket: TLSSocket; kept: boolean }> {
-    const open = this.#socket;
-    if (open && !open.destroyed && open.writable) return Promise.resolve({ socket: open, kept: true });
-    this.close();
+  /** An idle connection (kept), or a new one once its TLS handshake (server certificate checked) completes. */
+  #connection(): Promise<{ socket: TLSSocket; kept: boolean }> {
+    for (let s = this.#idle.pop(); s; s = this.#idle.pop()) {
+      if (!s.destroyed && s.writable) return Promise.resolve({ socket: s, kept: true });
+      this.#open.delete(s);
+    }
     const o = this.#options;
     return new Promise((resolve, reject) => {
       const s = connect({
@@ -439,7 +482,8 @@ export class KmipClient {
         servername: o.serverName ?? (/^[\d.]+$|:/.test(o.host) ? undefined : o.host),
         minVersion: 'TLSv1.2',
       });
-      this.#socket = s;
+      this.#open.add(s);
+      s.once('close', () => this.#open.delete(s));
       const onError = (e: Error) => {
         s.destroy();
         reject(new KmipError('transport', `Could not connect to the KMIP server at ${o.host}:${o.port} (${e.message.slice(0, 200)}).`, undefined, { cause: e }));
@@ -447,7 +491,7 @@ export class KmipClient {
       s.once('error', onError);
       s.once('secureConnect', () => {
         s.off('error', onError);
-        // Errors between calls only mark the socket dead; the next call reconnects.
+        // Errors between calls only mark the socket dead; the next call takes another.
         s.on('error', () => s.destroy());
         resolve({ socket: s, kept: false });
       });

@@ -15,7 +15,7 @@ import { child, decode, encode, enumeration, struct, text } from '../../src/kms/
 import { makeKmipCerts } from '../support/kmip.ts';
 
 /** What the peer does with the n-th request (0-based, over all connections) on connection c (0-based). */
-type Script = (request: { operation: number; n: number; c: number }) => 'answer' | 'close' | 'silence' | 'garbage';
+type Script = (request: { operation: number; n: number; c: number }) => 'answer' | 'close' | 'silence' | 'garbage' | 'hold-for-2';
 
 let dir: string;
 let server: Server;
@@ -23,6 +23,8 @@ let port: number;
 let script: Script = () => 'answer';
 const seen: Array<{ operation: number; c: number }> = [];
 let connections = 0;
+/** Answers held back until two requests are waiting at once ('hold-for-2'). */
+const held: Array<() => void> = [];
 
 function answer(operation: number): Buffer {
   return encode(
@@ -52,7 +54,10 @@ before(async () => {
         const what = script({ operation, n: seen.length - 1, c });
         if (what === 'answer') socket.write(answer(operation));
         else if (what === 'close') socket.destroy();
-        else if (what === 'garbage') socket.write(Buffer.from('42007b0100000008ffffffff00000000', 'hex'));
+        else if (what === 'hold-for-2') {
+          held.push(() => socket.write(answer(operation)));
+          if (held.length === 2) for (const release of held.splice(0)) release();
+        } else if (what === 'garbage') socket.write(Buffer.from('42007b0100000008ffffffff00000000', 'hex'));
       });
     },
   );
@@ -61,8 +66,9 @@ before(async () => {
 });
 after(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
-function client(timeoutMs = 2000): KmipClient {
+function client(timeoutMs = 2000, maxConnections?: number): KmipClient {
   return new KmipClient({
+    maxConnections,
     host: '127.0.0.1',
     port,
     ca: readFileSync(join(dir, 'ca.pem')),
@@ -76,6 +82,7 @@ function reset(s: Script): void {
   script = s;
   seen.length = 0;
   connections = 0;
+  held.length = 0;
 }
 
 describe('KMIP client connections', () => {
@@ -131,6 +138,32 @@ describe('KMIP client connections', () => {
         [0, 1, 2],
         'each failure dropped its connection',
       );
+    } finally {
+      k.close();
+    }
+  });
+
+  test('calls run at once on connections of their own (a server answering only when two are waiting is served)', async () => {
+    reset(() => 'hold-for-2');
+    const k = client();
+    try {
+      assert.deepEqual(await Promise.all([k.locate('a'), k.locate('b')]), [['7'], ['7']]);
+      assert.deepEqual(new Set(seen.map((r) => r.c)), new Set([0, 1]));
+    } finally {
+      k.close();
+    }
+  });
+
+  test('with one connection, a call still waiting for it at its deadline fails and is never sent', async () => {
+    reset(() => 'silence');
+    const k = client(500, 1);
+    try {
+      const results = await Promise.allSettled([k.locate('a'), k.locate('b')]);
+      assert.deepEqual(
+        results.map((r) => r.status === 'rejected' && /did not answer within 500 ms/.test(String(r.reason))),
+        [true, true],
+      );
+      assert.equal(seen.length, 1, 'the second request never reached the server');
     } finally {
       k.close();
     }
