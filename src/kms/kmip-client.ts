@@ -1,6 +1,6 @@
 /**
- * A small KMIP 1.4 client (OASIS KMIP Specification v1.4): request/response messages in TTLV (ttlv.ts) over one
- * mutually authenticated TLS connection, one request at a time. Only the operations the `kmip` KMS and its
+ * A small KMIP 1.4 client (OASIS KMIP Specification v1.4): request/response messages in TTLV (ttlv.ts) over
+ * mutually authenticated TLS. Only the operations the `kmip` KMS and its
  * operators' tests need: Create, Register, Activate, Locate, Get, Get Attributes, Revoke, Destroy, Encrypt,
  * Decrypt, on symmetric keys.
  *
