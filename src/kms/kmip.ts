@@ -6,7 +6,7 @@
  * Versions: the key objects sharing a Name, numbered by an Application Specific Information entry with namespace
  * `s3-ssec-proxy-key-version` and the version in decimal as its data (none: version 1). The highest Active version
  * seals new keys; each version opens what it sealed while it is Active. A Deactivated (revoked) or Compromised
- * version is Disabled; KMIP has no way back from there to Active, so re-enabling means registering the same key
+ * version is Disabled (a Destroyed one is as absent); KMIP has no way back from there to Active, so re-enabling means registering the same key
  * bytes again under the same Name and version (docs/OPERATIONS.md). A Name with no object is NotFound; a destroyed
  * version's objects are unreadable for good.
  *
@@ -213,6 +213,8 @@ export class KmipKms implements Kms {
       const a = await this.#client.attributes(uid);
       const { version, names } = this.#remember(a);
       if (version === undefined || !names.includes(keyId)) continue; // not one of this key's versions
+      // Servers that keep destroyed objects (PyKMIP deletes them): their key is gone, as if absent.
+      if (a.state === State.Destroyed || a.state === State.DestroyedCompromised) continue;
       versions.push({ uid, version, active: a.state === State.Active });
     }
     if (versions.length === 0) throw new KmsError('NotFound', `Invalid keyId ${keyId}`);

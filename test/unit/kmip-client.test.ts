@@ -2,7 +2,8 @@
  * The KMIP client's connection handling against a scripted TLS peer (client certificate required, as a KMIP
  * server does): a kept connection the server closed unanswered is replaced and a read-only operation sent again,
  * an operation that changes the server is not; a server that never answers or answers garbage is a transport
- * error within the deadline, and the next call connects anew.
+ * error within the deadline, and the next call connects anew; calls run in parallel on several connections. And
+ * the `kmip` KMS over a server that keeps destroyed objects.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -10,12 +11,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
-import { KmipClient, KmipError, nameAttribute, Operation, Tag } from '../../src/kms/kmip-client.ts';
-import { child, decode, encode, enumeration, struct, text } from '../../src/kms/ttlv.ts';
+import { appInfoAttribute, KmipClient, KmipError, nameAttribute, Operation, State, Tag } from '../../src/kms/kmip-client.ts';
+import { KMIP_BLOB_SIZE, KMIP_BLOB_VERSION, KMIP_VERSION_NAMESPACE, KmipKms } from '../../src/kms/kmip.ts';
+import { KmsError } from '../../src/kms/kms.ts';
+import { child, children, decode, encode, enumeration, struct, text, type Item } from '../../src/kms/ttlv.ts';
 import { makeKmipCerts } from '../support/kmip.ts';
 
 /** What the peer does with the n-th request (0-based, over all connections) on connection c (0-based). */
-type Script = (request: { operation: number; n: number; c: number }) => 'answer' | 'close' | 'silence' | 'garbage' | 'hold-for-2';
+type Script = (request: { operation: number; n: number; c: number; payload: Item | undefined }) =>
+  | 'answer'
+  | 'close'
+  | 'silence'
+  | 'garbage'
+  | 'hold-for-2'
+  | { readonly payload: Item[] };
 
 let dir: string;
 let server: Server;
@@ -26,12 +35,12 @@ let connections = 0;
 /** Answers held back until two requests are waiting at once ('hold-for-2'). */
 const held: Array<() => void> = [];
 
-function answer(operation: number): Buffer {
+function answer(operation: number, payload: Item[] = [text(Tag.UniqueIdentifier, '7')]): Buffer {
   return encode(
     struct(
       Tag.ResponseMessage,
       struct(Tag.ResponseHeader),
-      struct(Tag.BatchItem, enumeration(Tag.Operation, operation), enumeration(Tag.ResultStatus, 0), struct(Tag.ResponsePayload, text(Tag.UniqueIdentifier, '7'))),
+      struct(Tag.BatchItem, enumeration(Tag.Operation, operation), enumeration(Tag.ResultStatus, 0), struct(Tag.ResponsePayload, ...payload)),
     ),
   );
 }
@@ -48,11 +57,13 @@ before(async () => {
       socket.on('data', (chunk: Buffer) => {
         buffered = Buffer.concat([buffered, chunk]);
         if (buffered.length < 8 || buffered.length < 8 + buffered.readUInt32BE(4)) return;
-        const operation = child(child(decode(buffered), Tag.BatchItem), Tag.Operation)!.value as number;
+        const item = child(decode(buffered), Tag.BatchItem);
+        const operation = child(item, Tag.Operation)!.value as number;
         buffered = Buffer.alloc(0);
         seen.push({ operation, c });
-        const what = script({ operation, n: seen.length - 1, c });
-        if (what === 'answer') socket.write(answer(operation));
+        const what = script({ operation, n: seen.length - 1, c, payload: child(item, Tag.RequestPayload) });
+        if (typeof what === 'object') socket.write(answer(operation, what.payload));
+        else if (what === 'answer') socket.write(answer(operation));
         else if (what === 'close') socket.destroy();
         else if (what === 'hold-for-2') {
           held.push(() => socket.write(answer(operation)));
@@ -166,6 +177,61 @@ describe('KMIP client connections', () => {
       assert.equal(seen.length, 1, 'the second request never reached the server');
     } finally {
       k.close();
+    }
+  });
+});
+
+describe('kmip KMS over a server that keeps destroyed objects (PyKMIP deletes them; others keep their attributes)', () => {
+  /** Objects of key `k`: uid → state and version. */
+  const objects: Record<string, { state: number; version: number }> = {};
+  const attribute = (name: string, value: Item) => struct(Tag.Attribute, text(Tag.AttributeName, name), value);
+  before(() =>
+    reset(({ operation, payload }) => {
+      if (operation === Operation.Locate) {
+        const onlyActive = children(payload, Tag.Attribute).some((a) => child(a, Tag.AttributeName)?.value === 'State');
+        const uids = Object.entries(objects).filter(([, o]) => !onlyActive || o.state === State.Active);
+        return { payload: uids.map(([uid]) => text(Tag.UniqueIdentifier, uid)) };
+      }
+      if (operation === Operation.GetAttributes) {
+        const uid = child(payload, Tag.UniqueIdentifier)!.value as string;
+        const o = objects[uid]!;
+        return {
+          payload: [
+            text(Tag.UniqueIdentifier, uid),
+            attribute('State', enumeration(Tag.AttributeValue, o.state)),
+            attribute('Name', nameAttribute('k').value),
+            attribute('Application Specific Information', appInfoAttribute(KMIP_VERSION_NAMESPACE, String(o.version)).value),
+          ],
+        };
+      }
+      return 'close';
+    }),
+  );
+
+  async function rejectsCode(p: Promise<unknown>, code: KmsError['code']): Promise<void> {
+    await assert.rejects(p, (e: unknown) => e instanceof KmsError && e.code === code);
+  }
+
+  test('a destroyed version is as absent: its blobs do not open (InvalidCiphertext), a key with only destroyed versions is NotFound', async () => {
+    const kms = new KmipKms({ host: '127.0.0.1', port, ca: readFileSync(join(dir, 'ca.pem')), cert: readFileSync(join(dir, 'client.pem')), key: readFileSync(join(dir, 'client.key')), defaultKeyId: 'k' });
+    const blob = (version: number) => {
+      const b = Buffer.alloc(KMIP_BLOB_SIZE);
+      b[0] = KMIP_BLOB_VERSION;
+      b.writeUInt32BE(version, 1);
+      return b;
+    };
+    try {
+      Object.assign(objects, { '1': { state: State.Destroyed, version: 1 }, '2': { state: State.Deactivated, version: 2 } });
+      await rejectsCode(kms.decrypt('k', blob(1), {}), 'InvalidCiphertext');
+      await rejectsCode(kms.decrypt('k', blob(2), {}), 'Disabled');
+      await rejectsCode(kms.generateKey('k', {}), 'Disabled');
+      objects['2']!.state = State.DestroyedCompromised;
+      await rejectsCode(kms.decrypt('k', blob(2), {}), 'NotFound');
+      await rejectsCode(kms.generateKey('k', {}), 'NotFound');
+      assert.equal(await kms.status('k'), 'missing');
+      assert.ok(!seen.some((r) => r.operation === Operation.Decrypt || r.operation === Operation.Encrypt), 'no key was used');
+    } finally {
+      kms.close();
     }
   });
 });
