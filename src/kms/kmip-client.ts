@@ -433,6 +433,8 @@ export class KmipClient {
               resolve(responsePayload(decode(buffered), operation));
             } catch (e) {
               reject(e instanceof KmipError ? e : new KmipError('transport', 'The KMIP server answered a malformed message.', undefined, { cause: e }));
+            } finally {
+              buffered.fill(0); // may hold an external key (Decrypt); the decoded values are copies
             }
           };
           const onEnd = () => fail(new KmipError('transport', 'The KMIP server closed the connection.'));
