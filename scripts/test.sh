@@ -6,7 +6,7 @@
 #   npm test -- --test-name-pattern=ranged     arguments starting with '-' go to `node --test`
 #
 # 1. Installs what the tests need when missing (Debian): Ceph (mon, osd, radosgw) for the real S3
-#    upstream, aws-cli 2 and boto3 for the client tests, chromium (a browser as the client), curl, openssl, softhsm2 (the PKCS#11 token of the KMS tests). `apt-get update` only when
+#    upstream, aws-cli 2 and boto3 for the client tests, chromium (a browser as the client), curl, openssl, softhsm2 (the PKCS#11 token of the KMS tests), python3-pykmip (the KMIP server of the KMS tests). `apt-get update` only when
 #    an install fails. apt-get runs through sudo when not root.
 # 2. Starts Ceph RGW on loopback (scripts/start-rgw.sh; a no-op when it already runs) and exports
 #    RGW_ENDPOINT, RGW_ACCESS_KEY_ID, RGW_SECRET_ACCESS_KEY, RGW_REGION, RGW_DIR for the tests
@@ -83,7 +83,7 @@ as_root() {
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 PACKAGES=(ceph-mon ceph-osd radosgw ceph-common ceph-base swift swift-proxy swift-object swift-container swift-account
-          awscli python3-boto3 rclone curl openssl chromium softhsm2)
+          awscli python3-boto3 rclone curl openssl chromium softhsm2 python3-pykmip)
 if [ "${SKIP_APT:-0}" != 1 ] && command -v dpkg-query >/dev/null 2>&1; then
   missing=()
   for p in "${PACKAGES[@]}"; do pkg_installed "$p" || missing+=("$p"); done

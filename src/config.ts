@@ -27,6 +27,19 @@ export type KmsSettings =
       /** A PKCS#11 token (docs/FORMAT.md §13.5): module path, token label or slot index, user PIN. */
       readonly pkcs11: { readonly module: string; readonly token?: string; readonly slot?: number; readonly pin: string };
       readonly defaultKeyId: string;
+    }
+  | {
+      /** A KMIP server (docs/FORMAT.md §13.6): host:port, PEM paths of its CA and of the client certificate and key. */
+      readonly kmip: {
+        readonly host: string;
+        readonly port: number;
+        readonly caFile?: string;
+        readonly certFile: string;
+        readonly keyFile: string;
+        /** A Username and Password credential, for servers that ask for one besides the certificate (never logged). */
+        readonly credentials?: { readonly username: string; readonly password: string };
+      };
+      readonly defaultKeyId: string;
     };
 
 export interface Config {
@@ -177,6 +190,10 @@ const fileSchema = z
             pin: nonEmpty.optional(),
             pinFile: nonEmpty.optional(),
           })
+          .strict()
+          .optional(),
+        kmip: z
+          .object({ endpoint: hostPort, caFile: nonEmpty.optional(), certFile: nonEmpty, keyFile: nonEmpty, username: nonEmpty.optional(), password: nonEmpty.optional() })
           .strict()
           .optional(),
       })
@@ -466,8 +483,12 @@ function kmsSettings(
   if (defaultKey !== undefined && !KEY_ID_PATTERN.test(defaultKey)) problems.push(`SSEC_PROXY_KMS_DEFAULT_KEY: must match ${KEY_ID_PATTERN}`);
   let kms: Config['kms'];
   let keyIds: string[] = [];
-  if (localKeys && module) {
-    problems.push('SSEC_PROXY_KMS_LOCAL_KEYS and SSEC_PROXY_KMS_PKCS11_MODULE: configure one KMS, not both');
+  const kmip = kmipSettings(pick, file, problems);
+  if ([localKeys, module, kmip].filter(Boolean).length > 1) {
+    problems.push('SSEC_PROXY_KMS_LOCAL_KEYS, SSEC_PROXY_KMS_PKCS11_MODULE and SSEC_PROXY_KMS_KMIP_ENDPOINT: configure one KMS, not several');
+  } else if (kmip) {
+    if (defaultKey === undefined) problems.push('SSEC_PROXY_KMS_DEFAULT_KEY: the KMIP KMS needs the name of its default master key');
+    kms = { kmip, defaultKeyId: defaultKey ?? '' };
   } else if (localKeys) {
     try {
       keyIds = [...parseLocalKeys(readFileSync(localKeys, 'utf8')).keys()];
@@ -494,7 +515,7 @@ function kmsSettings(
       ['SSEC_PROXY_KMS_PKCS11_PIN', pin],
       ['SSEC_PROXY_KMS_DEFAULT_KEY', defaultKey],
     ].filter(([, v]) => v !== undefined);
-    for (const [name] of stray) problems.push(`${name}: set, but no KMS is (SSEC_PROXY_KMS_LOCAL_KEYS or SSEC_PROXY_KMS_PKCS11_MODULE)`);
+    for (const [name] of stray) problems.push(`${name}: set, but no KMS is (SSEC_PROXY_KMS_LOCAL_KEYS, SSEC_PROXY_KMS_PKCS11_MODULE or SSEC_PROXY_KMS_KMIP_ENDPOINT)`);
   }
   let rules: BucketEncryptionRule[] = [];
   const text = pick('SSEC_PROXY_BUCKET_ENCRYPTION', undefined);
@@ -506,7 +527,7 @@ function kmsSettings(
   }
   for (const r of rules) {
     if (r.policy.kind === 'sse-s3' || r.policy.kind === 'sse-kms') {
-      if (!kms) problems.push(`SSEC_PROXY_BUCKET_ENCRYPTION: "${r.pattern}" needs a KMS (SSEC_PROXY_KMS_LOCAL_KEYS or SSEC_PROXY_KMS_PKCS11_MODULE)`);
+      if (!kms) problems.push(`SSEC_PROXY_BUCKET_ENCRYPTION: "${r.pattern}" needs a KMS (SSEC_PROXY_KMS_LOCAL_KEYS, SSEC_PROXY_KMS_PKCS11_MODULE or SSEC_PROXY_KMS_KMIP_ENDPOINT)`);
       // A token's labels are checked when used (it is not opened at start).
       else if (r.policy.kind === 'sse-kms' && keyIds.length && !keyIds.includes(r.policy.keyId)) {
         problems.push(`SSEC_PROXY_BUCKET_ENCRYPTION: "${r.pattern}" names key "${r.policy.keyId}", which the KMS does not have`);
@@ -514,6 +535,59 @@ function kmsSettings(
     }
   }
   return { kms, bucketEncryption: rules };
+}
+
+/**
+ * A KMIP server: SSEC_PROXY_KMS_KMIP_ENDPOINT (host:port), SSEC_PROXY_KMS_KMIP_CA_FILE (its CA; else the system's),
+ * SSEC_PROXY_KMS_KMIP_CERT_FILE and SSEC_PROXY_KMS_KMIP_KEY_FILE (the client certificate and key, PEM). The files
+ * are checked here so a bad path stops the start; the server is first reached by the first SSE-S3/KMS request.
+ * SSEC_PROXY_KMS_KMIP_USERNAME and _PASSWORD (or _PASSWORD_FILE), together: a credential sent with each request.
+ */
+function kmipSettings(
+  pick: (name: string, fromFile: string | undefined) => string | undefined,
+  file: FileConfig,
+  problems: string[],
+): NonNullable<Extract<Config['kms'], { kmip: unknown }>>['kmip'] | undefined {
+  const f = file.kms?.kmip;
+  const endpoint = pick('SSEC_PROXY_KMS_KMIP_ENDPOINT', f?.endpoint);
+  const username = pick('SSEC_PROXY_KMS_KMIP_USERNAME', f?.username);
+  const password = pick('SSEC_PROXY_KMS_KMIP_PASSWORD', f?.password);
+  if ((username === undefined) !== (password === undefined)) problems.push('SSEC_PROXY_KMS_KMIP_USERNAME and SSEC_PROXY_KMS_KMIP_PASSWORD: give both or neither');
+  const files = {
+    caFile: pick('SSEC_PROXY_KMS_KMIP_CA_FILE', f?.caFile),
+    certFile: pick('SSEC_PROXY_KMS_KMIP_CERT_FILE', f?.certFile),
+    keyFile: pick('SSEC_PROXY_KMS_KMIP_KEY_FILE', f?.keyFile),
+  };
+  if (endpoint === undefined) {
+    if (username !== undefined) problems.push('SSEC_PROXY_KMS_KMIP_USERNAME: set, but SSEC_PROXY_KMS_KMIP_ENDPOINT is not');
+    for (const [k, v] of Object.entries(files)) {
+      if (v !== undefined) problems.push(`SSEC_PROXY_KMS_KMIP_${k.slice(0, -4).toUpperCase()}_FILE: set, but SSEC_PROXY_KMS_KMIP_ENDPOINT is not`);
+    }
+    return undefined;
+  }
+  const { host, port } = splitHostPort(endpoint);
+  if (!hostPort.safeParse(endpoint).success || !(port >= 1 && port <= 65535)) problems.push(`SSEC_PROXY_KMS_KMIP_ENDPOINT: must be host:port, got "${endpoint}"`);
+  for (const [k, v] of Object.entries(files)) {
+    const name = `SSEC_PROXY_KMS_KMIP_${k.slice(0, -4).toUpperCase()}_FILE`;
+    if (v === undefined) {
+      if (k !== 'caFile') problems.push(`${name}: the KMIP server needs the client certificate and its key (PEM files)`);
+      continue;
+    }
+    try {
+      const pem = readFileSync(v, 'utf8');
+      if (!/-----BEGIN [A-Z ]+-----/.test(pem)) problems.push(`${name}: ${v} holds no PEM`);
+    } catch (e) {
+      problems.push(`${name}: ${(e as Error).message}`);
+    }
+  }
+  return {
+    host,
+    port,
+    ...(files.caFile !== undefined ? { caFile: files.caFile } : {}),
+    certFile: files.certFile ?? '',
+    keyFile: files.keyFile ?? '',
+    ...(username !== undefined && password !== undefined ? { credentials: { username, password } } : {}),
+  };
 }
 
 function deepFreeze<T>(o: T): T {

@@ -1,9 +1,11 @@
 /**
  * The KMS of a configuration: built on first use (a keys file was checked when the configuration was loaded; a
- * PKCS#11 token is opened by the first call), one per Config object, behind the cache of unwrapped keys.
+ * PKCS#11 token is opened, a KMIP server connected to, by the first call), one per Config object, behind the cache of unwrapped keys.
  */
 import type { Config } from '../config.ts';
+import { readFileSync } from 'node:fs';
 import { CachingKms } from './cache.ts';
+import { KmipKms } from './kmip.ts';
 import { LocalKms } from './local.ts';
 import { Pkcs11Kms } from './pkcs11.ts';
 
@@ -18,7 +20,17 @@ export function kmsOf(config: Pick<Config, 'kms'>): CachingKms | undefined {
     const inner =
       'pkcs11' in settings
         ? new Pkcs11Kms({ ...settings.pkcs11, defaultKeyId: settings.defaultKeyId })
-        : LocalKms.fromFile(settings.localKeys, settings.defaultKeyId);
+        : 'kmip' in settings
+          ? new KmipKms({
+              host: settings.kmip.host,
+              port: settings.kmip.port,
+              ca: settings.kmip.caFile !== undefined ? readFileSync(settings.kmip.caFile) : undefined,
+              cert: readFileSync(settings.kmip.certFile),
+              key: readFileSync(settings.kmip.keyFile),
+              credentials: settings.kmip.credentials,
+              defaultKeyId: settings.defaultKeyId,
+            })
+          : LocalKms.fromFile(settings.localKeys, settings.defaultKeyId);
     kmses.set(config, (kms = new CachingKms(inner)));
   }
   return kms;

@@ -67,7 +67,7 @@ test('a PKCS#11 token: module, token or slot, PIN (or PIN file) and default key;
   const pin = 'env-pin-1234';
   const all = (env: Record<string, string>) => problems(env).join('\n');
   const checked: Array<[Record<string, string>, RegExp]> = [
-    [{ ...base, SSEC_PROXY_KMS_PKCS11_PIN: pin, SSEC_PROXY_KMS_LOCAL_KEYS: good }, /configure one KMS, not both/],
+    [{ ...base, SSEC_PROXY_KMS_PKCS11_PIN: pin, SSEC_PROXY_KMS_LOCAL_KEYS: good }, /configure one KMS, not several/],
     [{ ...base }, /needs the user PIN/],
     [{ ...base, SSEC_PROXY_KMS_PKCS11_PIN: pin, SSEC_PROXY_KMS_PKCS11_SLOT: '0' }, /exactly one/],
     [{ ...base, SSEC_PROXY_KMS_PKCS11_PIN: pin, SSEC_PROXY_KMS_PKCS11_TOKEN: '', SSEC_PROXY_KMS_PKCS11_SLOT: '-1' }, /slot index/],
@@ -82,4 +82,48 @@ test('a PKCS#11 token: module, token or slot, PIN (or PIN file) and default key;
     assert.ok(!p.includes(pin), 'the PIN is in a problem');
   }
   assert.deepEqual(loadConfig({ env: { SSEC_PROXY_KMS_LOCAL_KEYS: good, SSEC_PROXY_KMS_DEFAULT_KEY: 'other' } }).kms, { localKeys: good, defaultKeyId: 'other' });
+});
+
+test('a KMIP server: endpoint, client certificate and key files (CA optional), credential, default key; one KMS kind; secrets never echoed', () => {
+  const pem = (name: string, body: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, `-----BEGIN ${body}-----\nc2VjcmV0LWJ5dGVzLTU1NTU=\n-----END ${body}-----\n`);
+    return path;
+  };
+  const ca = pem('kmip-ca.pem', 'CERTIFICATE');
+  const cert = pem('kmip-client.pem', 'CERTIFICATE');
+  const key = pem('kmip-client.key', 'PRIVATE KEY');
+  const base = {
+    SSEC_PROXY_KMS_KMIP_ENDPOINT: 'kmip.example:5696',
+    SSEC_PROXY_KMS_KMIP_CERT_FILE: cert,
+    SSEC_PROXY_KMS_KMIP_KEY_FILE: key,
+    SSEC_PROXY_KMS_DEFAULT_KEY: 'site-key',
+  };
+  assert.deepEqual(loadConfig({ env: { ...base, SSEC_PROXY_KMS_KMIP_CA_FILE: ca } }).kms, {
+    kmip: { host: 'kmip.example', port: 5696, caFile: ca, certFile: cert, keyFile: key },
+    defaultKeyId: 'site-key',
+  });
+  assert.deepEqual(loadConfig({ env: base }).kms, { kmip: { host: 'kmip.example', port: 5696, certFile: cert, keyFile: key }, defaultKeyId: 'site-key' });
+  const passwordFile = join(dir, 'kmip-password');
+  writeFileSync(passwordFile, 'kmip-pass-4242\n');
+  assert.deepEqual(loadConfig({ env: { ...base, SSEC_PROXY_KMS_KMIP_USERNAME: 'proxy', SSEC_PROXY_KMS_KMIP_PASSWORD_FILE: passwordFile } }).kms, {
+    kmip: { host: 'kmip.example', port: 5696, certFile: cert, keyFile: key, credentials: { username: 'proxy', password: 'kmip-pass-4242' } },
+    defaultKeyId: 'site-key',
+  });
+  const checked: Array<[Record<string, string>, RegExp]> = [
+    [{ ...base, SSEC_PROXY_KMS_KMIP_PASSWORD: 'kmip-pass-4242' }, /give both or neither/],
+    [{ ...base, SSEC_PROXY_KMS_LOCAL_KEYS: good }, /configure one KMS, not several/],
+    [{ ...base, SSEC_PROXY_KMS_KMIP_ENDPOINT: 'kmip.example' }, /SSEC_PROXY_KMS_KMIP_ENDPOINT: must be host:port/],
+    [{ ...base, SSEC_PROXY_KMS_KMIP_KEY_FILE: '' }, /SSEC_PROXY_KMS_KMIP_KEY_FILE: the KMIP server needs the client certificate and its key/],
+    [{ ...base, SSEC_PROXY_KMS_KMIP_CERT_FILE: join(dir, 'absent.pem') }, /SSEC_PROXY_KMS_KMIP_CERT_FILE: .*absent\.pem/],
+    [{ ...base, SSEC_PROXY_KMS_KMIP_CA_FILE: good }, /SSEC_PROXY_KMS_KMIP_CA_FILE: .* holds no PEM/],
+    [{ ...base, SSEC_PROXY_KMS_DEFAULT_KEY: '' }, /the KMIP KMS needs the name of its default master key/],
+    [{ SSEC_PROXY_KMS_KMIP_CERT_FILE: cert }, /SSEC_PROXY_KMS_KMIP_CERT_FILE: set, but SSEC_PROXY_KMS_KMIP_ENDPOINT is not/],
+  ];
+  for (const [env, expected] of checked) {
+    const p = problems(env).join('\n');
+    assert.match(p, expected);
+    assert.ok(!p.includes('c2VjcmV0'), 'a PEM body is in a problem');
+    assert.ok(!p.includes('kmip-pass-4242'), 'the password is in a problem');
+  }
 });
