@@ -1,8 +1,11 @@
 /**
- * A zero-setup S3 upstream: s3rver 3.7.1 in a child process, storing objects under `dir`.
+ * A zero-setup S3 upstream: s3rver 3.7.1 in a child process, storing
+ * objects under `dir`.
  *
- * Used when the proxy starts without an upstream configured (a demo store) and by tests that need
- * some S3 server but not RGW's fidelity. s3rver's limits (see ../shared/upstreams/README.md): suffix
+ * Used when the proxy is started with --embedded (a development store: `npm start`) and by tests that need
+ * some S3 server but not RGW's fidelity. It is a development dependency: the production install (the image)
+ * does not have it, and serving without an upstream there says so. Why this server: docs/OPERATIONS.md
+ * ("The embedded development store"). s3rver's limits (see ../shared/upstreams/README.md): suffix
  * ranges are wrong, multipart ETags lack `-N`, no UploadPartCopy / ListMultipartUploads / ListParts /
  * ListObjectVersions, Content-MD5 and If-Match unchecked, aws-chunked framing stored verbatim.
  *
@@ -89,6 +92,9 @@ const report = (msg) => { if (process.connected) process.send(msg); };
 
 const OUTPUT_TAIL_BYTES = 16 * 1024;
 
+/** The npm package of the embedded server (a devDependency). */
+export const EMBEDDED_PACKAGE = 's3rver';
+
 /**
  * Starts s3rver in a child process and waits until it answers HTTP.
  *
@@ -102,7 +108,17 @@ export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<Embed
   const startTimeoutMs = options.startTimeoutMs ?? 15_000;
   await mkdir(dir, { recursive: true });
 
-  const modulePath = createRequire(import.meta.url).resolve('s3rver');
+  let modulePath: string;
+  try {
+    modulePath = createRequire(import.meta.url).resolve(EMBEDDED_PACKAGE);
+  } catch (err) {
+    throw new EmbeddedS3StartError(
+      `the embedded store (${EMBEDDED_PACKAGE}) is a development dependency and is not installed here ` +
+        '(a production install, such as the image): set an upstream (SSEC_PROXY_UPSTREAM_URL), or run from a checkout after npm ci',
+      '',
+      { cause: err },
+    );
+  }
   const env = { ...process.env };
   // Nothing of the parent's loaders or test-runner context belongs in the child.
   delete env.NODE_OPTIONS;

@@ -63,10 +63,10 @@ test('aws-cli 2.9 is installed from Debian', () => {
   assert.ok(existsSync(AWS), `${AWS} missing: scripts/test.sh installs Debian's awscli`);
 });
 
-test('README walkthrough against `s3-ssec-proxy` with no configuration (embedded store)', async () => {
+test('README walkthrough against `s3-ssec-proxy --embedded` with no configuration (what npm start runs)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ssec-readme-'));
   const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, [join(ROOT, 'bin/s3-ssec-proxy.js')], {
+  const child: ChildProcess = spawn(process.execPath, [join(ROOT, 'bin/s3-ssec-proxy.js'), 'serve', '--embedded'], {
     cwd: dir,
     env: { ...process.env, SSEC_PROXY_LISTEN: `127.0.0.1:${port}`, SSEC_PROXY_STATE_DIR: join(dir, '.state') },
     stdio: ['ignore', 'pipe', 'pipe'],
