@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs the built proxy (dist/, from `npm run build`), or the TypeScript sources through tsx in a checkout.
+// Runs the TypeScript sources through tsx in a checkout, or the built proxy (dist/) where there are none.
 // Plain JavaScript that any Node runs: the version is checked before anything that needs Node 24 is imported,
 // so an older system Node gets a sentence saying what to run instead of a TypeError from deep in undici.
 import { existsSync } from 'node:fs';
@@ -18,11 +18,13 @@ if (major < REQUIRED_MAJOR) {
   process.exit(3);
 }
 
-const dist = new URL('../dist/main.js', import.meta.url);
-if (existsSync(dist)) {
-  await import(dist.href);
-} else {
+// A checkout runs its sources (tsx, a devDependency), so a dist/ left by an earlier `npm run build` never runs
+// stale code; an install without sources (the image, a package) runs dist/.
+const sources = new URL('../src/main.ts', import.meta.url);
+if (existsSync(sources)) {
   const { register } = await import('tsx/esm/api');
   register();
-  await import(new URL('../src/main.ts', import.meta.url).href);
+  await import(sources.href);
+} else {
+  await import(new URL('../dist/main.js', import.meta.url).href);
 }

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -105,4 +105,18 @@ test('an unknown option or command is a usage error (exit 2) naming it', async (
   const c = await run(['chek-config']);
   assert.equal(c.code, 2);
   assert.match(c.err, /unknown command "chek-config"/);
+});
+
+test('a checkout runs its sources even when an earlier build left dist/; an install without sources runs dist/', async () => {
+  const app = mkdtempSync(join(tmpdir(), 'ssec-bin-'));
+  for (const d of ['bin', 'src', 'dist']) mkdirSync(join(app, d));
+  copyFileSync(BIN, join(app, 'bin/s3-ssec-proxy.js'));
+  symlinkSync(join(ROOT, 'node_modules'), join(app, 'node_modules'));
+  writeFileSync(join(app, 'src/main.ts'), "const from: string = 'sources';\nconsole.log(from);\n");
+  writeFileSync(join(app, 'dist/main.js'), "console.log('stale dist');\n");
+  const bin = join(app, 'bin/s3-ssec-proxy.js');
+  const out = (): Promise<string> => new Promise((resolve) => execFile(process.execPath, [bin], { cwd: app }, (_e, stdout) => resolve(stdout.trim())));
+  assert.equal(await out(), 'sources');
+  rmSync(join(app, 'src'), { recursive: true });
+  assert.equal(await out(), 'stale dist');
 });
