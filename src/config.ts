@@ -59,7 +59,7 @@ export interface Config {
   /** How far a client's clock may be off, in ms (S3: 15 minutes). */
   readonly maxClockSkewMs: number;
   /**
-   * The upstream does not give multipart objects `"…-N"` ETags (s3rver), so every encrypted object's layout is
+   * The upstream does not give multipart objects `"…-N"` ETags (s3rver, some small stores), so every encrypted object's layout is
    * checked instead of only multipart ones.
    */
   readonly probeAllLayouts: boolean;

@@ -50,7 +50,6 @@ async function prepare(config: Config) {
         secretAccessKey: embedded.secretAccessKey,
       },
       region: config.region,
-      probeAllLayouts: true, // s3rver's multipart ETags have no "-N"
       noBucketPolicies: true,
     };
   }

@@ -87,8 +87,8 @@ test('README walkthrough against `s3-ssec-proxy --embedded` with no configuratio
     });
     assert.match(banner, /listening on https:\/\/127\.0\.0\.1:\d+/);
     const r = await runScript(walkthrough(), dir, {
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      AWS_ACCESS_KEY_ID: 'EMBEDDED',
+      AWS_SECRET_ACCESS_KEY: 'EMBEDDED',
       AWS_CA_BUNDLE: join(dir, '.state/tls/ca.pem'),
       EP: `https://127.0.0.1:${port}`,
     });
@@ -96,8 +96,11 @@ test('README walkthrough against `s3-ssec-proxy --embedded` with no configuratio
     assert.match(r.out, /"SSECustomerKeyMD5"/);
     assert.match(r.out, /refused without the key/);
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
+    // A proxy that already exited (a failed start) must fail the test, not hang it waiting for an exit.
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
   }
 });
 

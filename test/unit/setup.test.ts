@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { EMBEDDED_PACKAGE } from '../../src/embedded-s3.ts';
 
 // npm's own range semantics (semver is in the tree through npm's tooling; it ships no types).
 const semver = createRequire(import.meta.url)('semver') as {
@@ -45,13 +46,14 @@ test('every locked package accepts every supported Node: npm ci on one prints no
   assert.deepEqual(refusing, []);
 });
 
-test('the embedded store (s3rver and its vulnerable dicer) is a development dependency only; the image omits those', () => {
-  assert.equal(pkg.dependencies.s3rver, undefined);
-  assert.ok(pkg.devDependencies.s3rver, 'the embedded store for npm start and the tests');
-  for (const name of ['node_modules/s3rver', 'node_modules/dicer']) {
+test('the embedded store is a development dependency only (s3rver and its vulnerable dicer are gone); the image omits it', () => {
+  assert.equal(pkg.dependencies[EMBEDDED_PACKAGE], undefined);
+  assert.ok(pkg.devDependencies[EMBEDDED_PACKAGE], 'the embedded store for npm start and the tests');
+  for (const name of [`node_modules/${EMBEDDED_PACKAGE}`, 'node_modules/s3rver', 'node_modules/dicer']) {
     const p = lock.packages[name];
     if (p) assert.equal(p.dev, true, `${name} must not be installed by npm ci --omit=dev`);
   }
+  assert.equal(lock.packages['node_modules/dicer'], undefined, 'dicer (CVE-2022-24434, no fix) is not in the tree');
   const dockerfile = readFileSync(join(ROOT, 'deploy/Dockerfile'), 'utf8');
   assert.match(dockerfile, /npm (prune|ci)[^\n]*--omit=dev/, 'the image installs production dependencies only');
   const copied = [...dockerfile.matchAll(/^COPY --from=build \S+node_modules/gm)];
