@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources through tsx in a checkout, or the built proxy (dist/) where there are none.
+// Runs the built proxy (dist/) when it is current, else the TypeScript sources through tsx in a checkout.
 // Plain JavaScript that any Node runs: the version is checked before anything that needs Node 24 is imported,
 // so an older system Node gets a sentence saying what to run instead of a TypeError from deep in undici.
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 
 const REQUIRED_MAJOR = 24;
 const major = Number(process.versions.node.split('.')[0]);
@@ -18,13 +19,23 @@ if (major < REQUIRED_MAJOR) {
   process.exit(3);
 }
 
-// A checkout runs its sources (tsx, a devDependency), so a dist/ left by an earlier `npm run build` never runs
-// stale code; an install without sources (the image, a package) runs dist/.
-const sources = new URL('../src/main.ts', import.meta.url);
-if (existsSync(sources)) {
+// dist/ (from `npm run build`) runs when it is at least as new as every source file: the image and a package
+// (no sources), and the benches (which build first). A checkout whose sources changed since its last build runs
+// them through tsx (a devDependency) instead of stale code.
+const dist = new URL('../dist/main.js', import.meta.url);
+const src = new URL('../src/', import.meta.url);
+if (existsSync(dist) && (!existsSync(src) || newestMtime(src) <= statSync(dist).mtimeMs)) {
+  await import(dist.href);
+} else {
   const { register } = await import('tsx/esm/api');
   register();
-  await import(sources.href);
-} else {
-  await import(new URL('../dist/main.js', import.meta.url).href);
+  await import(new URL('main.ts', src).href);
+}
+
+function newestMtime(dir) {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) newest = Math.max(newest, statSync(join(e.parentPath, e.name)).mtimeMs);
+  }
+  return newest;
 }

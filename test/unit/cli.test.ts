@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -107,16 +107,22 @@ test('an unknown option or command is a usage error (exit 2) naming it', async (
   assert.match(c.err, /unknown command "chek-config"/);
 });
 
-test('a checkout runs its sources even when an earlier build left dist/; an install without sources runs dist/', async () => {
+test('a checkout whose sources changed since its last build runs them, not the stale dist/; a current dist/ or one without sources runs', async () => {
   const app = mkdtempSync(join(tmpdir(), 'ssec-bin-'));
   for (const d of ['bin', 'src', 'dist']) mkdirSync(join(app, d));
   copyFileSync(BIN, join(app, 'bin/s3-ssec-proxy.js'));
   symlinkSync(join(ROOT, 'node_modules'), join(app, 'node_modules'));
+  writeFileSync(join(app, 'dist/main.js'), "console.log('dist');\n");
   writeFileSync(join(app, 'src/main.ts'), "const from: string = 'sources';\nconsole.log(from);\n");
-  writeFileSync(join(app, 'dist/main.js'), "console.log('stale dist');\n");
+  const at = (path: string, seconds: number) => utimesSync(join(app, path), seconds, seconds);
   const bin = join(app, 'bin/s3-ssec-proxy.js');
   const out = (): Promise<string> => new Promise((resolve) => execFile(process.execPath, [bin], { cwd: app }, (_e, stdout) => resolve(stdout.trim())));
-  assert.equal(await out(), 'sources');
+  at('dist/main.js', 1_000_000);
+  at('src/main.ts', 2_000_000);
+  assert.equal(await out(), 'sources', 'a source edited after the build');
+  at('dist/main.js', 3_000_000);
+  assert.equal(await out(), 'dist', 'a build after the last edit');
   rmSync(join(app, 'src'), { recursive: true });
-  assert.equal(await out(), 'stale dist');
+  at('dist/main.js', 1_000_000);
+  assert.equal(await out(), 'dist', 'no sources (the image)');
 });
