@@ -1,27 +1,25 @@
 /**
- * A zero-setup S3 upstream: s3rver 3.7.1 in a child process, storing objects under `dir`.
+ * A zero-setup S3 upstream: fauxqs (an S3/SQS/SNS emulator; only its S3 is used) in a child process, storing
+ * buckets and objects as files under `dir`.
  *
- * Used when the proxy starts without an upstream configured (a demo store) and by tests that need
- * some S3 server but not RGW's fidelity. s3rver's limits (see ../shared/upstreams/README.md): suffix
- * ranges are wrong, multipart ETags lack `-N`, no UploadPartCopy / ListMultipartUploads / ListParts /
- * ListObjectVersions, Content-MD5 and If-Match unchecked, aws-chunked framing stored verbatim.
+ * Used by `s3-ssec-proxy --embedded` (a development store: `npm start`) and by tests that need some S3 server
+ * but not RGW's fidelity. It is a development dependency: the production install (the image) does not have it,
+ * and starting it there says so. Why this server and not s3rver: docs/OPERATIONS.md ("The embedded development
+ * store"). Its limits: no signature checks (any key pair is accepted; the proxy in front authenticates clients),
+ * each object body is held in memory while it is written or read, no bucket policies or versioning.
  *
- * Why a child process and not s3rver in-process:
- * - paged ListObjectsV2 encrypts its continuation token with DES, which OpenSSL 3 only offers with
- *   `--openssl-legacy-provider` — a process-wide switch the proxy itself must not run with;
- * - s3rver (Koa, winston) installs process-level exception handlers and logs to stdout;
- * - the child cannot outlive the parent: it exits when the IPC channel closes (parent exited or was
- *   killed), and the parent SIGKILLs it on `exit`.
+ * Why a child process: the emulator (Fastify) installs its own handlers and does synchronous file I/O, which
+ * must not stall the proxy's event loop; the child cannot outlive the parent: it exits when the IPC channel
+ * closes (parent exited or was killed), and the parent SIGKILLs it on `exit`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { request } from 'node:http';
 import { isIPv6 } from 'node:net';
-import { createRequire } from 'node:module';
 import { resolve as resolvePath } from 'node:path';
 
 export interface EmbeddedS3Options {
-  /** Directory where s3rver keeps buckets and objects (created if missing). */
+  /** Directory where the store keeps buckets and objects (created if missing). */
   dir: string;
   /** Address to listen on. @default '127.0.0.1' */
   host?: string;
@@ -36,16 +34,17 @@ export interface EmbeddedS3Options {
 export interface EmbeddedS3 {
   /** e.g. `http://127.0.0.1:41234` (path-style addressing: use `forcePathStyle`). */
   url: string;
-  accessKeyId: 'S3RVER';
-  secretAccessKey: 'S3RVER';
+  /** The key pair to sign with (the store accepts any; the proxy accepts this one from clients). */
+  accessKeyId: 'EMBEDDED';
+  secretAccessKey: 'EMBEDDED';
   region: 'us-east-1';
-  /** PID of the s3rver child process. */
+  /** PID of the store's child process. */
   pid: number;
   /** Stops the child (SIGTERM, then SIGKILL after 5 s); idempotent. The data in `dir` stays. */
   stop(): Promise<void>;
 }
 
-/** Error thrown when s3rver does not come up; `output` holds the tail of its stdout/stderr. */
+/** Error thrown when the store does not come up; `output` holds the tail of its stdout/stderr. */
 export class EmbeddedS3StartError extends Error {
   override readonly name = 'EmbeddedS3StartError';
   constructor(
@@ -53,34 +52,27 @@ export class EmbeddedS3StartError extends Error {
     readonly output: string,
     options?: ErrorOptions,
   ) {
-    super(output.trim() === '' ? message : `${message}\n--- s3rver output ---\n${output.trimEnd()}`, options);
+    super(output.trim() === '' ? message : `${message}\n--- embedded store output ---\n${output.trimEnd()}`, options);
   }
 }
 
 /**
- * The child's program (CommonJS, run with `node -e`). argv: s3rver module path, then a JSON config.
+ * The child's program (CommonJS, run with `node -e`). argv: the store module's file URL, then a JSON config.
  * It reports `{ type: 'listening', port }` or `{ type: 'error', message }` over IPC and exits when
  * the IPC channel closes.
  */
 const CHILD_PROGRAM = String.raw`
 'use strict';
-const [modulePath, configJson] = process.argv.slice(-2);
+const [moduleUrl, configJson] = process.argv.slice(-2);
 const config = JSON.parse(configJson);
 process.on('disconnect', () => process.exit(0));
 process.on('SIGTERM', () => process.exit(0));
 const report = (msg) => { if (process.connected) process.send(msg); };
 (async () => {
-  const S3rver = require(modulePath);
-  const server = new S3rver({
-    address: config.host,
-    port: config.port,
-    directory: config.dir,
-    silent: true,
-    configureBuckets: config.buckets.map((name) => ({ name, configs: [] })),
-  });
-  const address = await server.run();
-  server.httpServer.on('error', (err) => { console.error(err); process.exit(1); });
-  report({ type: 'listening', port: address.port });
+  const { startFauxqs } = await import(moduleUrl);
+  const server = await startFauxqs({ host: config.host, port: config.port, logger: false, s3StorageDir: config.dir });
+  for (const name of config.buckets) server.createBucket(name);
+  report({ type: 'listening', port: server.port });
 })().catch((err) => {
   report({ type: 'error', message: String(err && err.stack || err) });
   setTimeout(() => process.exit(1), 100);
@@ -89,10 +81,13 @@ const report = (msg) => { if (process.connected) process.send(msg); };
 
 const OUTPUT_TAIL_BYTES = 16 * 1024;
 
+/** The npm package of the embedded server (a devDependency). */
+export const EMBEDDED_PACKAGE = 'fauxqs';
+
 /**
- * Starts s3rver in a child process and waits until it answers HTTP.
+ * Starts the store in a child process and waits until it answers HTTP.
  *
- * Credentials are s3rver's fixed `S3RVER`/`S3RVER`; region `us-east-1`. The caller must `stop()` it;
+ * Credentials: the fixed pair `EMBEDDED`/`EMBEDDED` (the store checks none); region `us-east-1`. The caller must `stop()` it;
  * if it doesn't, the child still ends with the parent process.
  */
 export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<EmbeddedS3> {
@@ -102,20 +97,25 @@ export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<Embed
   const startTimeoutMs = options.startTimeoutMs ?? 15_000;
   await mkdir(dir, { recursive: true });
 
-  const modulePath = createRequire(import.meta.url).resolve('s3rver');
+  let moduleUrl: string;
+  try {
+    // ESM-only package: resolved with the import conditions.
+    moduleUrl = import.meta.resolve(EMBEDDED_PACKAGE);
+  } catch (err) {
+    throw new EmbeddedS3StartError(
+      `the embedded store (${EMBEDDED_PACKAGE}) is a development dependency and is not installed here ` +
+        '(a production install, such as the image): set an upstream (SSEC_PROXY_UPSTREAM_URL), or run from a checkout after npm ci',
+      '',
+      { cause: err },
+    );
+  }
   const env = { ...process.env };
   // Nothing of the parent's loaders or test-runner context belongs in the child.
   delete env.NODE_OPTIONS;
   delete env.NODE_TEST_CONTEXT;
   const child = spawn(
     process.execPath,
-    [
-      '--openssl-legacy-provider',
-      '-e',
-      CHILD_PROGRAM,
-      modulePath,
-      JSON.stringify({ host, port, dir, buckets: options.buckets ?? [] }),
-    ],
+    ['-e', CHILD_PROGRAM, moduleUrl, JSON.stringify({ host, port, dir, buckets: options.buckets ?? [] })],
     { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env, windowsHide: true },
   );
 
@@ -137,7 +137,7 @@ export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<Embed
   } catch (err) {
     process.removeListener('exit', killOnExit);
     await terminate(child);
-    throw new EmbeddedS3StartError(`s3rver did not start on ${host}:${port}: ${(err as Error).message}`, output, {
+    throw new EmbeddedS3StartError(`the embedded store did not start on ${host}:${port}: ${(err as Error).message}`, output, {
       cause: err,
     });
   }
@@ -149,7 +149,7 @@ export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<Embed
   } catch (err) {
     process.removeListener('exit', killOnExit);
     await terminate(child);
-    throw new EmbeddedS3StartError(`s3rver at ${url} did not answer: ${(err as Error).message}`, output, {
+    throw new EmbeddedS3StartError(`the embedded store at ${url} did not answer: ${(err as Error).message}`, output, {
       cause: err,
     });
   }
@@ -164,8 +164,8 @@ export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<Embed
   let stopping: Promise<void> | undefined;
   return {
     url,
-    accessKeyId: 'S3RVER',
-    secretAccessKey: 'S3RVER',
+    accessKeyId: 'EMBEDDED',
+    secretAccessKey: 'EMBEDDED',
     region: 'us-east-1',
     pid: child.pid ?? -1,
     stop(): Promise<void> {
@@ -188,7 +188,7 @@ function waitForListening(child: ChildProcess, timeoutMs: number): Promise<numbe
       else if (m.type === 'error') finish(new Error(String(m.message)));
     };
     const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
-      finish(new Error(`s3rver exited (code ${code}, signal ${signal})`));
+      finish(new Error(`the embedded store exited (code ${code}, signal ${signal})`));
     };
     const onError = (err: Error): void => finish(err);
     function finish(err: Error | undefined, port?: number): void {

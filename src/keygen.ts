@@ -34,14 +34,22 @@ export function generateKey(opts: { passphrase?: string; salt?: Buffer } = {}): 
   };
 }
 
-export function describeKey(k: GeneratedKey): string {
-  const lines = [
-    `key (base64):     ${k.base64}`,
-    `key MD5 (base64): ${k.md5}`,
-    '',
-    'aws-cli:  --sse-customer-algorithm AES256 --sse-customer-key <key base64> --sse-customer-key-md5 <key MD5>',
-    '          or save the raw 32 bytes (base64 -d) to a file and use --sse-c AES256 --sse-c-key fileb://FILE',
-  ];
+/** For people: the key's forms and how aws-cli takes them. With `file`, the key is in it and not printed. */
+export function describeKey(k: GeneratedKey, file?: string): string {
+  const lines = file
+    ? [
+        `key written to:   ${file} (32 raw bytes, mode 0600)`,
+        `key MD5 (base64): ${k.md5}`,
+        '',
+        `aws-cli:  --sse-c AES256 --sse-c-key fileb://${file}`,
+      ]
+    : [
+        `key (base64):     ${k.base64}`,
+        `key MD5 (base64): ${k.md5}`,
+        '',
+        'aws-cli:  --sse-customer-algorithm AES256 --sse-customer-key <key base64> --sse-customer-key-md5 <key MD5>',
+        '          or save the raw 32 bytes (base64 -d) to a file and use --sse-c AES256 --sse-c-key fileb://FILE',
+      ];
   if (k.scrypt) {
     lines.push(
       '',
@@ -50,4 +58,9 @@ export function describeKey(k: GeneratedKey): string {
     );
   }
   return lines.join('\n');
+}
+
+/** For programs (`--json`): the key in base64 (or the file holding it), its MD5, the scrypt parameters if any. */
+export function keyJson(k: GeneratedKey, file?: string): { key?: string; file?: string; keyMd5: string; scrypt?: GeneratedKey['scrypt'] } {
+  return { ...(file ? { file } : { key: k.base64 }), keyMd5: k.md5, ...(k.scrypt ? { scrypt: k.scrypt } : {}) };
 }

@@ -3,13 +3,13 @@
  * The only module with process-level effects.
  */
 import cluster from 'node:cluster';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { startEmbeddedS3 } from './embedded-s3.ts';
 import { Metrics, startAdmin } from './admin.ts';
-import { describeKey, generateKey } from './keygen.ts';
+import { describeKey, generateKey, keyJson } from './keygen.ts';
 import { note } from './log.ts';
 import { startProxy } from './server.ts';
 import { ensureDevCertificate } from './tls/dev-cert.ts';
@@ -19,13 +19,15 @@ import { superviseWorkers, type FromWorker, type ToWorker, type WorkerSetup } fr
 
 const HELP = `s3-ssec-proxy — an S3 proxy that gives any S3 store SSE-C (customer-key) encryption
 
-Usage: s3-ssec-proxy [serve] [--config FILE]
-       s3-ssec-proxy check-config [--config FILE]
-       s3-ssec-proxy keygen [--passphrase TEXT [--salt BASE64]]
+Usage: s3-ssec-proxy [serve] [--config FILE] [--embedded]
+       s3-ssec-proxy check-config [--config FILE] [--embedded]
+       s3-ssec-proxy keygen [--out FILE] [--json] [--passphrase-stdin | --passphrase-file FILE [--salt BASE64]]
        s3-ssec-proxy --version | --help
 
-Without configuration it serves https://127.0.0.1:8443 with a generated development certificate in front of an
-embedded local S3 store. Configuration: README.md ("Configuration").`;
+serve needs an upstream S3 store (SSEC_PROXY_UPSTREAM_URL and its credentials, or the config file's "upstream").
+--embedded (SSEC_PROXY_EMBEDDED=true) instead serves a local development store, data in stateDir/s3 (npm start
+does this): https://127.0.0.1:8443 with a generated development certificate. Configuration: README.md.
+Ctrl-C drains in-flight requests; a second Ctrl-C exits at once.`;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -48,7 +50,6 @@ async function prepare(config: Config) {
         secretAccessKey: embedded.secretAccessKey,
       },
       region: config.region,
-      probeAllLayouts: true, // s3rver's multipart ETags have no "-N"
       noBucketPolicies: true,
     };
   }
@@ -109,6 +110,10 @@ function banner(
 }
 
 /** Whatever happens during a drain (a store that never answers, a stuck socket), the process exits by then. */
+function again(signal: string): string {
+  return signal === 'SIGINT' ? '; Ctrl-C again to exit now' : '';
+}
+
 function failsafe(config: Config, last?: () => void): void {
   setTimeout(() => {
     last?.();
@@ -117,9 +122,22 @@ function failsafe(config: Config, last?: () => void): void {
   }, config.shutdownGraceMs + 5000).unref();
 }
 
-function onSignals(stop: (signal: string) => void): void {
+/**
+ * SIGTERM and a first SIGINT drain (stop); a second SIGINT (Ctrl-C again) exits at once, cutting what is in
+ * flight (a cut upload is never stored: the upstream request is aborted with it).
+ */
+function onSignals(stop: (signal: string) => void, now?: () => void): void {
+  let interrupted = false;
   process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGINT', () => {
+    if (interrupted) {
+      now?.();
+      note('second SIGINT: exiting now, cutting requests in flight');
+      process.exit(130);
+    }
+    interrupted = true;
+    stop('SIGINT');
+  });
 }
 
 /** SSEC_PROXY_WORKERS=1: one process serves everything, no cluster. */
@@ -136,7 +154,7 @@ async function serve(config: Config): Promise<void> {
   onSignals(async (signal) => {
     if (stopping) return;
     stopping = true;
-    note(`${signal}: closing listeners, finishing in-flight requests (up to ${config.shutdownGraceMs / 1000} s)`);
+    note(`${signal}: closing listeners, finishing in-flight requests (up to ${config.shutdownGraceMs / 1000} s)${again(signal)}`);
     admin?.drain();
     failsafe(config);
     await proxy.close(config.shutdownGraceMs);
@@ -179,7 +197,7 @@ async function servePrimary(config: Config): Promise<void> {
   onSignals(async (signal) => {
     if (stopping) return;
     stopping = true;
-    note(`${signal}: closing listeners, finishing in-flight requests (up to ${config.shutdownGraceMs / 1000} s) in ${config.workers} workers`);
+    note(`${signal}: closing listeners, finishing in-flight requests (up to ${config.shutdownGraceMs / 1000} s) in ${config.workers} workers${again(signal)}`);
     admin?.drain();
     failsafe(config, () => supervisor.kill());
     await supervisor.drain();
@@ -187,7 +205,7 @@ async function servePrimary(config: Config): Promise<void> {
     await upstream.close();
     await embedded?.stop();
     process.exit(0);
-  });
+  }, () => supervisor.kill());
 }
 
 /** A cluster worker: the primary's setup, then the listeners; drains when the primary says (or on a signal). */
@@ -224,56 +242,136 @@ async function serveWorker(config: Config): Promise<void> {
   process.send!({ type: 'ssec:listening', httpsPort: proxy.httpsPort, httpPort: proxy.httpPort } satisfies FromWorker);
 }
 
-async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      config: { type: 'string', short: 'c' },
-      passphrase: { type: 'string' },
-      salt: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-      version: { type: 'boolean', short: 'v' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
-  if (values.version) {
-    process.stdout.write(version() + '\n');
-    return 0;
-  }
-  const command = positionals[0] ?? 'serve';
-  if (command === 'keygen') {
-    const salt = values.salt !== undefined ? Buffer.from(values.salt, 'base64') : undefined;
-    const k = generateKey({ ...(values.passphrase !== undefined ? { passphrase: values.passphrase } : {}), ...(salt ? { salt } : {}) });
-    process.stdout.write(describeKey(k) + '\n');
-    wipe(k.key);
-    return 0;
-  }
-  let config: Config;
+/** A command's options; a wrong one is a usage error (exit 2) naming it. */
+function options<T extends ParseArgsConfig['options']>(args: string[], opts: T) {
+  return parseArgs({ args, options: { ...opts, help: { type: 'boolean', short: 'h' } }, allowPositionals: false, strict: true }).values;
+}
+
+class UsageError extends Error {}
+
+function loadOrReport(values: { config?: string | undefined; embedded?: boolean | undefined }): Config | undefined {
   try {
-    config = loadConfig({ configPath: values.config });
+    // --embedded is SSEC_PROXY_EMBEDDED=true said on the command line.
+    const env = values.embedded ? { ...process.env, SSEC_PROXY_EMBEDDED: 'true' } : process.env;
+    return loadConfig({ configPath: values.config, env, serving: true });
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(e.message + '\n');
-      return 2;
+      return undefined;
     }
     throw e;
   }
-  switch (command) {
-    case 'check-config':
-      process.stdout.write('configuration OK\n');
-      return 0;
-    case 'serve':
-      if (cluster.isWorker) await serveWorker(config);
-      else if (config.workers > 1) await servePrimary(config);
-      else await serve(config);
-      return -1; // keep running
-    default:
-      process.stderr.write(`unknown command "${command}"\n\n${HELP}\n`);
+}
+
+const SERVE_OPTIONS = { config: { type: 'string', short: 'c' }, embedded: { type: 'boolean' } } as const;
+
+async function serveCommand(args: string[]): Promise<number> {
+  const values = options(args, SERVE_OPTIONS);
+  if (values.help) return help();
+  const config = loadOrReport(values);
+  if (!config) return 2;
+  if (cluster.isWorker) await serveWorker(config);
+  else if (config.workers > 1) await servePrimary(config);
+  else await serve(config);
+  return -1; // keep running
+}
+
+async function checkConfigCommand(args: string[]): Promise<number> {
+  const values = options(args, SERVE_OPTIONS);
+  if (values.help) return help();
+  if (!loadOrReport(values)) return 2;
+  process.stdout.write('configuration OK\n');
+  return 0;
+}
+
+async function keygenCommand(args: string[]): Promise<number> {
+  const values = options(args, {
+    out: { type: 'string', short: 'o' },
+    json: { type: 'boolean' },
+    'passphrase-stdin': { type: 'boolean' },
+    'passphrase-file': { type: 'string' },
+    salt: { type: 'string' },
+    // Only to refuse it with a useful message.
+    passphrase: { type: 'string' },
+  });
+  if (values.help) return help();
+  if (values.passphrase !== undefined) {
+    throw new UsageError(
+      'keygen: a passphrase on the command line is visible to other users (ps) and kept in shell history; ' +
+        'give it on standard input (--passphrase-stdin) or in a file (--passphrase-file FILE)',
+    );
+  }
+  if (values['passphrase-stdin'] && values['passphrase-file'] !== undefined) throw new UsageError('keygen: --passphrase-stdin or --passphrase-file, not both');
+  let passphrase: string | undefined;
+  if (values['passphrase-stdin']) passphrase = (await readAll(process.stdin)).toString('utf8');
+  else if (values['passphrase-file'] !== undefined) passphrase = readFileSync(values['passphrase-file'], 'utf8');
+  passphrase = passphrase?.replace(/\r?\n$/, '');
+  if (passphrase === '') throw new UsageError('keygen: the passphrase is empty');
+  if (values.salt !== undefined && passphrase === undefined) throw new UsageError('keygen: --salt goes with a passphrase');
+  const salt = values.salt !== undefined ? Buffer.from(values.salt, 'base64') : undefined;
+  const k = generateKey({ ...(passphrase !== undefined ? { passphrase } : {}), ...(salt ? { salt } : {}) });
+  try {
+    if (values.out !== undefined) {
+      try {
+        // 0600 and never over an existing file: a key overwritten is every object under it lost.
+        writeFileSync(values.out, k.key, { mode: 0o600, flag: 'wx' });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new UsageError(`keygen: ${values.out} exists; not overwriting a key (move it away first)`);
+        throw e;
+      }
+    }
+    const file = values.out !== undefined ? resolve(values.out) : undefined;
+    process.stdout.write((values.json ? JSON.stringify(keyJson(k, file)) : describeKey(k, file)) + '\n');
+  } finally {
+    wipe(k.key);
+  }
+  return 0;
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c));
+  return Buffer.concat(chunks);
+}
+
+function help(): number {
+  process.stdout.write(HELP + '\n');
+  return 0;
+}
+
+/**
+ * The subcommands, by name: each takes its own arguments and returns the exit code (-1: keeps running).
+ * A new command is one entry here (the tools load their module on use, so serving never imports them).
+ */
+const COMMANDS: Readonly<Record<string, (args: string[]) => Promise<number>>> = {
+  serve: serveCommand,
+  'check-config': checkConfigCommand,
+  keygen: keygenCommand,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === '--help' || first === '-h' || first === 'help') return help();
+  if (first === '--version' || first === '-v') {
+    process.stdout.write(version() + '\n');
+    return 0;
+  }
+  const named = first !== undefined && !first.startsWith('-');
+  const command = named ? first : 'serve';
+  const run = COMMANDS[command];
+  if (!run) {
+    process.stderr.write(`unknown command "${command}"\n\n${HELP}\n`);
+    return 2;
+  }
+  try {
+    return await run(named ? rest : argv);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (e instanceof UsageError || code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+      process.stderr.write(`${(e as Error).message}\n`);
       return 2;
+    }
+    throw e;
   }
 }
 

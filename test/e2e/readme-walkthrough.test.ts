@@ -63,10 +63,10 @@ test('aws-cli 2.9 is installed from Debian', () => {
   assert.ok(existsSync(AWS), `${AWS} missing: scripts/test.sh installs Debian's awscli`);
 });
 
-test('README walkthrough against `s3-ssec-proxy` with no configuration (embedded store)', async () => {
+test('README walkthrough against `s3-ssec-proxy --embedded` with no configuration (what npm start runs)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ssec-readme-'));
   const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, [join(ROOT, 'bin/s3-ssec-proxy.js')], {
+  const child: ChildProcess = spawn(process.execPath, [join(ROOT, 'bin/s3-ssec-proxy.js'), 'serve', '--embedded'], {
     cwd: dir,
     env: { ...process.env, SSEC_PROXY_LISTEN: `127.0.0.1:${port}`, SSEC_PROXY_STATE_DIR: join(dir, '.state') },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -87,8 +87,8 @@ test('README walkthrough against `s3-ssec-proxy` with no configuration (embedded
     });
     assert.match(banner, /listening on https:\/\/127\.0\.0\.1:\d+/);
     const r = await runScript(walkthrough(), dir, {
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      AWS_ACCESS_KEY_ID: 'EMBEDDED',
+      AWS_SECRET_ACCESS_KEY: 'EMBEDDED',
       AWS_CA_BUNDLE: join(dir, '.state/tls/ca.pem'),
       EP: `https://127.0.0.1:${port}`,
     });
@@ -96,8 +96,11 @@ test('README walkthrough against `s3-ssec-proxy` with no configuration (embedded
     assert.match(r.out, /"SSECustomerKeyMD5"/);
     assert.match(r.out, /refused without the key/);
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
+    // A proxy that already exited (a failed start) must fail the test, not hang it waiting for an exit.
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
   }
 });
 

@@ -1,6 +1,6 @@
 /**
- * The proxy over the embedded store (s3rver, what `npm start` uses without configuration): the SSE-C data path
- * must hold on a store with s3rver's limits too (no signature checks, wrong suffix ranges).
+ * The proxy over the embedded store (fauxqs, what `npm start` serves): the SSE-C data path must hold on a store
+ * with its limits too (no signature checks, no bucket policies).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';

@@ -116,3 +116,47 @@ test('SIGTERM during an in-flight request: /readyz answers not ready at once, an
     await cli.stop();
   }
 });
+
+test('a second SIGINT (Ctrl-C again) during the drain exits at once, cutting the stalled upload, which is not stored', async () => {
+  const up = await rgwUpstream();
+  const cli = await startCli(up, { SSEC_PROXY_SHUTDOWN_GRACE_SECONDS: '600' });
+  const { child, port } = cli;
+  const s3 = cli.client();
+  const bucket = `sigint-${randomBytes(4).toString('hex')}`;
+  const k = newKey();
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    const total = 2_000_000;
+    const req = await openSsecPut({ endpoint: `https://127.0.0.1:${port}`, caPem: cli.caPem }, up, `/${bucket}/stalled`, k, total);
+    const stalled = new Promise<string>((resolve) => {
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => resolve(`answered ${res.statusCode}`));
+      });
+      req.on('error', () => resolve('cut'));
+      req.write(randomBytes(total / 2));
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGINT');
+    await new Promise<void>((resolve) => {
+      const check = () => (cli.output().toString().includes('SIGINT: closing listeners') ? resolve() : setTimeout(check, 20));
+      check();
+    });
+    assert.match(cli.output().toString(), /Ctrl-C again to exit now/);
+    child.kill('SIGINT');
+    // With a 600 s grace, only the second SIGINT ends it: exit code 130, said on the way out.
+    assert.equal(await exited, 130);
+    assert.match(cli.output().toString(), /second SIGINT: exiting now/);
+    assert.equal(await stalled, 'cut');
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await cli.stop();
+  }
+  const { startTestProxy } = await import('../support/proxy.ts');
+  const t = await startTestProxy(up);
+  try {
+    await assert.rejects(t.client().send(new GetObjectCommand({ Bucket: bucket, Key: 'stalled', ...sse(k) })), { name: 'NoSuchKey' });
+  } finally {
+    await t.close();
+  }
+});

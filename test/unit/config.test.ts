@@ -21,17 +21,21 @@ test('defaults: HTTPS on 127.0.0.1:8443, embedded upstream, 64 KiB chunks', () =
 
 test('environment variables override the file', () => {
   const file = join(dir, 'c.json');
+  // The TLS files a configuration names must exist (and hold PEM).
+  for (const [name, pem] of [['env.pem', 'CERTIFICATE'], ['c.pem', 'CERTIFICATE'], ['k.pem', 'PRIVATE KEY']]) {
+    writeFileSync(join(dir, name!), `-----BEGIN ${pem}-----\nAAAA\n-----END ${pem}-----\n`);
+  }
   writeFileSync(
     file,
     JSON.stringify({
       listen: '0.0.0.0:9443',
       upstream: { url: 'http://store:9000', region: 'eu-west-1', accessKeyId: 'FILEAK', secretAccessKey: 'filesk' },
-      tls: { cert: '/c.pem', key: '/k.pem' },
+      tls: { cert: join(dir, 'c.pem'), key: join(dir, 'k.pem') },
     }),
   );
   const c = loadConfig({
     configPath: file,
-    env: { SSEC_PROXY_LISTEN: '127.0.0.1:1234', SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID: 'ENVAK', SSEC_PROXY_TLS_CERT: '/env.pem' },
+    env: { SSEC_PROXY_LISTEN: '127.0.0.1:1234', SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID: 'ENVAK', SSEC_PROXY_TLS_CERT: join(dir, 'env.pem') },
   });
   assert.deepEqual(c.listen, { host: '127.0.0.1', port: 1234 });
   assert.equal(c.upstream?.url, 'http://store:9000');
@@ -39,7 +43,7 @@ test('environment variables override the file', () => {
   assert.equal(c.region, 'eu-west-1');
   assert.equal(c.upstream?.accessKeyId, 'ENVAK');
   assert.equal(c.upstream?.secretAccessKey, 'filesk');
-  assert.deepEqual(c.tls, { cert: '/env.pem', key: '/k.pem' });
+  assert.deepEqual(c.tls, { cert: join(dir, 'env.pem'), key: join(dir, 'k.pem') });
 });
 
 test('several client credentials from a file, each mapped to an upstream identity', () => {
@@ -111,7 +115,10 @@ test('`s3-ssec-proxy check-config` exits non-zero and prints every problem; 0 wh
   assert.notEqual(bad.code, 0);
   assert.match(bad.err, /SSEC_PROXY_LISTEN/);
   assert.match(bad.err, /SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID/);
-  const good = await run({});
+  const none = await run({});
+  assert.equal(none.code, 2, 'no upstream and no --embedded: nothing to serve');
+  assert.match(none.err, /SSEC_PROXY_EMBEDDED/);
+  const good = await run({ SSEC_PROXY_EMBEDDED: 'true' });
   assert.equal(good.code, 0, good.err);
 });
 

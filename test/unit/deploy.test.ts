@@ -1,11 +1,13 @@
 /**
  * deploy/: every kustomize overlay renders (kubectl kustomize, from the machine image) and every object it
  * produces validates against the Kubernetes schemas (kubernetes-models); the production start path (built
- * dist/, production dependencies only) starts and serves a request.
+ * dist/, production dependencies only, as in the image) has no embedded store, refuses to start without an
+ * upstream, and starts and serves a request with one.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +21,7 @@ import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { ConfigMap, Secret, Service } from 'kubernetes-models/v1';
 import { freePort } from '../support/net.ts';
+import { EMBEDDED_PACKAGE } from '../../src/embedded-s3.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 
@@ -104,16 +107,46 @@ for (const overlay of ['standalone', 'sidecar']) {
   });
 }
 
-test('production start path: built dist/ with production dependencies only starts and serves a request', async () => {
+test('production start path: built dist/ with production dependencies only (as the image): no embedded store in it, refuses to start without an upstream, starts and serves with one', async () => {
   await run('npm', ['run', 'build']);
   const app = mkdtempSync(join(tmpdir(), 'ssec-prod-'));
   for (const f of ['package.json', 'package-lock.json', 'dist', 'bin']) cpSync(join(ROOT, f), join(app, f), { recursive: true });
   await run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund'], app);
   await assert.rejects(run('node', ['-e', "require.resolve('tsx')"], app), 'no dev dependency installed');
+  // The embedded development store (and s3rver's vulnerable dicer, which it replaced) is not in the image.
+  for (const name of [EMBEDDED_PACKAGE, 's3rver', 'dicer']) {
+    assert.equal(existsSync(join(app, 'node_modules', name)), false, `${name} is in the production install`);
+  }
+  const node = join(ROOT, 'node_modules/.bin/node');
+  const base = { PATH: process.env.PATH ?? '', SSEC_PROXY_STATE_DIR: join(app, 'state') };
+
+  // A container started without an upstream refuses, saying what to set, instead of serving a throw-away store.
+  const refused = await runNode(node, ['bin/s3-ssec-proxy.js'], app, { ...base, SSEC_PROXY_LISTEN: '127.0.0.1:0' });
+  assert.equal(refused.code, 2, refused.err);
+  assert.match(refused.err, /SSEC_PROXY_UPSTREAM_URL: no upstream S3 store is set/);
+  const embedded = await runNode(node, ['bin/s3-ssec-proxy.js', 'serve', '--embedded'], app, { ...base, SSEC_PROXY_LISTEN: '127.0.0.1:0' });
+  assert.equal(embedded.code, 1, embedded.err);
+  assert.match(embedded.err, /is a development dependency and is not installed here/);
+
+  // With an upstream it serves: ListBuckets reaches a minimal local S3 endpoint, re-signed.
+  const upstream = http.createServer((req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'application/xml' });
+    res.end('<?xml version="1.0" encoding="UTF-8"?><ListAllMyBucketsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Owner><ID>o</ID></Owner><Buckets></Buckets></ListAllMyBucketsResult>');
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  const upPort = (upstream.address() as { port: number }).port;
   const port = await freePort();
-  const child = spawn(join(ROOT, 'node_modules/.bin/node'), ['bin/s3-ssec-proxy.js'] /* as the image's ENTRYPOINT */, {
+  const child = spawn(node, ['bin/s3-ssec-proxy.js'] /* as the image's ENTRYPOINT */, {
     cwd: app,
-    env: { PATH: process.env.PATH ?? '', SSEC_PROXY_LISTEN: `127.0.0.1:${port}`, SSEC_PROXY_STATE_DIR: join(app, 'state') },
+    env: {
+      ...base,
+      SSEC_PROXY_LISTEN: `127.0.0.1:${port}`,
+      SSEC_PROXY_UPSTREAM_URL: `http://127.0.0.1:${upPort}`,
+      SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID: 'PRODAK',
+      SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY: 'prod-secret',
+      SSEC_PROXY_WORKERS: '1',
+    },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let err = '';
@@ -123,13 +156,12 @@ test('production start path: built dist/ with production dependencies only start
       child.stderr!.on('data', () => err.includes('listening on') && resolve());
       child.on('exit', (code) => reject(new Error(`exited ${code}: ${err}`)));
     });
-    const { readFileSync } = await import('node:fs');
     const ca = readFileSync(join(app, 'state/tls/ca.pem'), 'utf8');
     const s3 = new S3Client({
       endpoint: `https://127.0.0.1:${port}`,
       region: 'us-east-1',
       forcePathStyle: true,
-      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+      credentials: { accessKeyId: 'PRODAK', secretAccessKey: 'prod-secret' },
       requestHandler: new NodeHttpHandler({ httpsAgent: new https.Agent({ ca }) }),
     });
     const r = await s3.send(new ListBucketsCommand({}));
@@ -137,6 +169,7 @@ test('production start path: built dist/ with production dependencies only start
     s3.destroy();
   } finally {
     child.kill('SIGTERM');
+    upstream.close();
   }
 });
 
@@ -166,6 +199,12 @@ function dockerIgnores(rules: string[], path: string): boolean {
     }
   }
   return ignored;
+}
+
+function runNode(node: string, args: string[], cwd: string, env: Record<string, string>): Promise<{ code: number; err: string }> {
+  return new Promise((resolve) => {
+    execFile(node, args, { cwd, env, timeout: 60_000 }, (e, _out, err) => resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, err }));
+  });
 }
 
 test('the Docker build context holds what the Dockerfile copies and leaves out .state/ (the development CA key), keys, TLS files, node_modules, dist and test output; a LICENSE matches package.json', () => {

@@ -36,12 +36,13 @@ test('a passphrase key is derived with scrypt: same passphrase and salt, same ke
   assert.deepEqual(a.scrypt, { salt: salt.toString('base64'), N: 2 ** 17, r: 8, p: 1 });
 });
 
-test('`s3-ssec-proxy keygen --passphrase` prints the key, its MD5, the scrypt parameters and a warning', async () => {
-  const out = await new Promise<string>((resolve, reject) =>
-    execFile(process.execPath, [join(ROOT, 'bin/s3-ssec-proxy.js'), 'keygen', '--passphrase', 'pw', '--salt', 'AQEBAQEBAQEBAQEBAQEBAQ=='], (e, stdout) =>
+test('`s3-ssec-proxy keygen --passphrase-stdin` prints the key, its MD5, the scrypt parameters and a warning', async () => {
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = execFile(process.execPath, [join(ROOT, 'bin/s3-ssec-proxy.js'), 'keygen', '--passphrase-stdin', '--salt', 'AQEBAQEBAQEBAQEBAQEBAQ=='], (e, stdout) =>
       e ? reject(e) : resolve(stdout),
-    ),
-  );
+    );
+    child.stdin!.end('pw\n');
+  });
   const expected = generateKey({ passphrase: 'pw', salt: Buffer.from('AQEBAQEBAQEBAQEBAQEBAQ==', 'base64') });
   assert.match(out, new RegExp(`key \\(base64\\): +${expected.base64.replace(/[+/=]/g, (c) => '\\' + c)}`));
   assert.match(out, /N=131072 r=8 p=1/);
