@@ -22,7 +22,6 @@ import { COPY_SSEC_PREFIX, hasSsecHeaders, parseCustomerKey, ssecEchoHeaders, ty
 import { scoped, wipe } from '../sse-c/data-key.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
 import { withChecksum } from '../sse-c/part-etag.ts';
-import { CHECKSUM_META } from '../sse-c/sealed-checksum.ts';
 import { multipartDataKey, parseUploadId, tagMatches } from '../sse-c/upload-id.ts';
 import { bucketEncryptionOf } from '../sse-kms/bucket-encryption.ts';
 import { readText, type UpstreamResponse } from '../upstream.ts';
@@ -32,6 +31,7 @@ import { layoutOf } from '../objects/layout.ts';
 import { openObject, requireKeyFor, type OpenedObject } from '../objects/open.ts';
 import { readPlaintext } from '../objects/read.ts';
 import { requestObject, storedObject, type StoredObject } from '../objects/stored.ts';
+import { resealedMeta } from '../objects/reseal.ts';
 import { sealingStages, streamUpload } from '../objects/write.ts';
 
 /** The smallest part an upstream multipart copy may use (S3's minimum part size is 5 MiB). */
@@ -235,15 +235,7 @@ export async function copyObject(ctx: ObjectContext): Promise<void> {
   const keyChanges = keys.srcKey?.keyMd5 !== keys.dstKey?.keyMd5;
   if (opened && keys.dstKey && !(ctx.config.reencryptOnKeyChange && keyChanges)) {
     // SSE-C → SSE-C: only the envelope changes; the upstream copies the ciphertext.
-    const sealed = sealEnvelope({ customerKey: keys.dstKey.key, bucket, key, dataKey: opened.dataKey, chunkSizeLog2: Math.log2(opened.chunkSize) });
-    wipe(sealed.dataKey); // sealEnvelope's own copy
-    headers[ENVELOPE_META] = sealed.value;
-    Object.assign(headers, keys.meta);
-    const layoutMeta = src.headers[LAYOUT_META];
-    if (typeof layoutMeta === 'string') headers[LAYOUT_META] = layoutMeta;
-    // Same data key, same plaintext: the sealed checksum stays valid.
-    const checksum = src.headers[CHECKSUM_META];
-    if (typeof checksum === 'string') headers[CHECKSUM_META] = checksum;
+    Object.assign(headers, resealedMeta(src, opened, { customerKey: keys.dstKey, meta: keys.meta, bucket, key }));
     if (src.size > ctx.config.copyMultipartThreshold) return multipartServerCopy(ctx, src, headers, echo);
     headers['x-amz-copy-source'] = String(ctx.req.headers['x-amz-copy-source']);
     // The envelope re-sealed above belongs to exactly the source version checked by the HEAD (which also
