@@ -12,6 +12,7 @@ import { Metrics, startAdmin } from './admin.ts';
 import { describeKey, generateKey } from './keygen.ts';
 import { note } from './log.ts';
 import { startProxy } from './server.ts';
+import { runNamedTool, TOOLS_HELP } from './tools/index.ts';
 import { ensureDevCertificate } from './tls/dev-cert.ts';
 import { Upstream } from './upstream.ts';
 import { wipe } from './sse-c/data-key.ts';
@@ -23,6 +24,7 @@ Usage: s3-ssec-proxy [serve] [--config FILE]
        s3-ssec-proxy check-config [--config FILE]
        s3-ssec-proxy keygen [--passphrase TEXT [--salt BASE64]]
        s3-ssec-proxy --version | --help
+${TOOLS_HELP}
 
 Without configuration it serves https://127.0.0.1:8443 with a generated development certificate in front of an
 embedded local S3 store. Configuration: README.md ("Configuration").`;
@@ -225,6 +227,9 @@ async function serveWorker(config: Config): Promise<void> {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // The tools (src/tools/) parse their own options.
+  const tool = runNamedTool(argv[0], argv.slice(1));
+  if (tool) return tool;
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
