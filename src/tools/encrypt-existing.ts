@@ -26,7 +26,7 @@ import type { ManagedKey } from '../sse-kms/managed.ts';
 import { readText } from '../upstream.ts';
 import { upstreamRequest } from '../context.ts';
 import { modeOf } from './modes.ts';
-import { assertUnchanged, conditionally, ifMatch, keptHeaders, ObjectChanged, pauseBeforeWrite, refusal, taggingOf } from './replace.ts';
+import { assertUnchanged, beforeWrite, conditionally, ifMatch, keptHeaders, ObjectChanged, pauseBeforeWrite, refusal, taggingOf } from './replace.ts';
 import { BULK_OPTIONS, bulk, CONFIG_OPTION, headListed, optionalString, sizeOption, type BulkRun, type Outcome, type Tool } from './run.ts';
 import { readKeyFile, UsageError } from './session.ts';
 import type { Listed } from './walk.ts';
@@ -63,9 +63,13 @@ function changedOn(status: number): Error {
 /** One PUT: the plaintext (pinned to the ETag read) through the sealing stages, If-Match that ETag. */
 async function putEncrypted(run: BulkRun, stored: StoredObject, headers: Record<string, string>, dataKey: Buffer, chunkSize: number): Promise<void> {
   const { ctx } = run.session;
-  await conditionally(ctx, stored, async () => {
+  await conditionally(ctx, stored, run.progress, async () => {
     const plain = await readPlaintext(ctx, stored, undefined, undefined, undefined, changedOn);
     await pauseBeforeWrite(run.env, run.progress, stored.key);
+    await beforeWrite(ctx, stored).catch((e: unknown) => {
+      plain.destroy();
+      throw e;
+    });
     const sealed = sealingStages({ dataKey, chunkSize, partNumber: 0, plainSize: stored.size, given: () => ({}) });
     const target = { path: objectPath(stored.bucket, stored.key), query: [], headers: { ...headers, ...ifMatch(stored.etag) }, length: sealed.cipherSize };
     const up = await streamUpload(ctx, target, plain, sealed.stages);
@@ -114,7 +118,7 @@ async function multipartEncrypted(run: BulkRun, stored: StoredObject, headers: R
     // RGW ignores If-Match on CompleteMultipartUpload: the ETag is checked again right before it.
     await assertUnchanged(ctx, stored);
     const body = buildCompleteMultipartUpload(parts);
-    await conditionally(ctx, stored, async () => {
+    await conditionally(ctx, stored, run.progress, async () => {
       await using done = await upstreamRequest(ctx, {
         method: 'POST',
         path,

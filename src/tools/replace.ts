@@ -4,10 +4,11 @@
  *
  * Conditional writes: a PUT carries `If-Match: <ETag read>`, so a writer that replaced the object since the
  * tool read it wins (412) and the tool leaves the object alone ("changed"). AWS S3 takes the quoted ETag; Ceph
- * RGW (16) takes If-Match on PUT only unquoted (a quoted one never matches). The first 412 on an object whose
- * ETag has not changed switches to the unquoted form for the rest of the run. Stores that ignore If-Match on
- * a PUT (RGW on CompleteMultipartUpload, and on CopyObject): the tool re-reads the ETag just before the write,
- * which narrows the window to that one request but cannot close it (docs/OPERATIONS.md).
+ * RGW (16) takes If-Match on PUT only unquoted (a quoted one never matches), and in a versioned bucket not at
+ * all. A 412 on an object whose ETag has not changed moves the run to the next form: bare, then none. Where
+ * writes are not conditional (that last case, and RGW's CompleteMultipartUpload, which ignores If-Match), the
+ * tool re-reads the ETag right before the write: that narrows the window to the one request but cannot close
+ * it (docs/OPERATIONS.md).
  */
 import { once } from 'node:events';
 import type { RequestContext } from '../context.ts';
@@ -80,25 +81,42 @@ export async function assertUnchanged(ctx: RequestContext, stored: StoredObject)
   if (now === undefined || bare(now) !== bare(stored.etag)) throw new ObjectChanged('the object changed since it was read');
 }
 
-/** The run's If-Match form: quoted (AWS) until the store shows it wants it bare (RGW). */
-let quoted = true;
+/**
+ * How this run's writes are made conditional: If-Match quoted (AWS), bare (RGW on unversioned buckets), or not
+ * at all where the store refuses If-Match with the very ETag it reports (RGW on versioned buckets): then
+ * re-HEAD right before the write (`beforeWrite`).
+ */
+let form: 'quoted' | 'bare' | 'none' = 'quoted';
 
 export function ifMatch(etag: string): Record<string, string> {
-  return { 'if-match': quoted ? `"${bare(etag)}"` : bare(etag) };
+  if (form === 'none') return {};
+  return { 'if-match': form === 'quoted' ? `"${bare(etag)}"` : bare(etag) };
+}
+
+/** Right before a replacement is sent: where writes cannot be conditional, the ETag is checked again here. */
+export async function beforeWrite(ctx: RequestContext, stored: StoredObject): Promise<void> {
+  if (form === 'none') await assertUnchanged(ctx, stored);
 }
 
 /**
  * A conditional write of `stored`'s replacement: `write()` sends it with ifMatch(); a 412 is ObjectChanged, or
- * (the ETag unchanged, the quoted form refused) the write again in the bare form.
+ * (the ETag unchanged: the store refused the form) the write again in the next form.
  */
-export async function conditionally<T>(ctx: RequestContext, stored: StoredObject, write: () => Promise<{ status: number; result: T }>): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
-    const form = quoted;
+export async function conditionally<T>(ctx: RequestContext, stored: StoredObject, progress: Progress, write: () => Promise<{ status: number; result: T }>): Promise<T> {
+  for (;;) {
+    const tried = form;
     const { status, result } = await write();
-    if (status !== 412) return result;
+    if (status !== 412 || tried === 'none') return result;
     await assertUnchanged(ctx, stored);
-    if (!form || attempt > 0) throw new S3Error('PreconditionFailed', 'the store refuses If-Match with the ETag it reports: it cannot write conditionally');
-    quoted = false;
+    if (form === tried) {
+      form = tried === 'quoted' ? 'bare' : 'none';
+      if (form === 'none') {
+        progress.note(
+          { warning: 'no-conditional-writes' },
+          'warning: the store refuses If-Match with the ETags it reports; each object is checked with a HEAD right before it is replaced instead (a writer in between would be overwritten; in a versioned bucket its version is kept)',
+        );
+      }
+    }
   }
 }
 

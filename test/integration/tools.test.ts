@@ -18,6 +18,8 @@ import {
   GetObjectTaggingCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
+  ListObjectVersionsCommand,
+  PutBucketVersioningCommand,
   PutObjectCommand,
   UploadPartCommand,
   type S3Client,
@@ -334,6 +336,38 @@ describe('a concurrent writer during encrypt-existing', () => {
     assert.deepEqual((await atRest('race-mp/big')).body, fresh);
     const uploads = await direct.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: 'race-mp/' }));
     assert.equal(uploads.Uploads?.length ?? 0, 0);
+  });
+});
+
+describe('a versioned bucket', () => {
+  const vbucket = `${bucket}-v`;
+  const k = 'doc.txt';
+  const original = randomBytes(70 * 1024);
+
+  test('encrypt-existing and rotate add versions and keep the old ones; decrypt reads a named version', async () => {
+    await direct.send(new CreateBucketCommand({ Bucket: vbucket }));
+    await direct.send(new PutBucketVersioningCommand({ Bucket: vbucket, VersioningConfiguration: { Status: 'Enabled' } }));
+    const { VersionId: plainVersion } = await direct.send(new PutObjectCommand({ Bucket: vbucket, Key: k, Body: original }));
+    const enc = await tool(['encrypt-existing', '--bucket', vbucket, '--sse-c-key-file', keyAFile]);
+    assert.equal(enc.code, 0, enc.stderr);
+    assert.equal(count(enc, 'encrypted'), 1);
+    const rot = await tool(['rotate', '--bucket', vbucket, '--old-sse-c-key-file', keyAFile, '--new-sse-c-key-file', keyBFile]);
+    assert.equal(rot.code, 0, rot.stderr);
+    assert.equal(count(rot, 'rotated'), 1);
+
+    const versions = (await direct.send(new ListObjectVersionsCommand({ Bucket: vbucket, Prefix: k }))).Versions ?? [];
+    assert.equal(versions.length, 3, 'plaintext, encrypted under A, re-sealed under B');
+    // The plaintext version is still there, as it was.
+    const old = await direct.send(new GetObjectCommand({ Bucket: vbucket, Key: k, VersionId: plainVersion }));
+    assert.deepEqual(await bodyBytes(old.Body), original);
+    // The version encrypted under the old key still opens with it (older versions keep their key).
+    const underA = versions.find((v) => !v.IsLatest && v.VersionId !== plainVersion)!;
+    const out = join(dir, 'versioned.out');
+    const run = await tool(['decrypt', '--bucket', vbucket, '--key', k, '--version-id', underA.VersionId!, '--sse-c-key-file', keyAFile, '--out', out]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual(readFileSync(out), original);
+    const latest = await viaProxy.send(new GetObjectCommand({ Bucket: vbucket, Key: k, ...sse(keyB) }));
+    assert.deepEqual(await bodyBytes(latest.Body), original);
   });
 });
 
