@@ -302,6 +302,28 @@ describe('an interrupted encrypt-existing, resumed', () => {
   });
 });
 
+describe('an encrypt-existing stopped by SIGINT', () => {
+  test('finishes the object in progress, records it, starts no other, and exits 130', async () => {
+    for (let i = 0; i < 5; i++) await putPlain(`sigint/${i}`, randomBytes(10 * 1024));
+    const state = join(dir, 'sigint.state');
+    const run = await tool(
+      ['encrypt-existing', '--bucket', bucket, '--prefix', 'sigint/', '--sse-c-key-file', keyAFile, '--concurrency', '1', '--state', state],
+      { SSEC_TOOLS_TEST_PAUSE_BEFORE_WRITE: 'sigint/1' },
+      (e, child) => {
+        if (e.event === 'note' && e.paused === 'sigint/1') child.kill('SIGINT');
+        if (e.event === 'note' && e.signal === 'SIGINT') child.kill('SIGUSR2');
+      },
+    );
+    assert.equal(run.code, 130, run.stderr);
+    assert.equal(summaryOf(run).interrupted, true);
+    assert.equal(count(run, 'encrypted'), 2);
+    assert.equal(readFileSync(state, 'utf8').trim().split('\n').length, 2);
+    const inv = await inventory('sigint/');
+    assert.equal(inv.modes['sse-c']!.objects, 2);
+    assert.equal(inv.modes.plain!.objects, 3);
+  });
+});
+
 describe('a concurrent writer during encrypt-existing', () => {
   /** Runs encrypt-existing on `prefix`, pausing before it replaces `k`, and overwrites `k` meanwhile. */
   async function race(prefix: string, k: string, args: string[] = []) {
