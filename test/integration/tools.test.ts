@@ -48,8 +48,12 @@ function key(): SseKey {
 /** The original bytes of every object, by key. */
 const originals = new Map<string, Buffer>();
 
-function tool(args: string[], extraEnv: Record<string, string> = {}, onEvent?: Parameters<typeof runToolCli>[3]): Promise<ToolRun> {
-  return runToolCli(up, args, { ...env, ...extraEnv }, onEvent);
+/** A tool run; whatever it prints never holds a key (in any encoding). */
+async function tool(args: string[], extraEnv: Record<string, string> = {}, onEvent?: Parameters<typeof runToolCli>[3]): Promise<ToolRun> {
+  const run = await runToolCli(up, args, { ...env, ...extraEnv }, onEvent);
+  const printed = run.stdout + run.stderr;
+  for (const k of [keyA, keyB]) for (const form of [k.b64, k.raw.toString('hex'), k.raw.toString('latin1')]) assert.ok(!printed.includes(form), 'a key was printed');
+  return run;
 }
 
 function summaryOf(run: ToolRun): { outcomes: Record<string, { objects: number }> } & Record<string, unknown> {
@@ -115,6 +119,7 @@ describe('a mixed bucket round trip', () => {
   before(async () => {
     await putPlain('mixed/small.txt', randomBytes(150 * 1024), { ContentType: 'text/plain', Metadata: { owner: 'ops' }, Tagging: 'team=storage&tier=gold' });
     await putPlain('mixed/empty', Buffer.alloc(0));
+    await putPlain('mixed/a b+c/ü ?&.txt', randomBytes(1000)); // a key that needs escaping everywhere
     await putPlainMultipart('mixed/big.bin', randomBytes(11 * MiB + 12345));
     const ssec = randomBytes(100 * 1024);
     await viaProxy.send(new PutObjectCommand({ Bucket: bucket, Key: 'mixed/ssec.bin', Body: ssec, ...sse(keyA) }));
@@ -126,29 +131,29 @@ describe('a mixed bucket round trip', () => {
 
   test('inventory counts each mode; encrypt-existing --dry-run changes nothing', async () => {
     const inv = await inventory('mixed/');
-    assert.equal(inv.objects, 5);
+    assert.equal(inv.objects, 6);
     assert.deepEqual(
       Object.fromEntries(Object.entries(inv.modes).map(([m, c]) => [m, c.objects])),
-      { plain: 3, 'sse-c': 1, 'sse-s3': 1, 'sse-kms': 0, invalid: 0 },
+      { plain: 4, 'sse-c': 1, 'sse-s3': 1, 'sse-kms': 0, invalid: 0 },
     );
-    assert.equal(inv.modes.plain!.bytes, 150 * 1024 + 11 * MiB + 12345);
+    assert.equal(inv.modes.plain!.bytes, 150 * 1024 + 1000 + 11 * MiB + 12345);
     assert.equal(inv.kmsKeys['tools-master']?.objects, 1);
 
     const dry = await tool(['encrypt-existing', '--bucket', bucket, '--prefix', 'mixed/', '--sse-c-key-file', keyAFile, '--dry-run']);
     assert.equal(dry.code, 0, dry.stderr);
-    assert.equal(count(dry, 'would-encrypt'), 3);
-    assert.equal((await inventory('mixed/')).modes.plain!.objects, 3);
+    assert.equal(count(dry, 'would-encrypt'), 4);
+    assert.equal((await inventory('mixed/')).modes.plain!.objects, 4);
     assert.deepEqual((await atRest('mixed/small.txt')).body, originals.get('mixed/small.txt'));
   });
 
   test('encrypt-existing encrypts every plaintext object in place, keeping its headers, metadata and tags', async () => {
     const run = await tool(['encrypt-existing', '--bucket', bucket, '--prefix', 'mixed/', '--sse-c-key-file', keyAFile, '--part-size', '5MiB']);
     assert.equal(run.code, 0, run.stderr);
-    assert.equal(count(run, 'encrypted'), 3);
+    assert.equal(count(run, 'encrypted'), 4);
     assert.equal(count(run, 'already-encrypted'), 2);
     const inv = await inventory('mixed/');
     assert.equal(inv.modes.plain!.objects, 0);
-    assert.equal(inv.modes['sse-c']!.objects, 4);
+    assert.equal(inv.modes['sse-c']!.objects, 5);
     assert.equal(inv.modes['sse-s3']!.objects, 1);
 
     // What the store holds is ciphertext, with the object's own description kept.
@@ -163,7 +168,7 @@ describe('a mixed bucket round trip', () => {
     // Run again (no state file): nothing is plaintext any more, nothing is touched.
     const again = await tool(['encrypt-existing', '--bucket', bucket, '--prefix', 'mixed/', '--sse-c-key-file', keyAFile]);
     assert.equal(again.code, 0, again.stderr);
-    assert.equal(count(again, 'already-encrypted'), 5);
+    assert.equal(count(again, 'already-encrypted'), 6);
     assert.equal(count(again, 'encrypted'), 0);
   });
 
@@ -171,7 +176,7 @@ describe('a mixed bucket round trip', () => {
     const before = await atRest('mixed/big.bin');
     const run = await tool(['rotate', '--bucket', bucket, '--prefix', 'mixed/', '--old-sse-c-key-file', keyAFile, '--new-sse-c-key-file', keyBFile]);
     assert.equal(run.code, 0, run.stderr);
-    assert.equal(count(run, 'rotated'), 4);
+    assert.equal(count(run, 'rotated'), 5);
     assert.equal(count(run, 'not-sse-c'), 1);
     const after = await atRest('mixed/big.bin');
     assert.deepEqual(after.body, before.body, 'the ciphertext is the same bytes');
@@ -183,13 +188,13 @@ describe('a mixed bucket round trip', () => {
 
     const again = await tool(['rotate', '--bucket', bucket, '--prefix', 'mixed/', '--old-sse-c-key-file', keyAFile, '--new-sse-c-key-file', keyBFile]);
     assert.equal(again.code, 0, again.stderr);
-    assert.equal(count(again, 'already-rotated'), 4);
+    assert.equal(count(again, 'already-rotated'), 5);
 
     const kmsBefore = (await atRest('mixed/sses3.bin')).metadata['s3-ssec-proxy-kms'];
     const kms = await tool(['rotate', '--bucket', bucket, '--prefix', 'mixed/', '--kms']);
     assert.equal(kms.code, 0, kms.stderr);
     assert.equal(count(kms, 'rotated'), 1);
-    assert.equal(count(kms, 'not-kms'), 4);
+    assert.equal(count(kms, 'not-kms'), 5);
     assert.notEqual((await atRest('mixed/sses3.bin')).metadata['s3-ssec-proxy-kms'], kmsBefore);
   });
 
