@@ -2,11 +2,13 @@
  * `rotate`: re-seals objects' data keys under a new key with no body byte moved: SSE-C objects from an old
  * customer key to a new one, or SSE-S3/KMS objects' external keys re-wrapped by the KMS (under the current
  * version of their master key). The store copies each object onto itself with the new envelope
- * (objects/reseal.ts, the path CopyObject takes), pinned to the ETag read (x-amz-copy-source-if-match).
+ * (objects/reseal.ts, the path CopyObject takes; in parts above the copy threshold, objects/copy-parts.ts),
+ * pinned to the ETag read (x-amz-copy-source-if-match).
  * Objects already under the new SSE-C key are skipped, so a re-run is safe with or without --state.
  */
 import { createHash } from 'node:crypto';
 import type { RequestContext } from '../context.ts';
+import { copyInParts } from '../objects/copy-parts.ts';
 import { newManagedKey, readKeyOf } from '../objects/keys.ts';
 import { openObject, type OpenedObject } from '../objects/open.ts';
 import { resealedMeta, type ResealTarget } from '../objects/reseal.ts';
@@ -20,7 +22,7 @@ import { KMS_META, parseKmsMeta } from '../sse-kms/managed.ts';
 import { readText } from '../upstream.ts';
 import { upstreamRequest } from '../context.ts';
 import { modeOf } from './modes.ts';
-import { keptHeaders, ObjectChanged, pauseBeforeWrite, refusal, tagsOf } from './replace.ts';
+import { assertUnchanged, keptHeaders, ObjectChanged, pauseBeforeWrite, refusal, tagsOf } from './replace.ts';
 import { BULK_OPTIONS, bulk, CONFIG_OPTION, headListed, optionalString, type BulkRun, type Outcome, type Tool } from './run.ts';
 import { readKeyFile, UsageError } from './session.ts';
 import type { Listed } from './walk.ts';
@@ -56,11 +58,31 @@ function tryOpen(stored: StoredObject, key: CustomerKey): OpenedObject | undefin
   }
 }
 
-/** The copy of `stored` onto itself with `meta` (the re-sealed entries), its other metadata kept. */
+/**
+ * The copy of `stored` onto itself with `meta` (the re-sealed entries), its other metadata and tags kept; above
+ * the configured copy threshold (at most the store's 5 GiB single-copy limit) a copy in parts, as CopyObject does.
+ */
 async function copyOntoItself(ctx: RequestContext, stored: StoredObject, meta: Record<string, string>): Promise<void> {
-  if (stored.size > MAX_SINGLE_COPY) throw new S3Error('InvalidRequest', 'objects above 5 GiB are not rotated yet (a multipart copy is needed)');
   const tags = await tagsOf(ctx, stored);
   const source = objectPath(stored.bucket, stored.key);
+  if (stored.size > Math.min(ctx.config.copyMultipartThreshold, MAX_SINGLE_COPY)) {
+    const tagging = tags.map((t) => `${encodeURIComponent(t.key)}=${encodeURIComponent(t.value)}`).join('&');
+    const headers = { ...keptHeaders(stored), ...meta, ...(tagging ? { 'x-amz-tagging': tagging } : {}) };
+    // A concurrent writer makes the part copies fail their x-amz-copy-source-if-match: the upload is aborted.
+    await assertUnchanged(ctx, stored);
+    let copied;
+    try {
+      copied = await copyInParts(ctx, stored, stored, headers, source);
+    } catch (e) {
+      if (e instanceof S3Error && e.code === 'PreconditionFailed') throw new ObjectChanged('the object changed since it was read');
+      throw e;
+    }
+    if ('relay' in copied) {
+      await using refused = copied.relay;
+      throw await refusal(refused, 'starting the multipart copy');
+    }
+    return;
+  }
   await using up = await upstreamRequest(ctx, {
     method: 'PUT',
     path: source,
@@ -168,7 +190,8 @@ export const rotate: Tool = {
     'Only the sealed data key changes (the object metadata): the store copies each object onto itself, so no\n' +
     'object byte passes through the tool. Objects in another mode are skipped; SSE-C objects already under the\n' +
     'new key are skipped, so a re-run is safe. A versioned bucket gets a new version per object; older versions\n' +
-    'stay under the old key until deleted. Objects above 5 GiB are reported as failed (not rotated yet).',
+    'stay under the old key until deleted. Objects above SSEC_PROXY_COPY_MULTIPART_THRESHOLD (5 GiB) are copied\n' +
+    'in parts by the store, still without passing through the tool.',
   async run(values, io) {
     let plan: Plan | undefined;
     try {

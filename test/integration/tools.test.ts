@@ -174,12 +174,16 @@ describe('a mixed bucket round trip', () => {
 
   test('rotate re-seals SSE-C objects under the new key and SSE-S3 keys under the KMS, moving no bytes', async () => {
     const before = await atRest('mixed/big.bin');
-    const run = await tool(['rotate', '--bucket', bucket, '--prefix', 'mixed/', '--old-sse-c-key-file', keyAFile, '--new-sse-c-key-file', keyBFile]);
+    // Above the copy threshold (here 5 MiB) the store copies in parts, as CopyObject does above 5 GiB.
+    const run = await tool(['rotate', '--bucket', bucket, '--prefix', 'mixed/', '--old-sse-c-key-file', keyAFile, '--new-sse-c-key-file', keyBFile], {
+      SSEC_PROXY_COPY_MULTIPART_THRESHOLD: String(5 * MiB),
+    });
     assert.equal(run.code, 0, run.stderr);
     assert.equal(count(run, 'rotated'), 5);
     assert.equal(count(run, 'not-sse-c'), 1);
     const after = await atRest('mixed/big.bin');
     assert.deepEqual(after.body, before.body, 'the ciphertext is the same bytes');
+    assert.match(after.etag ?? '', /-2"$/, 'copied in two parts');
     assert.notEqual(after.metadata['s3-ssec-proxy'], before.metadata['s3-ssec-proxy'], 'the envelope is new');
     // Tags survive the copy onto itself (RGW drops them there: the tool puts them back).
     const tags = await direct.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: 'mixed/small.txt' }));
