@@ -154,7 +154,7 @@ async function multipartEncrypted(run: BulkRun, stored: StoredObject, headers: R
 
 async function encryptOne(run: BulkRun, listed: Listed, target: Target, partSize: number): Promise<Outcome> {
   const stored = await headListed(run, listed);
-  if (!stored) return { outcome: 'gone' };
+  if (stored === 'gone' || stored === 'store-sse-c') return { outcome: stored };
   const { mode } = modeOf(stored);
   if (mode !== 'plain') return { outcome: 'already-encrypted', mode };
   if (run.dryRun) return { outcome: 'would-encrypt' };

@@ -22,8 +22,9 @@ export const inventory: Tool = {
     ...CONFIG_OPTION,
   },
   notes:
-    'Modes: plain, sse-c, sse-s3, sse-kms (also by KMS key id), and invalid (the proxy\'s metadata is there but\n' +
-    'does not parse: such an object cannot be read). Bytes are stored bytes, as the store lists them.',
+    'Modes: plain, sse-c, sse-s3, sse-kms (also by KMS key id), invalid (the proxy\'s metadata is there but\n' +
+    'does not parse: such an object cannot be read), and store-sse-c (the store\'s own SSE-C, written past the\n' +
+    'proxy). Bytes are stored bytes, as the store lists them.',
   async run(values, io) {
     const modes = Object.fromEntries(MODES.map((m) => [m, { objects: 0, bytes: 0 }])) as Record<Mode, Count>;
     const kmsKeys: Record<string, Count> = {};
@@ -42,10 +43,11 @@ export const inventory: Tool = {
       io,
       async (run, listed) => {
         const stored = await headListed(run, listed);
-        if (!stored) return { outcome: 'gone' };
-        const { mode, keyId } = modeOf(stored);
-        add(mode, keyId, stored.size);
-        return { outcome: mode, mode, bytes: stored.size, ...(keyId !== undefined ? { keyId } : {}) };
+        if (stored === 'gone') return { outcome: 'gone' };
+        const { mode, keyId } = stored === 'store-sse-c' ? { mode: stored, keyId: undefined } : modeOf(stored);
+        const bytes = stored === 'store-sse-c' ? listed.size : stored.size;
+        add(mode, keyId, bytes);
+        return { outcome: mode, mode, bytes, ...(keyId !== undefined ? { keyId } : {}) };
       },
       {
         defaultConcurrency: 16,

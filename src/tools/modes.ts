@@ -5,8 +5,11 @@
 import type { StoredObject } from '../objects/stored.ts';
 import { KMS_META, parseKmsMeta } from '../sse-kms/managed.ts';
 
-export const MODES = ['plain', 'sse-c', 'sse-s3', 'sse-kms', 'invalid'] as const;
-/** `invalid`: the proxy's entries are there but do not parse (an edited object: reading it fails). */
+export const MODES = ['plain', 'sse-c', 'sse-s3', 'sse-kms', 'invalid', 'store-sse-c'] as const;
+/**
+ * `invalid`: the proxy's entries are there but do not parse (an edited object: reading it fails).
+ * `store-sse-c`: encrypted by the store itself with an SSE-C key, written past the proxy (run.ts headListed).
+ */
 export type Mode = (typeof MODES)[number];
 
 export function modeOf(stored: Pick<StoredObject, 'envelope' | 'headers'>): { mode: Mode; keyId?: string } {

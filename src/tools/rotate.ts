@@ -130,7 +130,7 @@ async function restoreTags(ctx: RequestContext, stored: StoredObject, tags: Arra
 
 async function rotateOne(run: BulkRun, listed: Listed, plan: Plan): Promise<Outcome> {
   const stored = await headListed(run, listed);
-  if (!stored) return { outcome: 'gone' };
+  if (stored === 'gone' || stored === 'store-sse-c') return { outcome: stored };
   const { mode } = modeOf(stored);
   const { ctx } = run.session;
   let target: ResealTarget;

@@ -147,10 +147,15 @@ export interface BulkRun {
   readonly env: NodeJS.ProcessEnv;
 }
 
-/** The HEAD of one listed object (its current version), or undefined when it is gone since the listing. */
-export async function headListed(run: BulkRun, listed: Listed): Promise<StoredObject | undefined> {
+/**
+ * The HEAD of one listed object (its current version); `gone` when it was deleted since the listing;
+ * `store-sse-c` when the store itself holds it under SSE-C (written past the proxy): the store answers a HEAD
+ * without its key with 400, and nothing can be read or rewritten without that key.
+ */
+export async function headListed(run: BulkRun, listed: Listed): Promise<StoredObject | 'gone' | 'store-sse-c'> {
   await using up = await requestObject(run.session.ctx, { bucket: run.bucket, key: listed.key }, 'HEAD');
-  if (up.statusCode === 404) return undefined;
+  if (up.statusCode === 404) return 'gone';
+  if (up.statusCode === 400) return 'store-sse-c';
   if (up.statusCode !== 200) throw new S3Error(up.statusCode === 403 ? 'AccessDenied' : 'ServiceUnavailable', `HEAD answered HTTP ${up.statusCode}`, { status: up.statusCode });
   return storedObject({ bucket: run.bucket, key: listed.key }, up.headers);
 }

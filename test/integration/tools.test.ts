@@ -127,14 +127,16 @@ describe('a mixed bucket round trip', () => {
     const sses3 = randomBytes(200 * 1024);
     await viaProxy.send(new PutObjectCommand({ Bucket: bucket, Key: 'mixed/sses3.bin', Body: sses3, ServerSideEncryption: 'AES256' }));
     originals.set('mixed/sses3.bin', sses3);
+    // SSE-C by the store itself, written past the proxy: neither readable nor rewritable without its key.
+    await direct.send(new PutObjectCommand({ Bucket: bucket, Key: 'mixed/store-ssec', Body: randomBytes(5000), ...sse(keyA) }));
   });
 
   test('inventory counts each mode; encrypt-existing --dry-run changes nothing', async () => {
     const inv = await inventory('mixed/');
-    assert.equal(inv.objects, 6);
+    assert.equal(inv.objects, 7);
     assert.deepEqual(
       Object.fromEntries(Object.entries(inv.modes).map(([m, c]) => [m, c.objects])),
-      { plain: 4, 'sse-c': 1, 'sse-s3': 1, 'sse-kms': 0, invalid: 0 },
+      { plain: 4, 'sse-c': 1, 'sse-s3': 1, 'sse-kms': 0, invalid: 0, 'store-sse-c': 1 },
     );
     assert.equal(inv.modes.plain!.bytes, 150 * 1024 + 1000 + 11 * MiB + 12345);
     assert.equal(inv.kmsKeys['tools-master']?.objects, 1);
@@ -151,6 +153,7 @@ describe('a mixed bucket round trip', () => {
     assert.equal(run.code, 0, run.stderr);
     assert.equal(count(run, 'encrypted'), 4);
     assert.equal(count(run, 'already-encrypted'), 2);
+    assert.equal(count(run, 'store-sse-c'), 1);
     const inv = await inventory('mixed/');
     assert.equal(inv.modes.plain!.objects, 0);
     assert.equal(inv.modes['sse-c']!.objects, 5);
