@@ -21,7 +21,7 @@ import { S3Error } from '../s3/errors.ts';
 import type { CustomerKey } from '../sse-c/customer-key.ts';
 import { wipe } from '../sse-c/data-key.ts';
 import { modeOf } from './modes.ts';
-import { formatBytes } from './progress.ts';
+import { ByteProgress, formatBytes } from './progress.ts';
 import { CONFIG_OPTION, optionalString, requiredString, type Tool, type ToolIo, type Values } from './run.ts';
 import { openSession, readKeyFile, UsageError } from './session.ts';
 
@@ -69,14 +69,16 @@ function fileReader(path: string): { read: ReadBytes; close: () => Promise<void>
 }
 
 /** `stream` into a temporary file renamed to `out` once it has all verified; removed on any failure. */
-async function writeAtomically(stream: Readable, stages: Transform[], out: string): Promise<number> {
+async function writeAtomically(stream: Readable, stages: Transform[], out: string, io: ToolIo, total: number): Promise<number> {
   const tmp = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString('hex')}.partial`);
   let bytes = 0;
   const file = createWriteStream(tmp, { mode: 0o600, flags: 'wx' });
+  const progress = new ByteProgress('decrypt', total, { tty: io.stderrIsTty, write: io.stderr });
   try {
     await (pipeline as (...s: unknown[]) => Promise<void>)(stream, ...stages, async function* (source: AsyncIterable<Buffer>) {
       for await (const c of source) {
         bytes += c.length;
+        progress.add(c.length);
         yield c;
       }
     }, file);
@@ -84,6 +86,8 @@ async function writeAtomically(stream: Readable, stages: Transform[], out: strin
   } catch (e) {
     await rm(tmp, { force: true });
     throw e;
+  } finally {
+    progress.finish();
   }
   return bytes;
 }
@@ -125,7 +129,7 @@ async function fromStore(values: Values, io: ToolIo, customerKey: CustomerKey | 
     try {
       const layout = await layoutOf(ctx, stored, { chunkSize: opened.chunkSize, dataKey: opened.dataKey });
       const stream = await readPlaintext(ctx, stored, opened, layout, undefined, (status) => new S3Error('ServiceUnavailable', `the object changed or could not be read (HTTP ${status})`));
-      return await writeAtomically(stream, [], out);
+      return await writeAtomically(stream, [], out, io, layout.plainSize);
     } finally {
       if (k?.managed) wipe(k.key);
     }
@@ -173,7 +177,7 @@ async function fromFile(values: Values, io: ToolIo, customerKey: CustomerKey | u
       await file.close();
     }
     const source = createReadStream(input, { start: 0, end: stored.chunksSize - 1 });
-    return await writeAtomically(source, decryptStages(planWhole(layout), opened.dataKey, opened.chunkSize), out);
+    return await writeAtomically(source, decryptStages(planWhole(layout), opened.dataKey, opened.chunkSize), out, io, layout.plainSize);
   } finally {
     if (k?.managed) wipe(k.key);
   }

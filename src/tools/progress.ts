@@ -135,3 +135,45 @@ export class Progress {
     );
   }
 }
+
+/**
+ * One stream's progress (decrypt): on a terminal a line redrawn with bytes, rate and ETA; otherwise a JSON line
+ * every few seconds. `finish()` clears the line.
+ */
+export class ByteProgress {
+  readonly #o: ProgressOptions;
+  readonly #tool: string;
+  readonly #total: number;
+  readonly #started: number;
+  #bytes = 0;
+  #timer: NodeJS.Timeout;
+
+  constructor(tool: string, total: number, o: ProgressOptions) {
+    this.#o = o;
+    this.#tool = tool;
+    this.#total = total;
+    this.#started = (o.now ?? Date.now)();
+    this.#timer = setInterval(() => this.draw(), o.tty ? 250 : 5000).unref();
+  }
+
+  add(n: number): void {
+    this.#bytes += n;
+  }
+
+  finish(): void {
+    clearInterval(this.#timer);
+    if (this.#o.tty) this.#o.write('\r\x1b[K');
+  }
+
+  /** The line (or JSON line) now; the timer calls it. */
+  draw(): void {
+    const seconds = ((this.#o.now ?? Date.now)() - this.#started) / 1000;
+    const rate = seconds > 0 ? this.#bytes / seconds : 0;
+    if (!this.#o.tty) {
+      this.#o.write(JSON.stringify({ tool: this.#tool, event: 'progress', bytes: this.#bytes, total: this.#total }) + '\n');
+      return;
+    }
+    const eta = rate > 0 ? formatSeconds((this.#total - this.#bytes) / rate) : '?';
+    this.#o.write(`\r\x1b[K${this.#tool}: ${formatBytes(this.#bytes)}/${formatBytes(this.#total)}, ${formatBytes(rate)}/s, ETA ${eta}`);
+  }
+}

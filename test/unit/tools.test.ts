@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { headersFromMetadata } from '../../src/tools/decrypt.ts';
 import { runPool } from '../../src/tools/pool.ts';
-import { Progress } from '../../src/tools/progress.ts';
+import { ByteProgress, Progress } from '../../src/tools/progress.ts';
 import { readKeyFile, UsageError } from '../../src/tools/session.ts';
 import { ResumeState } from '../../src/tools/state.ts';
 
@@ -101,6 +101,23 @@ test('progress on a terminal: counts, bytes, rate and an ETA once the listing is
   p.note({}, 'x'); // redraws
   assert.match(out, /inventory: 1\/4 objects, 1\.0 MiB\/4\.0 MiB, 512\.0 KiB\/s, ETA 6s \(1 plain\)/);
   p.finish();
+});
+
+test("decrypt's progress: bytes of the total, rate and ETA on a terminal; JSON lines otherwise", () => {
+  let out = '';
+  let now = 0;
+  const tty = new ByteProgress('decrypt', 8 * 1024 * 1024, { tty: true, write: (t) => (out += t), now: () => now });
+  now = 1000;
+  tty.add(2 * 1024 * 1024);
+  tty.draw();
+  tty.finish();
+  assert.match(out, /decrypt: 2\.0 MiB\/8\.0 MiB, 2\.0 MiB\/s, ETA 3s/);
+  out = '';
+  const json = new ByteProgress('decrypt', 10, { tty: false, write: (t) => (out += t), now: () => now });
+  json.add(4);
+  json.draw();
+  json.finish();
+  assert.deepEqual(JSON.parse(out), { tool: 'decrypt', event: 'progress', bytes: 4, total: 10 });
 });
 
 test('key files: 32 raw bytes or their base64; anything else refused without showing the content', () => {
