@@ -27,7 +27,7 @@ import { readText } from '../upstream.ts';
 import { upstreamRequest } from '../context.ts';
 import { modeOf } from './modes.ts';
 import { assertUnchanged, beforeWrite, conditionally, ifMatch, keptHeaders, ObjectChanged, pauseBeforeWrite, refusal, taggingOf } from './replace.ts';
-import { BULK_OPTIONS, bulk, CONFIG_OPTION, headListed, optionalString, sizeOption, type BulkRun, type Outcome, type Tool } from './run.ts';
+import { BULK_OPTIONS, bulk, CONFIG_OPTION, headListed, optionalString, sizeOption, type BulkRun, type Outcome, type Tool, type Values } from './run.ts';
 import { readKeyFile, UsageError } from './session.ts';
 import type { Listed } from './walk.ts';
 
@@ -36,10 +36,10 @@ const MiB = 1024 * 1024;
 /** Which key new objects get: an SSE-C key, or SSE-S3/KMS from the KMS (a new external key per object). */
 type Target = { readonly customerKey: CustomerKey } | { readonly managed: ManagedKey };
 
-async function targetOf(values: Record<string, unknown>, run: BulkRun): Promise<Target> {
-  const keyFile = optionalString(values as never, 'sse-c-key-file');
+async function targetOf(values: Values, run: BulkRun): Promise<Target> {
+  const keyFile = optionalString(values, 'sse-c-key-file');
   const sseS3 = values['sse-s3'] === true;
-  const kmsKey = optionalString(values as never, 'sse-kms');
+  const kmsKey = optionalString(values, 'sse-kms');
   if ([keyFile !== undefined, sseS3, kmsKey !== undefined].filter(Boolean).length !== 1) {
     throw new UsageError('give exactly one of --sse-c-key-file PATH, --sse-s3, --sse-kms KEYID');
   }

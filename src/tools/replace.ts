@@ -13,7 +13,7 @@
 import { once } from 'node:events';
 import type { RequestContext } from '../context.ts';
 import { requestObject, type StoredObject } from '../objects/stored.ts';
-import { S3Error } from '../s3/errors.ts';
+import { S3Error, type S3ErrorCode } from '../s3/errors.ts';
 import { RESERVED_META_PREFIX } from '../s3/headers.ts';
 import { objectPath } from '../s3/operation.ts';
 import { parseS3Error, parseTagging } from '../s3/xml.ts';
@@ -62,7 +62,7 @@ export async function taggingOf(ctx: RequestContext, stored: StoredObject): Prom
 export async function refusal(up: UpstreamResponse, doing: string): Promise<S3Error> {
   const text = await readText(up).catch(() => '');
   const { code, message } = parseS3Error(text);
-  return new S3Error((code ?? 'InternalError') as never, `${doing}: ${message || `HTTP ${up.statusCode}`}`, { status: up.statusCode });
+  return new S3Error((code ?? 'InternalError') as S3ErrorCode, `${doing}: ${message || `HTTP ${up.statusCode}`}`, { status: up.statusCode });
 }
 
 /** The current ETag of the object (its newest version), or undefined when it is gone. */

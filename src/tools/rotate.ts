@@ -23,7 +23,7 @@ import { readText } from '../upstream.ts';
 import { upstreamRequest } from '../context.ts';
 import { modeOf } from './modes.ts';
 import { assertUnchanged, keptHeaders, ObjectChanged, pauseBeforeWrite, refusal, tagsOf } from './replace.ts';
-import { BULK_OPTIONS, bulk, CONFIG_OPTION, headListed, optionalString, type BulkRun, type Outcome, type Tool } from './run.ts';
+import { BULK_OPTIONS, bulk, CONFIG_OPTION, headListed, optionalString, type BulkRun, type Outcome, type Tool, type Values } from './run.ts';
 import { readKeyFile, UsageError } from './session.ts';
 import type { Listed } from './walk.ts';
 
@@ -32,9 +32,9 @@ const MAX_SINGLE_COPY = 5 * 1024 ** 3;
 
 type Plan = { readonly kind: 'sse-c'; readonly oldKey: CustomerKey; readonly newKey: CustomerKey } | { readonly kind: 'kms' };
 
-function planOf(values: Record<string, unknown>, run: BulkRun): Plan {
-  const oldFile = optionalString(values as never, 'old-sse-c-key-file');
-  const newFile = optionalString(values as never, 'new-sse-c-key-file');
+function planOf(values: Values, run: BulkRun): Plan {
+  const oldFile = optionalString(values, 'old-sse-c-key-file');
+  const newFile = optionalString(values, 'new-sse-c-key-file');
   const kms = values['kms'] === true;
   if (kms) {
     if (oldFile !== undefined || newFile !== undefined) throw new UsageError('give either --kms or the two SSE-C key files, not both');

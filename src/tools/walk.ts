@@ -3,7 +3,7 @@
  * them. Only one page is held at a time, so a bucket of any size is walked in constant memory.
  */
 import type { RequestContext } from '../context.ts';
-import { S3Error } from '../s3/errors.ts';
+import { S3Error, type S3ErrorCode } from '../s3/errors.ts';
 import { objectPath } from '../s3/operation.ts';
 import { parseListingEntries, parseS3Error, textAt } from '../s3/xml.ts';
 import { readText } from '../upstream.ts';
@@ -34,7 +34,7 @@ export async function* walk(ctx: RequestContext, bucket: string, prefix: string,
       xml = await readText(up, MAX_PAGE_BYTES);
       if (up.statusCode !== 200) {
         const { code, message } = parseS3Error(xml);
-        throw new S3Error((code ?? 'InternalError') as never, message ?? `listing ${bucket} failed with HTTP ${up.statusCode}`, { status: up.statusCode });
+        throw new S3Error((code ?? 'InternalError') as S3ErrorCode, message ?? `listing ${bucket} failed with HTTP ${up.statusCode}`, { status: up.statusCode });
       }
     }
     const entries = parseListingEntries(xml, 'Contents');
