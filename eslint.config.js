@@ -85,6 +85,21 @@ export default tseslint.config(
     ]),
   },
   {
+    // The operator's tools reach the store through objects/ and upstream.ts, the layers the proxy uses, and
+    // never the HTTP server: `decrypt` must work with no proxy at all.
+    files: ['src/tools/**/*.ts'],
+    rules: {
+      ...only([
+        {
+          regex: '^\\.\\./(?!(format|sse-c|sse-kms|kms|objects|s3|sigv4)/|(upstream|config|context)\\.ts$)',
+          message: 'tools/ imports only format/, sse-c/, sse-kms/, kms/, objects/, s3/, sigv4/, upstream.ts, config.ts, context.ts: never the server, pipeline or handlers.',
+        },
+        { regex: '^(undici|http-proxy-3)$', message: 'tools/ reach the upstream only through upstream.ts and context.ts.' },
+      ]),
+      'no-restricted-syntax': ['error', UPSTREAM_DOOR],
+    },
+  },
+  {
     files: ['src/passthrough.ts'],
     rules: only([{ regex: '^\\./(handlers|sigv4)/', message: 'The pass-through uses neither handlers nor SigV4 verification.' }]),
   },

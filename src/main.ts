@@ -12,6 +12,7 @@ import { Metrics, startAdmin } from './admin.ts';
 import { describeKey, generateKey, keyJson } from './keygen.ts';
 import { note } from './log.ts';
 import { startProxy } from './server.ts';
+import { runNamedTool, TOOLS_HELP } from './tools/index.ts';
 import { ensureDevCertificate } from './tls/dev-cert.ts';
 import { Upstream } from './upstream.ts';
 import { wipe } from './sse-c/data-key.ts';
@@ -23,6 +24,7 @@ Usage: s3-ssec-proxy [serve] [--config FILE] [--embedded]
        s3-ssec-proxy check-config [--config FILE] [--embedded]
        s3-ssec-proxy keygen [--out FILE] [--json] [--passphrase-stdin | --passphrase-file FILE [--salt BASE64]]
        s3-ssec-proxy --version | --help
+${TOOLS_HELP}
 
 serve needs an upstream S3 store (SSEC_PROXY_UPSTREAM_URL and its credentials, or the config file's "upstream").
 --embedded (SSEC_PROXY_EMBEDDED=true) instead serves a local development store, data in stateDir/s3 (npm start
@@ -356,6 +358,9 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(version() + '\n');
     return 0;
   }
+  // The tools (src/tools/) parse their own options.
+  const tool = runNamedTool(first, rest);
+  if (tool) return tool;
   const named = first !== undefined && !first.startsWith('-');
   const command = named ? first : 'serve';
   const run = COMMANDS[command];

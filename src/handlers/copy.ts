@@ -11,18 +11,16 @@ import { Readable } from 'node:stream';
 import type { ObjectLayout } from '../format/parts.ts';
 import { encryptedSize } from '../format/layout.ts';
 import { parseCopySource } from '../s3/copy-source.ts';
-import { S3Error, SSEC_MESSAGES, type S3ErrorCode } from '../s3/errors.ts';
-import { multipartEtag } from '../s3/etag.ts';
-import { ENVELOPE_META, LAYOUT_META, RESERVED_META_PREFIX } from '../s3/headers.ts';
+import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
+import { ENVELOPE_META, RESERVED_META_PREFIX } from '../s3/headers.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { partNumberOf } from '../s3/parts.ts';
 import { parseRange, resolveRange, type ResolvedRange } from '../s3/range.ts';
-import { buildCompleteMultipartUpload, hasRoot, parseS3Error, parseTagging, removeElements, textAt, xmlEscape } from '../s3/xml.ts';
+import { parseTagging, removeElements, xmlEscape } from '../s3/xml.ts';
 import { COPY_SSEC_PREFIX, hasSsecHeaders, parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { scoped, wipe } from '../sse-c/data-key.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
 import { withChecksum } from '../sse-c/part-etag.ts';
-import { CHECKSUM_META } from '../sse-c/sealed-checksum.ts';
 import { multipartDataKey, parseUploadId, tagMatches } from '../sse-c/upload-id.ts';
 import { bucketEncryptionOf } from '../sse-kms/bucket-encryption.ts';
 import { readText, type UpstreamResponse } from '../upstream.ts';
@@ -32,10 +30,9 @@ import { layoutOf } from '../objects/layout.ts';
 import { openObject, requireKeyFor, type OpenedObject } from '../objects/open.ts';
 import { readPlaintext } from '../objects/read.ts';
 import { requestObject, storedObject, type StoredObject } from '../objects/stored.ts';
+import { copyInParts, upstreamRefusal } from '../objects/copy-parts.ts';
+import { resealedMeta } from '../objects/reseal.ts';
 import { sealingStages, streamUpload } from '../objects/write.ts';
-
-/** The smallest part an upstream multipart copy may use (S3's minimum part size is 5 MiB). */
-const PART_COPY_MIN = 8 * 1024 * 1024;
 
 /** Object headers S3 copies with COPY and takes from the request with REPLACE. */
 const OBJECT_HEADERS = ['content-type', 'cache-control', 'content-disposition', 'content-encoding', 'content-language', 'expires'];
@@ -61,14 +58,6 @@ function sourceError(status: number, key: string): S3Error {
   if (status === 403) return new S3Error('AccessDenied', 'Access Denied');
   if (status === 405) return new S3Error('InvalidRequest', 'The source of a copy request may not specifically refer to a delete marker by version id.');
   return new S3Error('ServiceUnavailable', 'The upstream store could not read the copy source. Please retry.', { status: 503 });
-}
-
-/** An upstream refusal (S3 XML), passed on with its own code and status; server errors become retryable 503s. */
-async function upstreamRefusal(up: UpstreamResponse): Promise<S3Error> {
-  const text = await readText(up).catch(() => '');
-  if (up.statusCode >= 500) return new S3Error('ServiceUnavailable', 'The upstream store failed. Please retry.', { status: 503 });
-  const { code, message } = parseS3Error(text);
-  return new S3Error((code ?? 'InvalidRequest') as S3ErrorCode, message ?? 'The upstream store refused the request.', { status: up.statusCode });
 }
 
 /** The largest copy source S3 copies in one request. */
@@ -207,7 +196,7 @@ function sourceVersion(src: Source): Record<string, string> {
 }
 
 /** The version the upstream wrote, as S3 reports it. */
-function writtenVersion(up: UpstreamResponse): Record<string, string> {
+function writtenVersion(up: Pick<UpstreamResponse, 'headers'>): Record<string, string> {
   const v = up.headers['x-amz-version-id'];
   return typeof v === 'string' ? { 'x-amz-version-id': v } : {};
 }
@@ -235,15 +224,7 @@ export async function copyObject(ctx: ObjectContext): Promise<void> {
   const keyChanges = keys.srcKey?.keyMd5 !== keys.dstKey?.keyMd5;
   if (opened && keys.dstKey && !(ctx.config.reencryptOnKeyChange && keyChanges)) {
     // SSE-C → SSE-C: only the envelope changes; the upstream copies the ciphertext.
-    const sealed = sealEnvelope({ customerKey: keys.dstKey.key, bucket, key, dataKey: opened.dataKey, chunkSizeLog2: Math.log2(opened.chunkSize) });
-    wipe(sealed.dataKey); // sealEnvelope's own copy
-    headers[ENVELOPE_META] = sealed.value;
-    Object.assign(headers, keys.meta);
-    const layoutMeta = src.headers[LAYOUT_META];
-    if (typeof layoutMeta === 'string') headers[LAYOUT_META] = layoutMeta;
-    // Same data key, same plaintext: the sealed checksum stays valid.
-    const checksum = src.headers[CHECKSUM_META];
-    if (typeof checksum === 'string') headers[CHECKSUM_META] = checksum;
+    Object.assign(headers, resealedMeta(src, opened, { customerKey: keys.dstKey, meta: keys.meta, bucket, key }));
     if (src.size > ctx.config.copyMultipartThreshold) return multipartServerCopy(ctx, src, headers, echo);
     headers['x-amz-copy-source'] = String(ctx.req.headers['x-amz-copy-source']);
     // The envelope re-sealed above belongs to exactly the source version checked by the HEAD (which also
@@ -283,9 +264,8 @@ export async function copyObject(ctx: ObjectContext): Promise<void> {
 }
 
 /**
- * A copy above the upstream's single-copy limit: an upstream multipart upload whose parts are server-side
- * copies of byte ranges of the source's ciphertext. The bytes, and so the chunk layout, stay exactly as they
- * were; the object is marked as made of parts so readers map its layout from the chunk headers.
+ * A copy above the upstream's single-copy limit: the store copies the ciphertext in parts
+ * (objects/copy-parts.ts), the destination carrying the source's tags unless the request replaces them.
  */
 async function multipartServerCopy(
   ctx: ObjectContext,
@@ -293,79 +273,16 @@ async function multipartServerCopy(
   headers: Record<string, string>,
   echo: Record<string, string>,
 ): Promise<void> {
-  const path = objectPath(ctx.s3.bucket, ctx.s3.key);
-  // The copy is byte for byte: tail records stay where they are; otherwise the parts are found by walking.
-  const createHeaders: Record<string, string> = { ...headers, [LAYOUT_META]: src.tails ? 'tails' : 'parts' };
+  const createHeaders: Record<string, string> = { ...headers };
   delete createHeaders['x-amz-metadata-directive'];
   await copyTags(ctx, src, createHeaders);
-  await using created = await upstreamRequest(ctx, { method: 'POST', path, query: [['uploads', '']], headers: createHeaders });
-  if (created.statusCode !== 200) return relayUpstreamError(ctx, created);
-  const uploadId = textAt(await readText(created), 'InitiateMultipartUploadResult', 'UploadId');
-  if (!uploadId) throw new S3Error('InternalError', 'The upstream store did not return an upload id.');
-  const partSize = Math.min(5 * 1024 ** 3, Math.max(PART_COPY_MIN, Math.ceil(src.size / 10_000)));
-  const count = Math.max(1, Math.ceil(src.size / partSize));
-  const etags: string[] = new Array(count);
-  const copySource = String(ctx.req.headers['x-amz-copy-source']);
-  let stopped = false;
-  try {
-    let next = 0;
-    const worker = async () => {
-      while (next < count && !stopped) {
-        const i = next++;
-        const first = i * partSize;
-        const last = Math.min(src.size, first + partSize) - 1;
-        await using up = await upstreamRequest(ctx, {
-          method: 'PUT',
-          path,
-          query: [
-            ['partNumber', String(i + 1)],
-            ['uploadId', uploadId],
-          ],
-          headers: {
-            'x-amz-copy-source': copySource,
-            'x-amz-copy-source-range': `bytes=${first}-${last}`,
-            'x-amz-copy-source-if-match': src.etag,
-          },
-        });
-        if (up.statusCode !== 200) throw await upstreamRefusal(up);
-        const etag = textAt(await readText(up), 'CopyPartResult', 'ETag');
-        if (!etag) throw new S3Error('ServiceUnavailable', 'The upstream part copy gave no ETag. Please retry.', { status: 503 });
-        etags[i] = etag;
-      }
-    };
-    const results = await Promise.allSettled(
-      Array.from({ length: Math.min(4, count) }, () =>
-        worker().catch((e: unknown) => {
-          stopped = true; // no new part copies after the first failure
-          throw e;
-        }),
-      ),
-    );
-    const failed = results.find((r) => r.status === 'rejected');
-    if (failed) throw (failed as PromiseRejectedResult).reason;
-    const parts = etags.map((etag, i) => ({ partNumber: i + 1, etag }));
-    const body = buildCompleteMultipartUpload(parts);
-    await using done = await upstreamRequest(ctx, {
-      method: 'POST',
-      path,
-      query: [['uploadId', uploadId]],
-      headers: { 'content-type': 'application/xml', 'content-length': String(Buffer.byteLength(body)) },
-      body,
-    });
-    const xml = await readText(done);
-    if (done.statusCode !== 200 || hasRoot(xml, 'Error')) throw new S3Error('InternalError', 'The upstream multipart copy did not complete.');
-    const given = textAt(xml, 'CompleteMultipartUploadResult', 'ETag');
-    const etag = given?.replace(/"/g, '') ? given : (multipartEtag(etags) ?? '');
-    const extra: Record<string, string> = { ...echo, ...sourceVersion(src), ...writtenVersion(done) };
-    return sendXml(ctx, 200, copyResult(etag, isoDate(done.headers['date'])), extra);
-  } catch (e) {
-    // Nothing half-copied is left behind.
-    await upstreamRequest(ctx, { method: 'DELETE', path, query: [['uploadId', uploadId]] }).then(
-      (up) => up[Symbol.asyncDispose](),
-      () => {},
-    );
-    throw e;
+  const copied = await copyInParts(ctx, src, ctx.s3, createHeaders, String(ctx.req.headers['x-amz-copy-source']));
+  if ('relay' in copied) {
+    await using refused = copied.relay;
+    return relayUpstreamError(ctx, refused);
   }
+  const extra: Record<string, string> = { ...echo, ...sourceVersion(src), ...writtenVersion({ headers: copied.headers }) };
+  return sendXml(ctx, 200, copyResult(copied.etag, isoDate(copied.headers['date'])), extra);
 }
 
 /** The source's plaintext (whole, or the inclusive range), streamed from one upstream GET of the same version. */

@@ -80,3 +80,66 @@ export async function startCli(up: UpstreamInfo, env: Record<string, string> = {
     },
   };
 }
+
+export interface ToolRun {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** stderr's JSON lines (the tools' progress when stderr is not a terminal). */
+  readonly events: Array<Record<string, unknown>>;
+}
+
+/**
+ * One run of a tool subcommand (`s3-ssec-proxy <args>`) as the bin starts it, over `up` with no proxy (none:
+ * no upstream configured at all).
+ * `onEvent` sees each JSON line of stderr as it comes (with the child, to signal it).
+ */
+export function runToolCli(
+  up: UpstreamInfo | undefined,
+  args: string[],
+  env: Record<string, string> = {},
+  onEvent?: (event: Record<string, unknown>, child: ChildProcess) => void,
+): Promise<ToolRun> {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/s3-ssec-proxy.js'), ...args], {
+    env: {
+      ...process.env,
+      ...(up
+        ? {
+            SSEC_PROXY_UPSTREAM_URL: up.endpoint,
+            SSEC_PROXY_UPSTREAM_REGION: up.region,
+            SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID: up.accessKeyId,
+            SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY: up.secretAccessKey,
+          }
+        : {}),
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  const events: Array<Record<string, unknown>> = [];
+  let partial = '';
+  child.stdout!.on('data', (c: Buffer) => out.push(c));
+  child.stderr!.on('data', (c: Buffer) => {
+    err.push(c);
+    const lines = (partial + c.toString()).split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) {
+      let e: Record<string, unknown>;
+      try {
+        e = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      events.push(e);
+      onEvent?.(e, child);
+    }
+  });
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) =>
+      resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), events }),
+    );
+  });
+}

@@ -27,6 +27,10 @@ const cases: Array<[file: string, bad: string, good: string]> = [
   ['src/kms/x.ts', "import { y } from '../context.ts';", "import { y } from '../sse-c/data-key.ts';"],
   ['src/kms/x.ts', "import { y } from '../sse-kms/managed.ts';", "import { y } from './kms.ts';"],
   ['src/sse-kms/x.ts', "import { y } from '../objects/open.ts';", "import { y } from '../kms/kms.ts';"],
+  ['src/tools/x.ts', "import { y } from '../server.ts';", "import { y } from '../objects/read.ts';"],
+  ['src/tools/x.ts', "import { y } from '../handlers/copy.ts';", "import { y } from '../upstream.ts';"],
+  ['src/tools/x.ts', "import { y } from '../pipeline.ts';", "import { y } from '../config.ts';"],
+  ['src/tools/x.ts', "import { y } from 'undici';", "import { y } from './run.ts';"],
   ['src/passthrough.ts', "import { y } from './handlers/put.ts';", "import { y } from './context.ts';"],
   ['src/passthrough.ts', "import { y } from './sigv4/body.ts';", "import { y } from './s3/headers.ts';"],
 ];
@@ -39,7 +43,7 @@ for (const [file, bad, good] of cases) {
 }
 
 test('handlers and objects/ reach the upstream only through the counted door', async () => {
-  for (const file of ['src/handlers/x.ts', 'src/objects/x.ts']) {
+  for (const file of ['src/handlers/x.ts', 'src/objects/x.ts', 'src/tools/x.ts']) {
     const [message] = await problems(file, 'declare const ctx: any; void ctx.upstream.request({});');
     assert.match(message ?? '', /upstreamRequest/);
     assert.deepEqual(await problems(file, 'declare const ctx: any; void upstreamRequest(ctx, {});'), []);

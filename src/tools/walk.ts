@@ -1,0 +1,49 @@
+/**
+ * The listing walker: every current object under a prefix, page by page (ListObjectsV2), as the store lists
+ * them. Only one page is held at a time, so a bucket of any size is walked in constant memory.
+ */
+import type { RequestContext } from '../context.ts';
+import { S3Error, type S3ErrorCode } from '../s3/errors.ts';
+import { objectPath } from '../s3/operation.ts';
+import { parseListingEntries, parseS3Error, textAt } from '../s3/xml.ts';
+import { readText } from '../upstream.ts';
+import { upstreamRequest } from '../context.ts';
+
+export interface Listed {
+  readonly key: string;
+  /** As listed (quoted). */
+  readonly etag: string;
+  /** Stored bytes. */
+  readonly size: number;
+}
+
+const MAX_PAGE_BYTES = 64 * 1024 * 1024;
+
+export async function* walk(ctx: RequestContext, bucket: string, prefix: string, pageSize = 1000): AsyncGenerator<Listed> {
+  let token: string | undefined;
+  do {
+    const query: Array<[string, string]> = [
+      ['list-type', '2'],
+      ['max-keys', String(pageSize)],
+      ...(prefix ? ([['prefix', prefix]] as Array<[string, string]>) : []),
+      ...(token ? ([['continuation-token', token]] as Array<[string, string]>) : []),
+    ];
+    let xml: string;
+    {
+      await using up = await upstreamRequest(ctx, { method: 'GET', path: objectPath(bucket), query });
+      xml = await readText(up, MAX_PAGE_BYTES);
+      if (up.statusCode !== 200) {
+        const { code, message } = parseS3Error(xml);
+        throw new S3Error((code ?? 'InternalError') as S3ErrorCode, message ?? `listing ${bucket} failed with HTTP ${up.statusCode}`, { status: up.statusCode });
+      }
+    }
+    const entries = parseListingEntries(xml, 'Contents');
+    for (const e of entries) {
+      if (!e) throw new S3Error('InternalError', `the listing of ${bucket} has an entry without Key, ETag or Size`);
+      yield { key: e.key, etag: e.etag, size: Number(e.size) };
+    }
+    const truncated = textAt(xml, 'ListBucketResult', 'IsTruncated') === 'true';
+    token = truncated ? textAt(xml, 'ListBucketResult', 'NextContinuationToken') : undefined;
+    if (truncated && !token) throw new S3Error('InternalError', `the listing of ${bucket} is truncated without a continuation token`);
+  } while (token);
+}

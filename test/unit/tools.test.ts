@@ -1,0 +1,144 @@
+/**
+ * The tools' shared pieces, alone: the resume state (what a killed run leaves is read back), the bounded pool
+ * (never more in flight than asked, the listing pulled only as fast as work finishes), the progress output
+ * (JSON lines off a terminal, a line with an ETA on one), key files, and metadata files for offline decrypt.
+ */
+import assert from 'node:assert/strict';
+import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { headersFromMetadata } from '../../src/tools/decrypt.ts';
+import { runPool } from '../../src/tools/pool.ts';
+import { ByteProgress, Progress } from '../../src/tools/progress.ts';
+import { readKeyFile, UsageError } from '../../src/tools/session.ts';
+import { ResumeState } from '../../src/tools/state.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'ssec-tools-unit-'));
+
+test('resume state: recorded objects are read back; a torn last line (a killed run) is ignored', () => {
+  const path = join(dir, 'a.state');
+  const s = new ResumeState(path, 'encrypt-existing');
+  s.record('b', 'one', { outcome: 'encrypted' });
+  s.record('b', 'two', { outcome: 'already-encrypted' });
+  appendFileSync(path, '{"tool":"encrypt-existing","b":"b","k":"thr');
+  const again = new ResumeState(path, 'encrypt-existing');
+  assert.equal(again.size, 2);
+  assert.deepEqual(again.done('b', 'one')?.r, { outcome: 'encrypted' });
+  assert.equal(again.done('b', 'three'), undefined);
+  assert.equal(again.done('other', 'one'), undefined);
+  // Another tool's file is refused rather than taken as this one's progress.
+  assert.throws(() => new ResumeState(path, 'rotate'), /records a run of "encrypt-existing"/);
+});
+
+test('pool: never more items in flight than the limit, and the source pulled only as work finishes', async () => {
+  let inFlight = 0;
+  let most = 0;
+  let pulled = 0;
+  const source = (async function* () {
+    for (let i = 0; i < 20; i++) {
+      pulled++;
+      yield i;
+    }
+  })();
+  const done: number[] = [];
+  const releases: Array<() => void> = [];
+  const run = runPool(source, 3, async (i) => {
+    inFlight++;
+    most = Math.max(most, inFlight);
+    await new Promise<void>((r) => releases.push(r));
+    inFlight--;
+    done.push(i);
+  });
+  while (done.length < 20) {
+    await new Promise((r) => setImmediate(r));
+    assert.ok(pulled <= done.length + 3, `pulled ${pulled} with ${done.length} done`);
+    releases.shift()?.();
+  }
+  await run;
+  assert.equal(most, 3);
+  assert.deepEqual([...done].sort((a, b) => a - b), [...Array(20).keys()]);
+});
+
+test('pool: once stopped, no new item starts; the running ones finish', async () => {
+  const pool = { stopped: false };
+  const started: number[] = [];
+  await runPool(
+    (async function* () {
+      for (let i = 0; i < 10; i++) yield i;
+    })(),
+    2,
+    async (i) => {
+      started.push(i);
+      if (i === 3) pool.stopped = true;
+      await new Promise((r) => setImmediate(r));
+    },
+    pool,
+  );
+  assert.ok(started.length <= 5, String(started));
+});
+
+test('progress off a terminal: one JSON line per object and a summary; resumed objects are counted, not repeated', () => {
+  let out = '';
+  const p = new Progress('encrypt-existing', { tty: false, write: (t) => (out += t) });
+  p.object({ bucket: 'b', key: 'k1', outcome: 'encrypted', bytes: 10 });
+  p.object({ bucket: 'b', key: 'k0', outcome: 'resumed', bytes: 5 }, true);
+  const summary = p.finish({ bucket: 'b' });
+  const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(lines.map((l) => l.event), ['object', 'summary']);
+  assert.equal(lines[0]!.key, 'k1');
+  assert.deepEqual(summary.outcomes, { encrypted: { objects: 1, bytes: 10 }, resumed: { objects: 1, bytes: 5 } });
+});
+
+test('progress on a terminal: counts, bytes, rate and an ETA once the listing is complete', () => {
+  let out = '';
+  let now = 0;
+  const p = new Progress('inventory', { tty: true, write: (t) => (out += t), now: () => now });
+  for (let i = 0; i < 4; i++) p.listed(1024 * 1024);
+  p.listingDone();
+  now = 2000;
+  p.object({ bucket: 'b', key: 'k', outcome: 'plain', bytes: 1024 * 1024 });
+  p.note({}, 'x'); // redraws
+  assert.match(out, /inventory: 1\/4 objects, 1\.0 MiB\/4\.0 MiB, 512\.0 KiB\/s, ETA 6s \(1 plain\)/);
+  p.finish();
+});
+
+test("decrypt's progress: bytes of the total, rate and ETA on a terminal; JSON lines otherwise", () => {
+  let out = '';
+  let now = 0;
+  const tty = new ByteProgress('decrypt', 8 * 1024 * 1024, { tty: true, write: (t) => (out += t), now: () => now });
+  now = 1000;
+  tty.add(2 * 1024 * 1024);
+  tty.draw();
+  tty.finish();
+  assert.match(out, /decrypt: 2\.0 MiB\/8\.0 MiB, 2\.0 MiB\/s, ETA 3s/);
+  out = '';
+  const json = new ByteProgress('decrypt', 10, { tty: false, write: (t) => (out += t), now: () => now });
+  json.add(4);
+  json.draw();
+  json.finish();
+  assert.deepEqual(JSON.parse(out), { tool: 'decrypt', event: 'progress', bytes: 4, total: 10 });
+});
+
+test('key files: 32 raw bytes or their base64; anything else refused without showing the content', () => {
+  const raw = Buffer.alloc(32, 7);
+  writeFileSync(join(dir, 'raw.key'), raw);
+  writeFileSync(join(dir, 'b64.key'), raw.toString('base64') + '\n');
+  writeFileSync(join(dir, 'bad.key'), 'not-a-key-secret-text');
+  assert.deepEqual(readKeyFile(join(dir, 'raw.key')).key, raw);
+  assert.deepEqual(readKeyFile(join(dir, 'b64.key')).key, raw);
+  assert.equal(readKeyFile(join(dir, 'raw.key')).keyMd5, readKeyFile(join(dir, 'b64.key')).keyMd5);
+  assert.throws(
+    () => readKeyFile(join(dir, 'bad.key')),
+    (e: Error) => e instanceof UsageError && !e.message.includes('not-a-key-secret-text'),
+  );
+  assert.ok(readFileSync(join(dir, 'raw.key')).equals(raw), 'the file itself is untouched');
+});
+
+test('metadata files: aws-cli head-object output or raw HEAD headers; the file gives the size', () => {
+  const fromCli = headersFromMetadata(JSON.stringify({ ETag: '"abc-2"', ContentLength: 999, Metadata: { 's3-ssec-proxy': 'ENV', 's3-ssec-proxy-layout': 'tails' } }), 1234);
+  assert.deepEqual(fromCli, { 'x-amz-meta-s3-ssec-proxy': 'ENV', 'x-amz-meta-s3-ssec-proxy-layout': 'tails', etag: '"abc-2"', 'content-length': '1234' });
+  const fromHead = headersFromMetadata(JSON.stringify({ 'X-Amz-Meta-S3-Ssec-Proxy': 'ENV', etag: '"e"' }), 10);
+  assert.deepEqual(fromHead, { 'x-amz-meta-s3-ssec-proxy': 'ENV', etag: '"e"', 'content-length': '10' });
+  assert.throws(() => headersFromMetadata('[1]', 1), UsageError);
+});
