@@ -11,7 +11,6 @@ import { startEmbeddedS3 } from './embedded-s3.ts';
 import { Metrics, startAdmin } from './admin.ts';
 import { describeKey, generateKey, keyJson } from './keygen.ts';
 import { note } from './log.ts';
-import { startProxy } from './server.ts';
 import { runNamedTool, TOOLS_HELP } from './tools/index.ts';
 import { ensureDevCertificate } from './tls/dev-cert.ts';
 import { Upstream } from './upstream.ts';
@@ -80,6 +79,8 @@ async function startServing(config: Config, effective: Config, tls: { cert: stri
     observer: metrics.upstreamObserver,
     ...(config.upstreamCa ? { ca: config.upstreamCa } : {}),
   });
+  // Loaded here, not at the top: the tools (decrypt above all) run from this entry point without the HTTP server.
+  const { startProxy } = await import('./server.ts');
   const proxy = await startProxy({ config: effective, upstream, tls, metrics, ...(config.tls ? { tlsFiles: config.tls } : {}) });
   return { metrics, upstream, proxy };
 }

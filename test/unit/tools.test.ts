@@ -142,3 +142,20 @@ test('metadata files: aws-cli head-object output or raw HEAD headers; the file g
   assert.deepEqual(fromHead, { 'x-amz-meta-s3-ssec-proxy': 'ENV', etag: '"e"', 'content-length': '10' });
   assert.throws(() => headersFromMetadata('[1]', 1), UsageError);
 });
+
+test('the CLI entry point reaches the tools without loading the HTTP server (decrypt works with no proxy code)', () => {
+  // The static import closure of src/main.ts: dynamic import() is not followed, as node loads it only when run.
+  const src = new URL('../../src/', import.meta.url).pathname;
+  const seen = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const text = readFileSync(join(src, file), 'utf8');
+    for (const m of text.matchAll(/^import\s+(?!type\b)[^;]*?from\s+'(\.{1,2}\/[^']+)'/gm)) {
+      visit(join(file, '..', m[1]!).replace(/^\.\//, ''));
+    }
+  };
+  visit('main.ts');
+  assert.ok(seen.has('tools/decrypt.ts') || seen.has('tools/index.ts'), 'the walk follows imports');
+  for (const server of ['server.ts', 'pipeline.ts', 'handlers/get.ts']) assert.ok(!seen.has(server), `main.ts loads ${server} at start`);
+});
