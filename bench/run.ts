@@ -479,6 +479,16 @@ async function main() {
     progress(`RGW native SSE-C failed (rgw_crypt_require_ssl? start the RGW with RGW_SSEC_NO_TLS=1): ${(e as Error).message.slice(0, 200)}`);
   }
 
+  // RGW's SSE-C over its own TLS port as well: the proxy's client leg is HTTPS, so this is like with like.
+  let nativeTls: Awaited<ReturnType<typeof putGet>> | undefined;
+  if (directTls) {
+    try {
+      nativeTls = await putGet({ ...directTls, name: 'RGW SSE-C HTTPS', headers: ssec }, 'RGW native SSE-C (HTTPS)', 'direct');
+    } catch (e) {
+      progress(`RGW native SSE-C over HTTPS failed: ${(e as Error).message.slice(0, 200)}`);
+    }
+  }
+
   // (c) the proxy with 1 and N workers
   const proxies: Array<{ workers: number; p: Proxy; t: Target }> = [];
   for (const workers of [1, WORKERS]) {
@@ -496,9 +506,9 @@ async function main() {
   await del(`/${bucket}/warmup`);
   const note = (p: Proxy) => ({ note: p.workers });
   const ssec1 = await putGet(one.t, 'proxy SSE-C 1 worker', 'proxy', one.p.child.pid!, note(one.p));
-  const pass1 = await putGet({ ...one.t, headers: {} }, 'proxy pass-through 1 worker', 'proxy', one.p.child.pid!, note(one.p));
-  // SSE-S3 (issue 14): the same path with the data key from the local KMS; a GET names no key.
+  // SSE-S3 (issue 14), right after SSE-C in the same process: the same path with the data key from the local KMS; a GET names no key.
   const sses3 = await putGet({ ...one.t, headers: { 'x-amz-server-side-encryption': 'AES256' } }, 'proxy SSE-S3 1 worker', 'proxy', one.p.child.pid!, note(one.p), { ...one.t, headers: {} });
+  const pass1 = await putGet({ ...one.t, headers: {} }, 'proxy pass-through 1 worker', 'proxy', one.p.child.pid!, note(one.p));
   await putGet(many.t, `proxy SSE-C ${WORKERS} workers`, 'proxy', many.p.child.pid!, note(many.p));
 
   // multipart, 64 MiB parts (16 MiB in --quick), four at a time: direct HTTPS (or HTTP) against the proxy
@@ -633,7 +643,11 @@ async function main() {
   }
   for (const d of ['put', 'get'] as const) {
     const D = d.toUpperCase();
-    target(`proxy SSE-C ${D} ≥ 1.0× RGW native SSE-C`, ratio(ssec1[d].mibs, native?.[d].mibs), 1.0, '>=', (x) => `${x.toFixed(2)}×`);
+    target(`proxy SSE-C ${D} ≥ 1.0× RGW native SSE-C (HTTP)`, ratio(ssec1[d].mibs, native?.[d].mibs), 1.0, '>=', (x) => `${x.toFixed(2)}×`);
+  }
+  for (const d of ['put', 'get'] as const) {
+    const D = d.toUpperCase();
+    target(`proxy SSE-C ${D} ≥ 1.0× RGW native SSE-C (HTTPS)`, ratio(ssec1[d].mibs, nativeTls?.[d].mibs), 1.0, '>=', (x) => `${x.toFixed(2)}×`);
   }
   for (const d of ['put', 'get'] as const) {
     const D = d.toUpperCase();
