@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { availableCpus } from './cpus.ts';
-import { parseLocalKeys } from './kms/local.ts';
+import { jsonSyntaxProblem, parseLocalKeys } from './kms/local.ts';
 import { KEY_ID_PATTERN } from './kms/kms.ts';
 import { LOG_LEVELS, type LogLevel } from './log.ts';
 import { isBucketPattern, parseBucketEncryption, type BucketEncryptionRule } from './sse-kms/bucket-encryption.ts';
@@ -144,12 +144,15 @@ const ipAddress = z.union([z.ipv4(), z.ipv6()], { error: (i) => `"${String(i.inp
 const seconds = (min: number, max: number) => z.number({ error: `must be a number of seconds, ${min}..${max}` }).min(min, `must be a number of seconds, ${min}..${max}`).max(max, `must be a number of seconds, ${min}..${max}`);
 const count = (max: number) => z.number().int(`must be an integer, 1..${max}`).min(1, `must be an integer, 1..${max}`).max(max, `must be an integer, 1..${max}`);
 
-const credentialSchema = z.object({
-  accessKeyId: nonEmpty,
-  secretAccessKey: nonEmpty,
-  upstream: z.object({ accessKeyId: nonEmpty, secretAccessKey: nonEmpty }).optional(),
-  buckets: z.array(nonEmpty).optional(),
-});
+// Strict: a misspelt field ("bucket" for "buckets") would otherwise be dropped and widen the credential.
+const credentialSchema = z
+  .object({
+    accessKeyId: nonEmpty,
+    secretAccessKey: nonEmpty,
+    upstream: z.object({ accessKeyId: nonEmpty, secretAccessKey: nonEmpty }).strict().optional(),
+    buckets: z.array(nonEmpty).optional(),
+  })
+  .strict();
 
 /**
  * The one schema: the configuration file's shape. Environment variables (ENV below) set its fields, so both are
@@ -305,6 +308,9 @@ export const ENV: Readonly<Record<string, { readonly path: string; readonly kind
   SSEC_PROXY_LOG_LEVEL: { path: 'logLevel', kind: 'string' },
 };
 
+/** What Kubernetes sets for a Service named `ssec-proxy` (service links), left alone. */
+const K8S_SERVICE_LINK = /^SSEC_PROXY_(SERVICE_(HOST|PORT)(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$/;
+
 /** Read by loadConfig itself, not a setting. */
 const CONFIG_PATH_VARIABLE = 'SSEC_PROXY_CONFIG';
 
@@ -438,18 +444,22 @@ function gather(configPath: string | undefined, env: NodeJS.ProcessEnv, problems
   const sources = new Sources(configPath);
   let doc: Record<string, unknown> = {};
   if (configPath) {
+    let text: string | undefined;
     try {
-      const parsed: unknown = JSON.parse(readFileSync(configPath, 'utf8'));
+      text = readFileSync(configPath, 'utf8');
+      const parsed: unknown = JSON.parse(text);
       if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) doc = parsed as Record<string, unknown>;
       else problems.push(`config file ${configPath}: must be a JSON object`);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
-      problems.push(`config file ${configPath}: ${err.code === 'ENOENT' ? 'does not exist' : err.message}`);
+      // A syntax error is placed, not quoted: the file may hold secrets.
+      problems.push(`config file ${configPath}: ${err.code === 'ENOENT' ? 'does not exist' : text === undefined ? err.message : jsonSyntaxProblem(e, text)}`);
     }
   }
   const known = [CONFIG_PATH_VARIABLE, ...Object.keys(ENV), ...Object.keys(ENV).map((n) => `${n}_FILE`)];
   for (const name of Object.keys(env).sort()) {
-    if (name.startsWith('SSEC_PROXY_') && !known.includes(name)) {
+    // Kubernetes injects SSEC_PROXY_SERVICE_HOST, SSEC_PROXY_PORT_… for a Service named ssec-proxy: not settings.
+    if (name.startsWith('SSEC_PROXY_') && !known.includes(name) && !K8S_SERVICE_LINK.test(name)) {
       const near = nearest(name, known);
       problems.push(`${name}: not a setting of s3-ssec-proxy${near ? ` (did you mean ${near}?)` : ''}`);
     }
@@ -549,11 +559,13 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (s.credentialsFile) {
     const text = readNamedFile(s.credentialsFile, where('credentialsFile'), problems);
     if (text !== undefined) {
+      let list: unknown;
       try {
-        addCredentials(JSON.parse(text), `credentials file ${s.credentialsFile}`);
+        list = JSON.parse(text);
       } catch (e) {
-        problems.push(`credentials file ${s.credentialsFile}: ${(e as Error).message}`);
+        problems.push(`credentials file ${s.credentialsFile}: ${jsonSyntaxProblem(e, text)}`);
       }
+      if (list !== undefined) addCredentials(list, `credentials file ${s.credentialsFile}`);
     }
   }
 

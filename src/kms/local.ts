@@ -44,13 +44,30 @@ export function localKek(master: Buffer, salt: Buffer, keyId: string, context: E
   return hkdfSha256(master, salt, info);
 }
 
+/**
+ * Where a JSON text stops parsing, never what it holds there: node's own message quotes the text around the
+ * error, which in a keys or credentials file is a secret.
+ */
+export function jsonSyntaxProblem(error: unknown, text: string): string {
+  const msg = error instanceof Error ? error.message : '';
+  const at = /line (\d+) column (\d+)/.exec(msg) ?? undefined;
+  if (at) return `not valid JSON (line ${at[1]}, column ${at[2]})`;
+  const pos = /position (\d+)/.exec(msg);
+  if (pos) {
+    const before = text.slice(0, Number(pos[1]));
+    const line = before.split('\n').length;
+    return `not valid JSON (line ${line}, column ${before.length - before.lastIndexOf('\n')})`;
+  }
+  return /end of JSON input/i.test(msg) ? 'not valid JSON (it ends too early)' : 'not valid JSON';
+}
+
 /** Parses the keys file's JSON; throws an Error listing what is wrong (never a key's value). */
 export function parseLocalKeys(text: string): Map<string, MasterKey> {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
   } catch (e) {
-    throw new Error(`not JSON: ${(e as Error).message}`, { cause: e });
+    throw new Error(jsonSyntaxProblem(e, text));
   }
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new Error('must be a JSON object {"<key id>": "<base64 of 32 bytes>", …}');
   const keys = new Map<string, MasterKey>();

@@ -322,10 +322,11 @@ function leaf(block: string, name: string): string | undefined {
 // to read values: use the parser above.
 
 function xmlUnescape(s: string): string {
-  return s.replace(/&(#x[0-9a-fA-F]+|#\d+|amp|lt|gt|quot|apos);/g, (_m, e: string) => {
-    if (e.startsWith('#x')) return String.fromCodePoint(parseInt(e.slice(2), 16));
-    if (e.startsWith('#')) return String.fromCodePoint(parseInt(e.slice(1), 10));
-    return ENTITIES[e]!;
+  return s.replace(/&(#x[0-9a-fA-F]+|#\d+|amp|lt|gt|quot|apos);/g, (m, e: string) => {
+    if (!e.startsWith('#')) return ENTITIES[e]!;
+    const cp = e.startsWith('#x') ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
+    // Not a code point (a store's answer may carry anything): left as written rather than thrown on.
+    return cp <= 0x10ffff ? String.fromCodePoint(cp) : m;
   });
 }
 

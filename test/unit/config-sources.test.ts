@@ -99,3 +99,30 @@ test('serving needs an upstream or the embedded store said explicitly; never bot
   const both = { SSEC_PROXY_EMBEDDED: 'true', SSEC_PROXY_UPSTREAM_URL: 'http://s:1', SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID: 'a', SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY: 'b' };
   assert.match(problems({ env: both, serving: true }).join('\n'), /SSEC_PROXY_EMBEDDED: the embedded store is for when no upstream is set/);
 });
+
+const UPSTREAM = { SSEC_PROXY_CONFIG: '', SSEC_PROXY_UPSTREAM_URL: 'http://s:1', SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID: 'a', SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY: 'b' };
+
+test('a misspelt field of a client credential is a problem, not a credential without its bucket limit', () => {
+  const creds = file('creds-typo.json', [{ accessKeyId: 'AK', secretAccessKey: 'SK', bucket: ['only-this'] }]);
+  const found = problems({ env: { ...UPSTREAM, SSEC_PROXY_CREDENTIALS_FILE: creds } });
+  assert.ok(found.some((p) => p.includes(creds) && p.includes('bucket')), found.join('\n'));
+});
+
+test('a JSON syntax error in a file holding secrets is placed, never quoted', () => {
+  const secret = 'wJalrXUtnFEMIK7MDENGbPxRfiCY';
+  const path = join(dir, 'creds-broken.json');
+  writeFileSync(path, `[{"accessKeyId": "AK", "secretAccessKey": ${secret}}]`);
+  const found = problems({ env: { ...UPSTREAM, SSEC_PROXY_CREDENTIALS_FILE: path } });
+  assert.ok(found.some((p) => p.includes(path) && p.includes('not valid JSON')), found.join('\n'));
+  assert.ok(!found.join('\n').includes(secret.slice(0, 6)), 'no part of the secret in the problems');
+  const config = join(dir, 'config-broken.json');
+  writeFileSync(config, `{"upstream": {"secretAccessKey": ${secret}}}`);
+  const fromConfig = problems({ configPath: config, env: {} });
+  assert.ok(!fromConfig.join('\n').includes(secret.slice(0, 6)), fromConfig.join('\n'));
+});
+
+test('Kubernetes service-link variables of a Service named ssec-proxy are not unknown settings', () => {
+  const env = { ...UPSTREAM, SSEC_PROXY_SERVICE_HOST: '10.0.0.1', SSEC_PROXY_SERVICE_PORT: '8443', SSEC_PROXY_SERVICE_PORT_HTTPS: '8443', SSEC_PROXY_PORT: 'tcp://10.0.0.1:8443', SSEC_PROXY_PORT_8443_TCP_ADDR: '10.0.0.1' };
+  assert.deepEqual(problems({ env }), []);
+  assert.ok(problems({ env: { ...UPSTREAM, SSEC_PROXY_LISTN: '127.0.0.1:1' } }).some((p) => p.includes('SSEC_PROXY_LISTEN')));
+});

@@ -73,7 +73,7 @@ describe('local KMS', () => {
 
   test('the keys file: every problem named, no key value echoed', () => {
     const secret = Buffer.alloc(31, 7).toString('base64');
-    assert.throws(() => parseLocalKeys('{'), /not JSON/);
+    assert.throws(() => parseLocalKeys('{'), /not valid JSON/);
     assert.throws(() => parseLocalKeys('{}'), /holds no key/);
     assert.throws(
       () => parseLocalKeys(JSON.stringify({ short: secret, 'bad id!': b64() })),

@@ -151,7 +151,8 @@ test('the CLI entry point reaches the tools without loading the HTTP server (dec
     if (seen.has(file)) return;
     seen.add(file);
     const text = readFileSync(join(src, file), 'utf8');
-    for (const m of text.matchAll(/^import\s+(?!type\b)[^;]*?from\s+'(\.{1,2}\/[^']+)'/gm)) {
+    // import … from, export … from, and bare `import './x.ts'` (type-only imports load nothing).
+    for (const m of text.matchAll(/^(?:(?:import|export)\s+(?!type\b)[^;]*?from\s+|import\s+)'(\.{1,2}\/[^']+)'/gm)) {
       visit(join(file, '..', m[1]!).replace(/^\.\//, ''));
     }
   };

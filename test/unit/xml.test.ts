@@ -572,3 +572,9 @@ test('mapBlocks zipped with parseListingEntries lines up past DeleteMarker and C
   );
   assert.equal(out.replace(/<Size>\d+<\/Size>/g, ''), VERSIONS.replace(/<Size>\d+<\/Size>/g, ''));
 });
+
+test('parseListingEntries and the Size edit never throw on a character reference beyond Unicode (a hostile store)', () => {
+  const xml = `<ListBucketResult xmlns="${NS}"><Contents><Key>k&#x110000;</Key><ETag>"e"</ETag><Size>&#99999999;</Size></Contents></ListBucketResult>`;
+  assert.deepEqual(parseListingEntries(xml, 'Contents'), [{ key: 'k&#x110000;', etag: '"e"', size: '&#99999999;' }]);
+  assert.doesNotThrow(() => mapBlocks(xml, 'Contents', (b) => replaceElements(b, 'Size', () => '1')));
+});
