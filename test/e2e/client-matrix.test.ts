@@ -20,6 +20,7 @@ import {
   type TestProxy,
   type UpstreamInfo,
 } from '../support/proxy.ts';
+import { rcloneS3Env } from '../support/rclone.ts';
 
 const MiB = 1024 * 1024;
 let up: UpstreamInfo;
@@ -62,17 +63,7 @@ describe('rclone (Debian) with --s3-sse-customer-*', () => {
           '5M',
         ],
         {
-          env: {
-            PATH: '/usr/bin:/bin',
-            HOME: dir,
-            RCLONE_CONFIG_PX_TYPE: 's3',
-            RCLONE_CONFIG_PX_PROVIDER: 'Other',
-            RCLONE_CONFIG_PX_ENDPOINT: t.endpoint,
-            RCLONE_CONFIG_PX_ACCESS_KEY_ID: up.accessKeyId,
-            RCLONE_CONFIG_PX_SECRET_ACCESS_KEY: up.secretAccessKey,
-            RCLONE_CONFIG_PX_REGION: up.region,
-            RCLONE_CONFIG_PX_FORCE_PATH_STYLE: 'true',
-          },
+          env: rcloneS3Env(t.endpoint, up, dir),
           maxBuffer: 64 * MiB,
           encoding: 'buffer',
           timeout: 300_000,

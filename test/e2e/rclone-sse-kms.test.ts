@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { bodyBytes, rgwUpstream, startTestProxy, type TestProxy, type UpstreamInfo } from '../support/proxy.ts';
 import { startKmipServer, type KmipServer } from '../support/kmip.ts';
+import { rcloneS3Env } from '../support/rclone.ts';
 
 const MiB = 1024 * 1024;
 const RCLONE = '/usr/bin/rclone';
@@ -44,17 +45,7 @@ function rcloneWith(args: string[], options: readonly string[]): Promise<string>
       RCLONE,
       [...args, '--ca-cert', t.caPath, ...options, '--s3-upload-cutoff', '5M', '--s3-chunk-size', '5M'],
       {
-        env: {
-          PATH: '/usr/bin:/bin',
-          HOME: dir,
-          RCLONE_CONFIG_PX_TYPE: 's3',
-          RCLONE_CONFIG_PX_PROVIDER: 'Other',
-          RCLONE_CONFIG_PX_ENDPOINT: t.endpoint,
-          RCLONE_CONFIG_PX_ACCESS_KEY_ID: up.accessKeyId,
-          RCLONE_CONFIG_PX_SECRET_ACCESS_KEY: up.secretAccessKey,
-          RCLONE_CONFIG_PX_REGION: up.region,
-          RCLONE_CONFIG_PX_FORCE_PATH_STYLE: 'true',
-        },
+        env: rcloneS3Env(t.endpoint, up, dir),
         maxBuffer: 64 * MiB,
         encoding: 'buffer',
         timeout: 300_000,
