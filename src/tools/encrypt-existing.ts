@@ -198,7 +198,10 @@ export const encryptExisting: Tool = {
     let target: Target | undefined;
     try {
       const { code } = await bulk('encrypt-existing', values, io, (run, listed) => encryptOne(run, listed, target!, partSize), {
-        preflight: async (run) => void (target = await targetOf(values, run)),
+        preflight: async (run) => {
+          target = await targetOf(values, run);
+          return 'customerKey' in target ? `sse-c ${target.customerKey.keyMd5}` : `${target.managed.mode} ${target.managed.keyId}`;
+        },
       });
       return code;
     } finally {

@@ -196,7 +196,10 @@ export const rotate: Tool = {
     let plan: Plan | undefined;
     try {
       const { code } = await bulk('rotate', values, io, (run, listed) => rotateOne(run, listed, plan!), {
-        preflight: (run) => void (plan = planOf(values, run)),
+        preflight: (run) => {
+          plan = planOf(values, run);
+          return plan.kind === 'sse-c' ? `sse-c ${plan.newKey.keyMd5}` : 'kms';
+        },
       });
       return code;
     } finally {

@@ -290,7 +290,7 @@ describe('an interrupted encrypt-existing, resumed', () => {
       if (e.event === 'object' && e.outcome === 'encrypted' && ++encrypted === 5) child.kill('SIGKILL');
     });
     assert.equal(killed.signal, 'SIGKILL', killed.stderr);
-    const recorded = readFileSync(state, 'utf8').split('\n').filter((l) => l.trim()).length;
+    const recorded = readFileSync(state, 'utf8').split('\n').filter((l) => l.trim()).length - 1; // the header
     assert.ok(recorded >= 5 && recorded < n, `recorded ${recorded}`);
     const midway = await inventory('many/');
     assert.ok(midway.modes.plain!.objects > 0, 'the killed run stopped before the end');
@@ -329,10 +329,16 @@ describe('an encrypt-existing stopped by SIGINT', () => {
     assert.equal(run.code, 130, run.stderr);
     assert.equal(summaryOf(run).interrupted, true);
     assert.equal(count(run, 'encrypted'), 2);
-    assert.equal(readFileSync(state, 'utf8').trim().split('\n').length, 2);
+    assert.equal(readFileSync(state, 'utf8').trim().split('\n').length, 3); // the header and the two
     const inv = await inventory('sigint/');
     assert.equal(inv.modes['sse-c']!.objects, 2);
     assert.equal(inv.modes.plain!.objects, 3);
+
+    // The same file given to a run under another key is refused (exit 2), not taken as two objects done.
+    const other = await tool(['encrypt-existing', '--bucket', bucket, '--prefix', 'sigint/', '--sse-c-key-file', keyBFile, '--state', state]);
+    assert.equal(other.code, 2, other.stderr);
+    assert.match(other.stderr, /another target/);
+    assert.equal((await inventory('sigint/')).modes.plain!.objects, 3);
   });
 });
 

@@ -12,23 +12,52 @@ import { headersFromMetadata } from '../../src/tools/decrypt.ts';
 import { runPool } from '../../src/tools/pool.ts';
 import { ByteProgress, Progress } from '../../src/tools/progress.ts';
 import { readKeyFile, UsageError } from '../../src/tools/session.ts';
-import { ResumeState } from '../../src/tools/state.ts';
+import { ResumeState, StateMismatch } from '../../src/tools/state.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ssec-tools-unit-'));
 
+const runA = { tool: 'encrypt-existing', bucket: 'b', prefix: '', target: 'sse-c md5A' };
+
 test('resume state: recorded objects are read back; a torn last line (a killed run) is ignored', () => {
   const path = join(dir, 'a.state');
-  const s = new ResumeState(path, 'encrypt-existing');
+  const s = new ResumeState(path, runA);
   s.record('b', 'one', { outcome: 'encrypted' });
   s.record('b', 'two', { outcome: 'already-encrypted' });
   appendFileSync(path, '{"tool":"encrypt-existing","b":"b","k":"thr');
-  const again = new ResumeState(path, 'encrypt-existing');
+  const again = new ResumeState(path, runA);
   assert.equal(again.size, 2);
   assert.deepEqual(again.done('b', 'one')?.r, { outcome: 'encrypted' });
   assert.equal(again.done('b', 'three'), undefined);
   assert.equal(again.done('other', 'one'), undefined);
   // Another tool's file is refused rather than taken as this one's progress.
-  assert.throws(() => new ResumeState(path, 'rotate'), /records a run of "encrypt-existing"/);
+  assert.throws(() => new ResumeState(path, { ...runA, tool: 'rotate' }), /records a run of "encrypt-existing"/);
+});
+
+test('resume state: a file of another run (bucket, prefix, target) or without a header is refused, not taken as done', () => {
+  const path = join(dir, 'fp.state');
+  new ResumeState(path, runA).record('b', 'one', { outcome: 'encrypted' });
+  assert.throws(() => new ResumeState(path, { ...runA, target: 'sse-c md5B' }), (e: Error) => e instanceof StateMismatch && /another target/.test(e.message));
+  assert.throws(() => new ResumeState(path, { ...runA, prefix: 'p/' }), StateMismatch);
+  assert.throws(() => new ResumeState(path, { ...runA, bucket: 'c' }), StateMismatch);
+  // The header names the target by what the tool was given (a key's MD5), never a key.
+  assert.equal(JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!).run.target, 'sse-c md5A');
+  const old = join(dir, 'old.state');
+  writeFileSync(old, '{"tool":"encrypt-existing","b":"b","k":"one","r":{"outcome":"encrypted"}}\n');
+  assert.throws(() => new ResumeState(old, runA), /no run header/);
+  // An empty file (a run killed before its first line) is taken as a new one.
+  const empty = join(dir, 'empty.state');
+  writeFileSync(empty, '');
+  new ResumeState(empty, runA).record('b', 'x', { outcome: 'encrypted' });
+  assert.equal(new ResumeState(empty, runA).size, 1);
+});
+
+test('resume state: this run\'s records go to the file only (memory holds only what earlier runs recorded)', () => {
+  const path = join(dir, 'mem.state');
+  const s = new ResumeState(path, runA);
+  for (let i = 0; i < 1000; i++) s.record('b', `k${i}`, { outcome: 'encrypted' });
+  assert.equal(s.size, 0);
+  assert.equal(s.done('b', 'k1'), undefined);
+  assert.equal(new ResumeState(path, runA).size, 1000);
 });
 
 test('pool: never more items in flight than the limit, and the source pulled only as work finishes', async () => {
