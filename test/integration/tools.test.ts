@@ -229,7 +229,7 @@ describe('a mixed bucket round trip', () => {
       const meta = join(dir, 'cipher.json');
       writeFileSync(cipher, stored.body);
       writeFileSync(meta, JSON.stringify({ ETag: head.ETag, ContentLength: head.ContentLength, Metadata: head.Metadata }));
-      const out = join(dir, 'offline.out');
+      const out = join(dir, `offline-${k.replace(/\W/g, '_')}.out`);
       const keyArgs = k === 'mixed/sses3.bin' ? [] : ['--sse-c-key-file', keyBFile];
       // No upstream configured at all: only the file, its metadata and the key (and the KMS for SSE-S3).
       const run = await runToolCli(undefined, ['decrypt', '--in', cipher, '--metadata', meta, '--bucket', bucket, '--key', k, ...keyArgs, '--out', out], env);
@@ -273,6 +273,43 @@ describe('decrypt of a tampered object', () => {
     const run = await tool(['decrypt', '--bucket', bucket, '--key', k, '--sse-c-key-file', keyAFile, '--out', out]);
     assert.equal(run.code, 1, run.stderr);
     assert.match(run.stderr, /decrypt: /);
+    assert.deepEqual(readdirSync(outDir), []);
+  });
+});
+
+describe('decrypt and its --out file', () => {
+  const k = 'out/x.bin';
+  const body = randomBytes(300 * 1024); // several chunks
+  before(async () => {
+    await viaProxy.send(new PutObjectCommand({ Bucket: bucket, Key: k, Body: body, ...sse(keyA) }));
+  });
+
+  test('an existing --out (say, the key file) is refused and kept; --force replaces it', async () => {
+    const outDir = mkdtempSync(join(dir, 'exists-'));
+    const out = join(outDir, 'key.bin');
+    writeFileSync(out, keyA.raw);
+    const run = await tool(['decrypt', '--bucket', bucket, '--key', k, '--sse-c-key-file', keyAFile, '--out', out]);
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr, /exists/);
+    assert.deepEqual(readFileSync(out), keyA.raw);
+    const forced = await tool(['decrypt', '--bucket', bucket, '--key', k, '--sse-c-key-file', keyAFile, '--out', out, '--force']);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.deepEqual(readFileSync(out), body);
+    assert.deepEqual(readdirSync(outDir), ['key.bin']);
+  });
+
+  test('SIGINT mid-way leaves no partial plaintext behind', async () => {
+    const outDir = mkdtempSync(join(dir, 'sigint-out-'));
+    const out = join(outDir, 'x.out');
+    let partial: string[] = [];
+    const run = await tool(['decrypt', '--bucket', bucket, '--key', k, '--sse-c-key-file', keyAFile, '--out', out], { SSEC_TOOLS_TEST_PAUSE_DECRYPT: '1' }, (e, child) => {
+      if (e.event === 'note' && e.paused === true) {
+        partial = readdirSync(outDir);
+        child.kill('SIGINT');
+      }
+    });
+    assert.equal(partial.length, 1, 'the temporary file existed while paused');
+    assert.equal(run.code, 130, run.stderr);
     assert.deepEqual(readdirSync(outDir), []);
   });
 });
