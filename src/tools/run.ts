@@ -12,7 +12,7 @@ import { requestObject, storedObject, type StoredObject } from '../objects/store
 import { S3Error } from '../s3/errors.ts';
 import { isBucketName } from '../s3/operation.ts';
 import { runPool } from './pool.ts';
-import { Progress } from './progress.ts';
+import { printable, Progress } from './progress.ts';
 import { describeError, openSession, UsageError, type Session } from './session.ts';
 import { ResumeState, StateMismatch } from './state.ts';
 import { walk, type Listed } from './walk.ts';
@@ -89,10 +89,10 @@ export async function runTool(tool: Tool, argv: string[], io: ToolIo): Promise<n
     return await tool.run(values, io);
   } catch (e) {
     if (e instanceof UsageError) {
-      io.stderr(`${tool.name}: ${e.message}\n`);
+      io.stderr(`${tool.name}: ${printable(e.message)}\n`);
       return 2;
     }
-    io.stderr(`${tool.name}: ${describeError(e)}\n`);
+    io.stderr(`${tool.name}: ${printable(describeError(e))}\n`);
     return 1;
   }
 }

@@ -132,6 +132,19 @@ test('progress on a terminal: counts, bytes, rate and an ETA once the listing is
   p.finish();
 });
 
+test('progress on a terminal: control characters in keys and errors reach it escaped, never as such', () => {
+  let out = '';
+  const p = new Progress('rotate', { tty: true, write: (t) => (out += t) });
+  const evil = 'a\x1b]0;pwned\x07\x1b[2J\r\u009b31m\u202e.txt';
+  p.object({ bucket: 'b', key: evil, outcome: 'failed', bytes: 1, error: `store said \x1b[31m${evil}` });
+  p.note({}, `paused before writing ${evil}`);
+  p.finish();
+  // Only the progress line's own clear-line sequence is a control.
+  const stripped = out.replaceAll('\r\x1b[K', '');
+  assert.doesNotMatch(stripped, /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/);
+  assert.ok(stripped.includes('failed: "b/a\\u001b]0;pwned\\u0007\\u001b[2J\\r\\u009b31m\\u202e.txt": store said \\u001b[31m'), stripped);
+});
+
 test("decrypt's progress: bytes of the total, rate and ETA on a terminal; JSON lines otherwise", () => {
   let out = '';
   let now = 0;
