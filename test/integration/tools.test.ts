@@ -416,6 +416,30 @@ describe('a concurrent writer during encrypt-existing', () => {
   });
 });
 
+describe('a concurrent writer during rotate', () => {
+  test('a copy in parts is checked right before its Complete: the writer keeps its object, the upload is aborted', async () => {
+    const k = 'race-rot/big';
+    await viaProxy.send(new PutObjectCommand({ Bucket: bucket, Key: k, Body: randomBytes(6 * MiB), ...sse(keyA) }));
+    const fresh = randomBytes(4096);
+    let wrote: Promise<unknown> | undefined;
+    const run = await tool(
+      ['rotate', '--bucket', bucket, '--prefix', 'race-rot/', '--old-sse-c-key-file', keyAFile, '--new-sse-c-key-file', keyBFile],
+      // Copied in parts (above 5 MiB), paused once the parts are copied.
+      { SSEC_TOOLS_TEST_PAUSE_BEFORE_WRITE: k, SSEC_PROXY_COPY_MULTIPART_THRESHOLD: String(5 * MiB) },
+      (e, child) => {
+        if (e.event === 'note' && e.paused === k) wrote = direct.send(new PutObjectCommand({ Bucket: bucket, Key: k, Body: fresh })).then(() => child.kill('SIGUSR2'));
+      },
+    );
+    assert.ok(wrote, `never paused:\n${run.stderr}`);
+    await wrote;
+    assert.equal(run.code, 3, run.stderr);
+    assert.equal(count(run, 'changed'), 1);
+    assert.deepEqual((await atRest(k)).body, fresh);
+    const uploads = await direct.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: 'race-rot/' }));
+    assert.equal(uploads.Uploads?.length ?? 0, 0);
+  });
+});
+
 describe('a versioned bucket', () => {
   const vbucket = `${bucket}-v`;
   const k = 'doc.txt';
