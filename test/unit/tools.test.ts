@@ -13,6 +13,7 @@ import { runPool } from '../../src/tools/pool.ts';
 import { ByteProgress, Progress } from '../../src/tools/progress.ts';
 import { readKeyFile, UsageError } from '../../src/tools/session.ts';
 import { ResumeState, StateMismatch } from '../../src/tools/state.ts';
+import { listingPage } from '../../src/tools/walk.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ssec-tools-unit-'));
 
@@ -200,4 +201,17 @@ test('the CLI entry point reaches the tools without loading the HTTP server (dec
   visit('main.ts');
   assert.ok(seen.has('tools/decrypt.ts') || seen.has('tools/index.ts'), 'the walk follows imports');
   for (const server of ['server.ts', 'pipeline.ts', 'handlers/get.ts']) assert.ok(!seen.has(server), `main.ts loads ${server} at start`);
+});
+
+test('listing pages: anything but a whole ListBucketResult fails the walk rather than ending it as complete', () => {
+  const entry = '<Contents><Key>a</Key><ETag>"e"</ETag><Size>3</Size></Contents>';
+  const page = (body: string) => `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${body}</ListBucketResult>`;
+  const last = listingPage(page(`<IsTruncated>false</IsTruncated>${entry}`), 'b');
+  assert.deepEqual(last, { entries: [{ key: 'a', etag: '"e"', size: 3 }], token: undefined });
+  assert.equal(listingPage(page(`<IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken>${entry}`), 'b').token, 't');
+  // A 200 carrying another document (a proxy's error page, an S3 error) and pages cut short.
+  assert.throws(() => listingPage('<?xml version="1.0"?><Error><Code>InternalError</Code></Error>', 'b'), /not a whole ListBucketResult/);
+  assert.throws(() => listingPage('<html><body>gateway</body></html>', 'b'), /not a whole ListBucketResult/);
+  const whole = page(`<IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken>${entry}${entry}`);
+  for (const cut of [whole.indexOf('</Contents>') + 11, whole.length - 5]) assert.throws(() => listingPage(whole.slice(0, cut), 'b'), /not a whole ListBucketResult|truncated/);
 });
