@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { headersFromMetadata } from '../../src/tools/decrypt.ts';
+import { partSizeFor } from '../../src/tools/encrypt-existing.ts';
 import { runPool } from '../../src/tools/pool.ts';
 import { ByteProgress, Progress } from '../../src/tools/progress.ts';
 import { readKeyFile, UsageError } from '../../src/tools/session.ts';
@@ -214,4 +215,20 @@ test('listing pages: anything but a whole ListBucketResult fails the walk rather
   assert.throws(() => listingPage('<html><body>gateway</body></html>', 'b'), /not a whole ListBucketResult/);
   const whole = page(`<IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken>${entry}${entry}`);
   for (const cut of [whole.indexOf('</Contents>') + 11, whole.length - 5]) assert.throws(() => listingPage(whole.slice(0, cut), 'b'), /not a whole ListBucketResult|truncated/);
+});
+
+test('encrypt-existing part size: never more than 10,000 parts, whole chunks', () => {
+  const MiB = 1024 * 1024;
+  const chunk = 64 * 1024;
+  assert.equal(partSizeFor(100 * MiB, 64 * MiB, chunk), 64 * MiB);
+  // 1 TiB in 64 MiB parts would be 16,384 parts: the part grows to fit 10,000.
+  const tib = 1024 ** 4;
+  const part = partSizeFor(tib, 64 * MiB, chunk);
+  assert.ok(Math.ceil(tib / part) <= 10_000, String(part));
+  assert.equal(part % chunk, 0);
+  assert.ok(part - Math.ceil(tib / 10_000) < chunk);
+  // 5 TiB, S3's largest object, in 5 MiB parts.
+  assert.ok(Math.ceil(5 * tib / partSizeFor(5 * tib, 5 * MiB, chunk)) <= 10_000);
+  // A --part-size that is not whole chunks is rounded up.
+  assert.equal(partSizeFor(20 * MiB, 5 * MiB + 1, chunk), 5 * MiB + chunk);
 });
