@@ -101,11 +101,16 @@ async function writeAtomically(stream: Readable, stages: Transform[], out: strin
     }, file);
     if (force) await rename(tmp, out);
     else {
+      const exists = () => new UsageError(`--out ${out} exists (it appeared while decrypting): nothing written; --force replaces it`);
       try {
         await link(tmp, out);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new UsageError(`--out ${out} exists (it appeared while decrypting): nothing written; --force replaces it`);
-        throw e;
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') throw exists();
+        // A file system without hard links: checked, then renamed (only that moment is unguarded).
+        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw e;
+        if (existsSync(out)) throw exists();
+        await rename(tmp, out);
       }
       await rm(tmp, { force: true });
     }
