@@ -31,7 +31,9 @@ export async function upstreamRefusal(up: UpstreamResponse): Promise<S3Error> {
  * Copies `src` to `dest` in parts, every part pinned to the ETag `src` was read with. `headers` are the new
  * object's (metadata, tags, the re-sealed entries); `copySource` the x-amz-copy-source value naming `src`.
  * A refused CreateMultipartUpload comes back unread as `relay`; any later failure aborts the upload (nothing
- * half-copied is left) and is thrown. Returns the new object's ETag and the Complete's answer headers.
+ * half-copied is left) and is thrown, as is anything `beforeComplete` throws (it runs once every part is
+ * copied, right before the Complete: a last check that the source is unchanged, since the store does not pin
+ * the Complete to it). Returns the new object's ETag and the Complete's answer headers.
  */
 export async function copyInParts(
   ctx: RequestContext,
@@ -39,6 +41,7 @@ export async function copyInParts(
   dest: { readonly bucket: string; readonly key: string },
   headers: Record<string, string>,
   copySource: string,
+  beforeComplete?: () => Promise<void>,
 ): Promise<{ relay: OwnedResponse } | { etag: string; headers: UpstreamResponse['headers'] }> {
   const path = objectPath(dest.bucket, dest.key);
   // The copy is byte for byte: tail records stay where they are; otherwise the parts are found by walking.
@@ -87,6 +90,7 @@ export async function copyInParts(
     );
     const failed = results.find((r) => r.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason;
+    await beforeComplete?.();
     const parts = etags.map((etag, i) => ({ partNumber: i + 1, etag }));
     const body = buildCompleteMultipartUpload(parts);
     await using done = await upstreamRequest(ctx, {

@@ -5,8 +5,8 @@
  * tampered or truncated object leaves no --out file at all. This module imports nothing of the HTTP server.
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, readFileSync, statSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { createReadStream, createWriteStream, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { link, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable, Transform } from 'node:stream';
@@ -68,28 +68,67 @@ function fileReader(path: string): { read: ReadBytes; close: () => Promise<void>
   };
 }
 
-/** `stream` into a temporary file renamed to `out` once it has all verified; removed on any failure. */
-async function writeAtomically(stream: Readable, stages: Transform[], out: string, io: ToolIo, total: number): Promise<number> {
+/**
+ * `stream` into a temporary file put at `out` once it has all verified; removed on any failure and on
+ * SIGINT/SIGTERM (no partial plaintext is left behind). Without `force` an `out` that appeared meanwhile is
+ * not replaced (a hard link fails on an existing name, where a rename would replace it).
+ */
+async function writeAtomically(stream: Readable, stages: Transform[], out: string, io: ToolIo, total: number, force: boolean): Promise<number> {
   const tmp = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString('hex')}.partial`);
   let bytes = 0;
   const file = createWriteStream(tmp, { mode: 0o600, flags: 'wx' });
   const progress = new ByteProgress('decrypt', total, { tty: io.stderrIsTty, write: io.stderr });
+  const onSignal = (signal: NodeJS.Signals) => {
+    rmSync(tmp, { force: true });
+    progress.finish();
+    io.stderr(`decrypt: ${signal}: stopped, nothing written to ${out}\n`);
+    process.exit(130);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  let paused = io.env.SSEC_TOOLS_TEST_PAUSE_DECRYPT !== '1';
   try {
     await (pipeline as (...s: unknown[]) => Promise<void>)(stream, ...stages, async function* (source: AsyncIterable<Buffer>) {
       for await (const c of source) {
         bytes += c.length;
         progress.add(c.length);
         yield c;
+        if (!paused) {
+          paused = true;
+          await pauseForTest(io);
+        }
       }
     }, file);
-    await rename(tmp, out);
+    if (force) await rename(tmp, out);
+    else {
+      const exists = () => new UsageError(`--out ${out} exists (it appeared while decrypting): nothing written; --force replaces it`);
+      try {
+        await link(tmp, out);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') throw exists();
+        // A file system without hard links: checked, then renamed (only that moment is unguarded).
+        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw e;
+        if (existsSync(out)) throw exists();
+        await rename(tmp, out);
+      }
+      await rm(tmp, { force: true });
+    }
   } catch (e) {
     await rm(tmp, { force: true });
     throw e;
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     progress.finish();
   }
   return bytes;
+}
+
+/** Tests only: stops after the first chunk (some plaintext in the temporary file) until a signal ends the run. */
+async function pauseForTest(io: ToolIo): Promise<void> {
+  io.stderr(JSON.stringify({ tool: 'decrypt', event: 'note', paused: true }) + '\n');
+  await new Promise<never>(() => setInterval(() => {}, 1000));
 }
 
 function wrongMode(stored: Pick<StoredObject, 'envelope' | 'headers'>, customerKey: CustomerKey | undefined): void {
@@ -129,7 +168,7 @@ async function fromStore(values: Values, io: ToolIo, customerKey: CustomerKey | 
     try {
       const layout = await layoutOf(ctx, stored, { chunkSize: opened.chunkSize, dataKey: opened.dataKey });
       const stream = await readPlaintext(ctx, stored, opened, layout, undefined, (status) => new S3Error('ServiceUnavailable', `the object changed or could not be read (HTTP ${status})`));
-      return await writeAtomically(stream, [], out, io, layout.plainSize);
+      return await writeAtomically(stream, [], out, io, layout.plainSize, values.force === true);
     } finally {
       if (k?.managed) wipe(k.key);
     }
@@ -177,7 +216,7 @@ async function fromFile(values: Values, io: ToolIo, customerKey: CustomerKey | u
       await file.close();
     }
     const source = createReadStream(input, { start: 0, end: stored.chunksSize - 1 });
-    return await writeAtomically(source, decryptStages(planWhole(layout), opened.dataKey, opened.chunkSize), out, io, layout.plainSize);
+    return await writeAtomically(source, decryptStages(planWhole(layout), opened.dataKey, opened.chunkSize), out, io, layout.plainSize, values.force === true);
   } finally {
     if (k?.managed) wipe(k.key);
   }
@@ -186,22 +225,25 @@ async function fromFile(values: Values, io: ToolIo, customerKey: CustomerKey | u
 export const decrypt: Tool = {
   name: 'decrypt',
   summary: "an object's plaintext, from the store or a downloaded file, no proxy needed",
-  usage: '--bucket B --key K [--version-id V] [--sse-c-key-file PATH] --out PATH\n' + '       s3-ssec-proxy decrypt --in FILE --metadata FILE.json --bucket B --key K [--sse-c-key-file PATH] --out PATH',
+  usage: '--bucket B --key K [--version-id V] [--sse-c-key-file PATH] --out PATH [--force]\n' + '       s3-ssec-proxy decrypt --in FILE --metadata FILE.json --bucket B --key K [--sse-c-key-file PATH] --out PATH [--force]',
   options: {
     bucket: { type: 'string', arg: 'B', help: 'the bucket the object is stored in (its key is bound to its name)' },
     key: { type: 'string', arg: 'K', help: 'the object key' },
     'version-id': { type: 'string', arg: 'V', help: 'a version of the object (default: the current one)' },
     'sse-c-key-file': { type: 'string', arg: 'PATH', help: 'the SSE-C key (32 raw bytes or their base64); none for SSE-S3/KMS objects (the configured KMS)' },
-    out: { type: 'string', short: 'o', arg: 'PATH', help: 'where the plaintext goes (written only once all of it has verified)' },
+    out: { type: 'string', short: 'o', arg: 'PATH', help: 'where the plaintext goes (written only once all of it has verified; never an existing file)' },
+    force: { type: 'boolean', help: 'replace --out if it exists' },
     in: { type: 'string', arg: 'FILE', help: 'decrypt this downloaded ciphertext instead of reading the store' },
     metadata: { type: 'string', arg: 'FILE', help: "with --in: the object's metadata as JSON (`aws s3api head-object` output, or its HEAD headers)" },
     ...CONFIG_OPTION,
   },
   notes:
     'The plaintext is verified chunk by chunk as it is written; a tampered, truncated or re-named object fails\n' +
-    'with an error and leaves no --out file. Exit codes: 0 written; 1 failed; 2 usage or configuration error.',
+    'with an error and leaves no --out file; so does Ctrl-C. Exit codes: 0 written; 1 failed; 2 usage or configuration error.',
   async run(values, io) {
     const out = requiredString(values, 'out');
+    // Refused before anything is read: `--out key.bin` must not destroy the only copy of a key.
+    if (values.force !== true && existsSync(out)) throw new UsageError(`--out ${out} exists: nothing written; --force replaces it`);
     const keyFile = optionalString(values, 'sse-c-key-file');
     const customerKey = keyFile !== undefined ? readKeyFile(keyFile) : undefined;
     const input = optionalString(values, 'in');

@@ -152,6 +152,18 @@ async function multipartEncrypted(run: BulkRun, stored: StoredObject, headers: R
   }
 }
 
+/** S3's most parts in one upload. */
+const MAX_PARTS = 10_000;
+
+/**
+ * The plaintext part size for an object of `size`: --part-size, or larger where that would need more than
+ * 10,000 parts (the store would refuse part 10,001 after hours of work), rounded up to whole chunks.
+ */
+export function partSizeFor(size: number, partSize: number, chunkSize: number): number {
+  const least = Math.max(partSize, Math.ceil(size / MAX_PARTS));
+  return Math.ceil(least / chunkSize) * chunkSize;
+}
+
 async function encryptOne(run: BulkRun, listed: Listed, target: Target, partSize: number): Promise<Outcome> {
   const stored = await headListed(run, listed);
   if (stored === 'gone' || stored === 'store-sse-c') return { outcome: stored };
@@ -166,7 +178,7 @@ async function encryptOne(run: BulkRun, listed: Listed, target: Target, partSize
   headers[ENVELOPE_META] = envelope.value;
   Object.assign(headers, key.meta);
   try {
-    if (stored.size > partSize) await multipartEncrypted(run, stored, headers, dataKey, envelope.chunkSize, partSize);
+    if (stored.size > partSize) await multipartEncrypted(run, stored, headers, dataKey, envelope.chunkSize, partSizeFor(stored.size, partSize, envelope.chunkSize));
     else await putEncrypted(run, stored, headers, dataKey, envelope.chunkSize);
   } catch (e) {
     if (e instanceof ObjectChanged) return { outcome: 'changed' };
@@ -198,7 +210,10 @@ export const encryptExisting: Tool = {
     let target: Target | undefined;
     try {
       const { code } = await bulk('encrypt-existing', values, io, (run, listed) => encryptOne(run, listed, target!, partSize), {
-        preflight: async (run) => void (target = await targetOf(values, run)),
+        preflight: async (run) => {
+          target = await targetOf(values, run);
+          return 'customerKey' in target ? `sse-c ${target.customerKey.keyMd5}` : `${target.managed.mode} ${target.managed.keyId}`;
+        },
       });
       return code;
     } finally {

@@ -20,6 +20,19 @@ export interface ObjectEvent {
   readonly [more: string]: unknown;
 }
 
+/** C0/C1 controls (ESC, CSI, BEL, CR…) and the bidi overrides: what a terminal acts on rather than shows. */
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/** `text` safe to put on a terminal: controls shown as \uXXXX escapes (object keys and store errors are anyone's). */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** An object's name on a terminal line: quoted and escaped as JSON writes it, controls included. */
+export function shownKey(bucket: string, key: string): string {
+  return printable(JSON.stringify(`${bucket}/${key}`));
+}
+
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
 
 export function formatBytes(n: number): string {
@@ -83,13 +96,13 @@ export class Progress {
     o.bytes += e.bytes;
     this.outcomes.set(e.outcome, o);
     if (this.#o.tty) {
-      if (e.outcome === 'failed' || e.outcome === 'changed') this.#above(`${e.outcome}: ${e.bucket}/${e.key}${e.error ? `: ${String(e.error)}` : ''}`);
+      if (e.outcome === 'failed' || e.outcome === 'changed') this.#above(`${e.outcome}: ${shownKey(e.bucket, e.key)}${e.error ? `: ${printable(String(e.error))}` : ''}`);
     } else if (!resumed) this.#json({ event: 'object', ...e });
   }
 
   /** A line of its own (an event worth keeping: a pause, a warning). */
   note(event: Record<string, unknown>, text: string): void {
-    if (this.#o.tty) this.#above(text);
+    if (this.#o.tty) this.#above(printable(text));
     else this.#json({ event: 'note', ...event });
   }
 

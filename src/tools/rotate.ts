@@ -61,8 +61,9 @@ function tryOpen(stored: StoredObject, key: CustomerKey): OpenedObject | undefin
 /**
  * The copy of `stored` onto itself with `meta` (the re-sealed entries), its other metadata and tags kept; above
  * the configured copy threshold (at most the store's 5 GiB single-copy limit) a copy in parts, as CopyObject does.
+ * `beforeWrite` runs right before the request that replaces the object (the copy, or the Complete).
  */
-async function copyOntoItself(ctx: RequestContext, stored: StoredObject, meta: Record<string, string>): Promise<void> {
+async function copyOntoItself(ctx: RequestContext, stored: StoredObject, meta: Record<string, string>, beforeWrite: () => Promise<void>): Promise<void> {
   const tags = await tagsOf(ctx, stored);
   const source = objectPath(stored.bucket, stored.key);
   if (stored.size > Math.min(ctx.config.copyMultipartThreshold, MAX_SINGLE_COPY)) {
@@ -72,7 +73,12 @@ async function copyOntoItself(ctx: RequestContext, stored: StoredObject, meta: R
     await assertUnchanged(ctx, stored);
     let copied;
     try {
-      copied = await copyInParts(ctx, stored, stored, headers, source);
+      // Part copies are pinned to the ETag, the Complete is not (RGW ignores If-Match on it): the ETag is checked
+      // again right before it, leaving only the moment between that HEAD and the Complete (docs/OPERATIONS.md).
+      copied = await copyInParts(ctx, stored, stored, headers, source, async () => {
+        await beforeWrite();
+        await assertUnchanged(ctx, stored);
+      });
     } catch (e) {
       if (e instanceof S3Error && e.code === 'PreconditionFailed') throw new ObjectChanged('the object changed since it was read');
       throw e;
@@ -83,6 +89,7 @@ async function copyOntoItself(ctx: RequestContext, stored: StoredObject, meta: R
     }
     return;
   }
+  await beforeWrite();
   await using up = await upstreamRequest(ctx, {
     method: 'PUT',
     path: source,
@@ -162,8 +169,7 @@ async function rotateOne(run: BulkRun, listed: Listed, plan: Plan): Promise<Outc
   try {
     if (run.dryRun) return { outcome: 'would-rotate' };
     const meta = resealedMeta(stored, opened!, target);
-    await pauseBeforeWrite(run.env, run.progress, stored.key);
-    await copyOntoItself(ctx, stored, meta);
+    await copyOntoItself(ctx, stored, meta, () => pauseBeforeWrite(run.env, run.progress, stored.key));
     return { outcome: 'rotated', mode };
   } catch (e) {
     if (e instanceof ObjectChanged) return { outcome: 'changed' };
@@ -196,7 +202,10 @@ export const rotate: Tool = {
     let plan: Plan | undefined;
     try {
       const { code } = await bulk('rotate', values, io, (run, listed) => rotateOne(run, listed, plan!), {
-        preflight: (run) => void (plan = planOf(values, run)),
+        preflight: (run) => {
+          plan = planOf(values, run);
+          return plan.kind === 'sse-c' ? `sse-c ${plan.newKey.keyMd5}` : 'kms';
+        },
       });
       return code;
     } finally {

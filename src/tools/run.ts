@@ -12,9 +12,9 @@ import { requestObject, storedObject, type StoredObject } from '../objects/store
 import { S3Error } from '../s3/errors.ts';
 import { isBucketName } from '../s3/operation.ts';
 import { runPool } from './pool.ts';
-import { Progress } from './progress.ts';
+import { printable, Progress } from './progress.ts';
 import { describeError, openSession, UsageError, type Session } from './session.ts';
-import { ResumeState } from './state.ts';
+import { ResumeState, StateMismatch } from './state.ts';
 import { walk, type Listed } from './walk.ts';
 
 type OptionSpec = { type: 'string' | 'boolean'; short?: string; help: string; arg?: string };
@@ -89,10 +89,10 @@ export async function runTool(tool: Tool, argv: string[], io: ToolIo): Promise<n
     return await tool.run(values, io);
   } catch (e) {
     if (e instanceof UsageError) {
-      io.stderr(`${tool.name}: ${e.message}\n`);
+      io.stderr(`${tool.name}: ${printable(e.message)}\n`);
       return 2;
     }
-    io.stderr(`${tool.name}: ${describeError(e)}\n`);
+    io.stderr(`${tool.name}: ${printable(describeError(e))}\n`);
     return 1;
   }
 }
@@ -174,25 +174,25 @@ export async function bulk(
     defaultConcurrency?: number;
     /** Replays a result from the state file into the tool's own totals. */
     replay?: (entry: Record<string, unknown>, listed: Listed) => void;
-    /** Checks needing the session (keys, KMS) before anything is listed; throws UsageError. */
-    preflight?: (run: BulkRun) => void | Promise<void>;
+    /**
+     * Checks needing the session (keys, KMS) before anything is listed; throws UsageError. Returns what the run
+     * targets (never key material: a key's MD5, a KMS key id) for the --state file's header.
+     */
+    preflight?: (run: BulkRun) => string | void | Promise<string | void>;
   } = {},
 ): Promise<{ summary: Record<string, unknown>; code: number; run: BulkRun }> {
   const bucket = bucketOf(values);
   const prefix = optionalString(values, 'prefix') ?? '';
   const concurrency = positiveInt(values, 'concurrency', opts.defaultConcurrency ?? 4);
   const dryRun = values['dry-run'] === true;
+  const session = openSession(optionalString(values, 'config'), io.env);
   let state: ResumeState;
   try {
-    state = new ResumeState(optionalString(values, 'state'), tool);
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-  const session = openSession(optionalString(values, 'config'), io.env);
-  try {
-    await opts.preflight?.({ session, bucket, prefix, concurrency, dryRun, state, env: io.env } as BulkRun);
+    const target = (await opts.preflight?.({ session, bucket, prefix, concurrency, dryRun, env: io.env } as BulkRun)) ?? '';
+    state = new ResumeState(optionalString(values, 'state'), { tool, bucket, prefix, target });
   } catch (e) {
     await session.close();
+    if (e instanceof StateMismatch) throw new UsageError(e.message);
     throw e;
   }
   const progress = new Progress(tool, { tty: io.stderrIsTty, write: io.stderr });

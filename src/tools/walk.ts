@@ -5,7 +5,7 @@
 import type { RequestContext } from '../context.ts';
 import { S3Error, type S3ErrorCode } from '../s3/errors.ts';
 import { objectPath } from '../s3/operation.ts';
-import { parseListingEntries, parseS3Error, textAt } from '../s3/xml.ts';
+import { hasRoot, parseListingEntries, parseS3Error, textAt } from '../s3/xml.ts';
 import { readText } from '../upstream.ts';
 import { upstreamRequest } from '../context.ts';
 
@@ -37,13 +37,27 @@ export async function* walk(ctx: RequestContext, bucket: string, prefix: string,
         throw new S3Error((code ?? 'InternalError') as S3ErrorCode, message ?? `listing ${bucket} failed with HTTP ${up.statusCode}`, { status: up.statusCode });
       }
     }
-    const entries = parseListingEntries(xml, 'Contents');
-    for (const e of entries) {
-      if (!e) throw new S3Error('InternalError', `the listing of ${bucket} has an entry without Key, ETag or Size`);
-      yield { key: e.key, etag: e.etag, size: Number(e.size) };
-    }
-    const truncated = textAt(xml, 'ListBucketResult', 'IsTruncated') === 'true';
-    token = truncated ? textAt(xml, 'ListBucketResult', 'NextContinuationToken') : undefined;
-    if (truncated && !token) throw new S3Error('InternalError', `the listing of ${bucket} is truncated without a continuation token`);
+    const page = listingPage(xml, bucket);
+    yield* page.entries;
+    token = page.token;
   } while (token);
+}
+
+/**
+ * One page of a ListObjectsV2 answer. Anything but a whole ListBucketResult (another document in a 200, a page
+ * cut short or at the read limit) fails the walk: taken as an empty last page it would end the run early and
+ * report it complete.
+ */
+export function listingPage(xml: string, bucket: string): { entries: Listed[]; token: string | undefined } {
+  if (!hasRoot(xml, 'ListBucketResult') || !xml.trimEnd().endsWith('</ListBucketResult>')) {
+    throw new S3Error('InternalError', `the listing of ${bucket} is not a whole ListBucketResult (cut short, or another answer)`);
+  }
+  const entries = parseListingEntries(xml, 'Contents').map((e) => {
+    if (!e) throw new S3Error('InternalError', `the listing of ${bucket} has an entry without Key, ETag or Size`);
+    return { key: e.key, etag: e.etag, size: Number(e.size) };
+  });
+  const truncated = textAt(xml, 'ListBucketResult', 'IsTruncated') === 'true';
+  const token = truncated ? textAt(xml, 'ListBucketResult', 'NextContinuationToken') : undefined;
+  if (truncated && !token) throw new S3Error('InternalError', `the listing of ${bucket} is truncated without a continuation token`);
+  return { entries, token };
 }

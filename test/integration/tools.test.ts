@@ -229,7 +229,7 @@ describe('a mixed bucket round trip', () => {
       const meta = join(dir, 'cipher.json');
       writeFileSync(cipher, stored.body);
       writeFileSync(meta, JSON.stringify({ ETag: head.ETag, ContentLength: head.ContentLength, Metadata: head.Metadata }));
-      const out = join(dir, 'offline.out');
+      const out = join(dir, `offline-${k.replace(/\W/g, '_')}.out`);
       const keyArgs = k === 'mixed/sses3.bin' ? [] : ['--sse-c-key-file', keyBFile];
       // No upstream configured at all: only the file, its metadata and the key (and the KMS for SSE-S3).
       const run = await runToolCli(undefined, ['decrypt', '--in', cipher, '--metadata', meta, '--bucket', bucket, '--key', k, ...keyArgs, '--out', out], env);
@@ -277,6 +277,43 @@ describe('decrypt of a tampered object', () => {
   });
 });
 
+describe('decrypt and its --out file', () => {
+  const k = 'out/x.bin';
+  const body = randomBytes(300 * 1024); // several chunks
+  before(async () => {
+    await viaProxy.send(new PutObjectCommand({ Bucket: bucket, Key: k, Body: body, ...sse(keyA) }));
+  });
+
+  test('an existing --out (say, the key file) is refused and kept; --force replaces it', async () => {
+    const outDir = mkdtempSync(join(dir, 'exists-'));
+    const out = join(outDir, 'key.bin');
+    writeFileSync(out, keyA.raw);
+    const run = await tool(['decrypt', '--bucket', bucket, '--key', k, '--sse-c-key-file', keyAFile, '--out', out]);
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr, /exists/);
+    assert.deepEqual(readFileSync(out), keyA.raw);
+    const forced = await tool(['decrypt', '--bucket', bucket, '--key', k, '--sse-c-key-file', keyAFile, '--out', out, '--force']);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.deepEqual(readFileSync(out), body);
+    assert.deepEqual(readdirSync(outDir), ['key.bin']);
+  });
+
+  test('SIGINT mid-way leaves no partial plaintext behind', async () => {
+    const outDir = mkdtempSync(join(dir, 'sigint-out-'));
+    const out = join(outDir, 'x.out');
+    let partial: string[] = [];
+    const run = await tool(['decrypt', '--bucket', bucket, '--key', k, '--sse-c-key-file', keyAFile, '--out', out], { SSEC_TOOLS_TEST_PAUSE_DECRYPT: '1' }, (e, child) => {
+      if (e.event === 'note' && e.paused === true) {
+        partial = readdirSync(outDir);
+        child.kill('SIGINT');
+      }
+    });
+    assert.equal(partial.length, 1, 'the temporary file existed while paused');
+    assert.equal(run.code, 130, run.stderr);
+    assert.deepEqual(readdirSync(outDir), []);
+  });
+});
+
 describe('an interrupted encrypt-existing, resumed', () => {
   const n = 24;
   before(async () => {
@@ -290,7 +327,7 @@ describe('an interrupted encrypt-existing, resumed', () => {
       if (e.event === 'object' && e.outcome === 'encrypted' && ++encrypted === 5) child.kill('SIGKILL');
     });
     assert.equal(killed.signal, 'SIGKILL', killed.stderr);
-    const recorded = readFileSync(state, 'utf8').split('\n').filter((l) => l.trim()).length;
+    const recorded = readFileSync(state, 'utf8').split('\n').filter((l) => l.trim()).length - 1; // the header
     assert.ok(recorded >= 5 && recorded < n, `recorded ${recorded}`);
     const midway = await inventory('many/');
     assert.ok(midway.modes.plain!.objects > 0, 'the killed run stopped before the end');
@@ -329,10 +366,16 @@ describe('an encrypt-existing stopped by SIGINT', () => {
     assert.equal(run.code, 130, run.stderr);
     assert.equal(summaryOf(run).interrupted, true);
     assert.equal(count(run, 'encrypted'), 2);
-    assert.equal(readFileSync(state, 'utf8').trim().split('\n').length, 2);
+    assert.equal(readFileSync(state, 'utf8').trim().split('\n').length, 3); // the header and the two
     const inv = await inventory('sigint/');
     assert.equal(inv.modes['sse-c']!.objects, 2);
     assert.equal(inv.modes.plain!.objects, 3);
+
+    // The same file given to a run under another key is refused (exit 2), not taken as two objects done.
+    const other = await tool(['encrypt-existing', '--bucket', bucket, '--prefix', 'sigint/', '--sse-c-key-file', keyBFile, '--state', state]);
+    assert.equal(other.code, 2, other.stderr);
+    assert.match(other.stderr, /another target/);
+    assert.equal((await inventory('sigint/')).modes.plain!.objects, 3);
   });
 });
 
@@ -369,6 +412,30 @@ describe('a concurrent writer during encrypt-existing', () => {
     assert.equal(count(run, 'changed'), 1);
     assert.deepEqual((await atRest('race-mp/big')).body, fresh);
     const uploads = await direct.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: 'race-mp/' }));
+    assert.equal(uploads.Uploads?.length ?? 0, 0);
+  });
+});
+
+describe('a concurrent writer during rotate', () => {
+  test('a copy in parts is checked right before its Complete: the writer keeps its object, the upload is aborted', async () => {
+    const k = 'race-rot/big';
+    await viaProxy.send(new PutObjectCommand({ Bucket: bucket, Key: k, Body: randomBytes(6 * MiB), ...sse(keyA) }));
+    const fresh = randomBytes(4096);
+    let wrote: Promise<unknown> | undefined;
+    const run = await tool(
+      ['rotate', '--bucket', bucket, '--prefix', 'race-rot/', '--old-sse-c-key-file', keyAFile, '--new-sse-c-key-file', keyBFile],
+      // Copied in parts (above 5 MiB), paused once the parts are copied.
+      { SSEC_TOOLS_TEST_PAUSE_BEFORE_WRITE: k, SSEC_PROXY_COPY_MULTIPART_THRESHOLD: String(5 * MiB) },
+      (e, child) => {
+        if (e.event === 'note' && e.paused === k) wrote = direct.send(new PutObjectCommand({ Bucket: bucket, Key: k, Body: fresh })).then(() => child.kill('SIGUSR2'));
+      },
+    );
+    assert.ok(wrote, `never paused:\n${run.stderr}`);
+    await wrote;
+    assert.equal(run.code, 3, run.stderr);
+    assert.equal(count(run, 'changed'), 1);
+    assert.deepEqual((await atRest(k)).body, fresh);
+    const uploads = await direct.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: 'race-rot/' }));
     assert.equal(uploads.Uploads?.length ?? 0, 0);
   });
 });

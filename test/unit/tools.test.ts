@@ -9,26 +9,57 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { headersFromMetadata } from '../../src/tools/decrypt.ts';
+import { partSizeFor } from '../../src/tools/encrypt-existing.ts';
 import { runPool } from '../../src/tools/pool.ts';
 import { ByteProgress, Progress } from '../../src/tools/progress.ts';
 import { readKeyFile, UsageError } from '../../src/tools/session.ts';
-import { ResumeState } from '../../src/tools/state.ts';
+import { ResumeState, StateMismatch } from '../../src/tools/state.ts';
+import { listingPage } from '../../src/tools/walk.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ssec-tools-unit-'));
 
+const runA = { tool: 'encrypt-existing', bucket: 'b', prefix: '', target: 'sse-c md5A' };
+
 test('resume state: recorded objects are read back; a torn last line (a killed run) is ignored', () => {
   const path = join(dir, 'a.state');
-  const s = new ResumeState(path, 'encrypt-existing');
+  const s = new ResumeState(path, runA);
   s.record('b', 'one', { outcome: 'encrypted' });
   s.record('b', 'two', { outcome: 'already-encrypted' });
   appendFileSync(path, '{"tool":"encrypt-existing","b":"b","k":"thr');
-  const again = new ResumeState(path, 'encrypt-existing');
+  const again = new ResumeState(path, runA);
   assert.equal(again.size, 2);
   assert.deepEqual(again.done('b', 'one')?.r, { outcome: 'encrypted' });
   assert.equal(again.done('b', 'three'), undefined);
   assert.equal(again.done('other', 'one'), undefined);
   // Another tool's file is refused rather than taken as this one's progress.
-  assert.throws(() => new ResumeState(path, 'rotate'), /records a run of "encrypt-existing"/);
+  assert.throws(() => new ResumeState(path, { ...runA, tool: 'rotate' }), /records a run of "encrypt-existing"/);
+});
+
+test('resume state: a file of another run (bucket, prefix, target) or without a header is refused, not taken as done', () => {
+  const path = join(dir, 'fp.state');
+  new ResumeState(path, runA).record('b', 'one', { outcome: 'encrypted' });
+  assert.throws(() => new ResumeState(path, { ...runA, target: 'sse-c md5B' }), (e: Error) => e instanceof StateMismatch && /another target/.test(e.message));
+  assert.throws(() => new ResumeState(path, { ...runA, prefix: 'p/' }), StateMismatch);
+  assert.throws(() => new ResumeState(path, { ...runA, bucket: 'c' }), StateMismatch);
+  // The header names the target by what the tool was given (a key's MD5), never a key.
+  assert.equal(JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!).run.target, 'sse-c md5A');
+  const old = join(dir, 'old.state');
+  writeFileSync(old, '{"tool":"encrypt-existing","b":"b","k":"one","r":{"outcome":"encrypted"}}\n');
+  assert.throws(() => new ResumeState(old, runA), /no run header/);
+  // An empty file (a run killed before its first line) is taken as a new one.
+  const empty = join(dir, 'empty.state');
+  writeFileSync(empty, '');
+  new ResumeState(empty, runA).record('b', 'x', { outcome: 'encrypted' });
+  assert.equal(new ResumeState(empty, runA).size, 1);
+});
+
+test('resume state: this run\'s records go to the file only (memory holds only what earlier runs recorded)', () => {
+  const path = join(dir, 'mem.state');
+  const s = new ResumeState(path, runA);
+  for (let i = 0; i < 1000; i++) s.record('b', `k${i}`, { outcome: 'encrypted' });
+  assert.equal(s.size, 0);
+  assert.equal(s.done('b', 'k1'), undefined);
+  assert.equal(new ResumeState(path, runA).size, 1000);
 });
 
 test('pool: never more items in flight than the limit, and the source pulled only as work finishes', async () => {
@@ -103,6 +134,19 @@ test('progress on a terminal: counts, bytes, rate and an ETA once the listing is
   p.finish();
 });
 
+test('progress on a terminal: control characters in keys and errors reach it escaped, never as such', () => {
+  let out = '';
+  const p = new Progress('rotate', { tty: true, write: (t) => (out += t) });
+  const evil = 'a\x1b]0;pwned\x07\x1b[2J\r\u009b31m\u202e.txt';
+  p.object({ bucket: 'b', key: evil, outcome: 'failed', bytes: 1, error: `store said \x1b[31m${evil}` });
+  p.note({}, `paused before writing ${evil}`);
+  p.finish();
+  // Only the progress line's own clear-line sequence is a control.
+  const stripped = out.replaceAll('\r\x1b[K', '');
+  assert.doesNotMatch(stripped, /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/);
+  assert.ok(stripped.includes('failed: "b/a\\u001b]0;pwned\\u0007\\u001b[2J\\r\\u009b31m\\u202e.txt": store said \\u001b[31m'), stripped);
+});
+
 test("decrypt's progress: bytes of the total, rate and ETA on a terminal; JSON lines otherwise", () => {
   let out = '';
   let now = 0;
@@ -159,4 +203,33 @@ test('the CLI entry point reaches the tools without loading the HTTP server (dec
   visit('main.ts');
   assert.ok(seen.has('tools/decrypt.ts') || seen.has('tools/index.ts'), 'the walk follows imports');
   for (const server of ['server.ts', 'pipeline.ts', 'handlers/get.ts']) assert.ok(!seen.has(server), `main.ts loads ${server} at start`);
+});
+
+test('listing pages: anything but a whole ListBucketResult fails the walk rather than ending it as complete', () => {
+  const entry = '<Contents><Key>a</Key><ETag>"e"</ETag><Size>3</Size></Contents>';
+  const page = (body: string) => `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${body}</ListBucketResult>`;
+  const last = listingPage(page(`<IsTruncated>false</IsTruncated>${entry}`), 'b');
+  assert.deepEqual(last, { entries: [{ key: 'a', etag: '"e"', size: 3 }], token: undefined });
+  assert.equal(listingPage(page(`<IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken>${entry}`), 'b').token, 't');
+  // A 200 carrying another document (a proxy's error page, an S3 error) and pages cut short.
+  assert.throws(() => listingPage('<?xml version="1.0"?><Error><Code>InternalError</Code></Error>', 'b'), /not a whole ListBucketResult/);
+  assert.throws(() => listingPage('<html><body>gateway</body></html>', 'b'), /not a whole ListBucketResult/);
+  const whole = page(`<IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken>${entry}${entry}`);
+  for (const cut of [whole.indexOf('</Contents>') + 11, whole.length - 5]) assert.throws(() => listingPage(whole.slice(0, cut), 'b'), /not a whole ListBucketResult|truncated/);
+});
+
+test('encrypt-existing part size: never more than 10,000 parts, whole chunks', () => {
+  const MiB = 1024 * 1024;
+  const chunk = 64 * 1024;
+  assert.equal(partSizeFor(100 * MiB, 64 * MiB, chunk), 64 * MiB);
+  // 1 TiB in 64 MiB parts would be 16,384 parts: the part grows to fit 10,000.
+  const tib = 1024 ** 4;
+  const part = partSizeFor(tib, 64 * MiB, chunk);
+  assert.ok(Math.ceil(tib / part) <= 10_000, String(part));
+  assert.equal(part % chunk, 0);
+  assert.ok(part - Math.ceil(tib / 10_000) < chunk);
+  // 5 TiB, S3's largest object, in 5 MiB parts.
+  assert.ok(Math.ceil(5 * tib / partSizeFor(5 * tib, 5 * MiB, chunk)) <= 10_000);
+  // A --part-size that is not whole chunks is rounded up.
+  assert.equal(partSizeFor(20 * MiB, 5 * MiB + 1, chunk), 5 * MiB + chunk);
 });
