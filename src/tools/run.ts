@@ -10,6 +10,8 @@
 import { parseArgs } from 'node:util';
 import { requestObject, storedObject, type StoredObject } from '../objects/stored.ts';
 import { S3Error } from '../s3/errors.ts';
+import { parseS3Error } from '../s3/xml.ts';
+import { readText } from '../upstream.ts';
 import { isBucketName } from '../s3/operation.ts';
 import { runPool } from './pool.ts';
 import { printable, Progress } from './progress.ts';
@@ -155,9 +157,21 @@ export interface BulkRun {
 export async function headListed(run: BulkRun, listed: Listed): Promise<StoredObject | 'gone' | 'store-sse-c'> {
   await using up = await requestObject(run.session.ctx, { bucket: run.bucket, key: listed.key }, 'HEAD');
   if (up.statusCode === 404) return 'gone';
-  if (up.statusCode === 400) return 'store-sse-c';
+  if (up.statusCode === 400) return storeSsecOr400(run, listed);
   if (up.statusCode !== 200) throw new S3Error(up.statusCode === 403 ? 'AccessDenied' : 'ServiceUnavailable', `HEAD answered HTTP ${up.statusCode}`, { status: up.statusCode });
   return storedObject({ bucket: run.bucket, key: listed.key }, up.headers);
+}
+
+/**
+ * A HEAD's 400 has no body to say why: one byte is asked for to read the store's error. Only the answer to a
+ * key-less read of an SSE-C object (AWS: InvalidRequest, RGW: InvalidArgument, both about encryption) means
+ * `store-sse-c`; any other 400 fails the object instead of being skipped as encrypted.
+ */
+export async function storeSsecOr400(run: BulkRun, listed: Listed): Promise<'store-sse-c'> {
+  await using up = await requestObject(run.session.ctx, { bucket: run.bucket, key: listed.key }, 'GET', { range: 'bytes=0-0' });
+  const { code, message } = up.statusCode === 400 ? parseS3Error(await readText(up)) : {};
+  if ((code === 'InvalidRequest' || code === 'InvalidArgument') && /encrypt|customer/i.test(message ?? '')) return 'store-sse-c';
+  throw new S3Error('InvalidRequest', `HEAD answered HTTP 400 (the store's error: ${code ?? 'none given'})`, { status: 400 });
 }
 
 /**
