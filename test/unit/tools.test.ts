@@ -6,13 +6,15 @@
 import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { headersFromMetadata } from '../../src/tools/decrypt.ts';
 import { partSizeFor } from '../../src/tools/encrypt-existing.ts';
 import { runPool } from '../../src/tools/pool.ts';
 import { ByteProgress, Progress } from '../../src/tools/progress.ts';
-import { readKeyFile, UsageError } from '../../src/tools/session.ts';
+import { storeSsecOr400, type BulkRun } from '../../src/tools/run.ts';
+import { openSession, readKeyFile, UsageError } from '../../src/tools/session.ts';
 import { ResumeState, StateMismatch } from '../../src/tools/state.ts';
 import { listingPage } from '../../src/tools/walk.ts';
 
@@ -232,4 +234,28 @@ test('encrypt-existing part size: never more than 10,000 parts, whole chunks', (
   assert.ok(Math.ceil(5 * tib / partSizeFor(5 * tib, 5 * MiB, chunk)) <= 10_000);
   // A --part-size that is not whole chunks is rounded up.
   assert.equal(partSizeFor(20 * MiB, 5 * MiB + 1, chunk), 5 * MiB + chunk);
+});
+
+test("a HEAD 400 is the store's own SSE-C only when the store's error says so; any other 400 fails the object", async () => {
+  let error = { code: 'InvalidRequest', message: 'The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.' };
+  const store = createServer((req, res) => {
+    req.resume();
+    res.writeHead(400, { 'content-type': 'application/xml' });
+    res.end(req.method === 'HEAD' ? undefined : `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${error.code}</Code><Message>${error.message}</Message></Error>`);
+  });
+  await new Promise<void>((r) => store.listen(0, '127.0.0.1', r));
+  const port = (store.address() as { port: number }).port;
+  const session = openSession(undefined, { SSEC_PROXY_UPSTREAM_URL: `http://127.0.0.1:${port}`, SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID: 'a', SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY: 'b' });
+  const run = { session, bucket: 'b' } as unknown as BulkRun;
+  const listed = { key: 'k', etag: '"e"', size: 1 };
+  try {
+    assert.equal(await storeSsecOr400(run, listed), 'store-sse-c');
+    error = { code: 'InvalidArgument', message: 'Requests specifying Server Side Encryption with Customer provided keys must provide a valid encryption algorithm.' };
+    assert.equal(await storeSsecOr400(run, listed), 'store-sse-c', "RGW's answer");
+    error = { code: 'InvalidArgument', message: 'Invalid argument.' };
+    await assert.rejects(storeSsecOr400(run, listed), /HTTP 400 \(the store's error: InvalidArgument\)/);
+  } finally {
+    store.close();
+    await session.ctx.upstream.close();
+  }
 });
