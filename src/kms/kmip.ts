@@ -19,7 +19,7 @@
 import { randomBytes as cryptoRandomBytes } from 'node:crypto';
 import { wipe } from '../sse-c/data-key.ts';
 import { isResult, KmipClient, KmipError, ResultReason, State, type KeyAttributes, type KmipClientOptions } from './kmip-client.ts';
-import { canonicalContext, KEY_ID_PATTERN, KmsError, type EncryptionContext, type GeneratedKey, type KeyStatus, type Kms } from './kms.ts';
+import { KEY_ID_PATTERN, keyBinding, KmsError, type EncryptionContext, type GeneratedKey, type KeyStatus, type Kms } from './kms.ts';
 
 /** Blob version 3: a KMIP seal (1 is the local KMS's, 2 PKCS#11's; changing any of these breaks stored data). */
 export const KMIP_BLOB_VERSION = 3;
@@ -47,15 +47,9 @@ interface Version {
   readonly active: boolean;
 }
 
-function lengthPrefixed(b: Buffer): Buffer {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(b.length);
-  return Buffer.concat([len, b]);
-}
-
 /** The GCM AAD: blob header ‖ label ‖ lp(keyId) ‖ canonical context (as PKCS#11's, another label). */
 export function kmipAad(header: Buffer, keyId: string, context: EncryptionContext): Buffer {
-  return Buffer.concat([header, Buffer.from(KMIP_AAD_LABEL, 'ascii'), lengthPrefixed(Buffer.from(keyId, 'utf8')), canonicalContext(context)]);
+  return Buffer.concat([header, keyBinding(KMIP_AAD_LABEL, keyId, context)]);
 }
 
 /** The version an object's attributes give it; undefined when its entry is not a version number. */

@@ -65,13 +65,26 @@ export const KEY_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,255}$/;
 export function canonicalContext(context: EncryptionContext): Buffer {
   const parts: Buffer[] = [];
   for (const k of Object.keys(context).sort()) {
-    for (const s of [k, context[k]!]) {
-      if (!s.isWellFormed()) throw new TypeError('encryption context strings must be well-formed');
-      const b = Buffer.from(s, 'utf8');
-      const len = Buffer.alloc(4);
-      len.writeUInt32BE(b.length);
-      parts.push(len, b);
+    for (const v of [k, context[k]!]) {
+      if (!v.isWellFormed()) throw new TypeError('encryption context strings must be well-formed');
+      parts.push(lengthPrefixed(v));
     }
   }
   return Buffer.concat(parts);
+}
+
+/** u32be(len) ‖ utf8(s). */
+function lengthPrefixed(s: string): Buffer {
+  const b = Buffer.from(s, 'utf8');
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(b.length);
+  return Buffer.concat([len, b]);
+}
+
+/**
+ * What every KMS binds a sealed key to (the local KMS's HKDF info, the PKCS#11 and KMIP seals' AAD after their
+ * blob header): ascii(label) ‖ u32be(len) ‖ utf8(key id) ‖ canonicalContext(context).
+ */
+export function keyBinding(label: string, keyId: string, context: EncryptionContext): Buffer {
+  return Buffer.concat([Buffer.from(label, 'ascii'), lengthPrefixed(keyId), canonicalContext(context)]);
 }

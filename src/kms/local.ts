@@ -13,7 +13,7 @@ import { createCipheriv, createDecipheriv, createSecretKey, randomBytes as crypt
 import { readFileSync } from 'node:fs';
 import { hkdfSha256 } from '../format/chunk.ts';
 import { wipe } from '../sse-c/data-key.ts';
-import { canonicalContext, KEY_ID_PATTERN, KmsError, type EncryptionContext, type GeneratedKey, type KeyStatus, type Kms } from './kms.ts';
+import { KEY_ID_PATTERN, keyBinding, KmsError, type EncryptionContext, type GeneratedKey, type KeyStatus, type Kms } from './kms.ts';
 
 /** Blob version 1 (changing any of these breaks stored data). */
 export const LOCAL_BLOB_VERSION = 1;
@@ -32,16 +32,9 @@ interface MasterKey {
   readonly disabled: boolean;
 }
 
-function lengthPrefixed(b: Buffer): Buffer {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(b.length);
-  return Buffer.concat([len, b]);
-}
-
 /** The per-seal key: HKDF(master key version, salt, label ‖ lp(keyId) ‖ canonical context). */
 export function localKek(master: Buffer, salt: Buffer, keyId: string, context: EncryptionContext): Buffer {
-  const info = Buffer.concat([Buffer.from(LOCAL_INFO_LABEL, 'ascii'), lengthPrefixed(Buffer.from(keyId, 'utf8')), canonicalContext(context)]);
-  return hkdfSha256(master, salt, info);
+  return hkdfSha256(master, salt, keyBinding(LOCAL_INFO_LABEL, keyId, context));
 }
 
 /**

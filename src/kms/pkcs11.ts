@@ -16,7 +16,7 @@
 import { createRequire } from 'node:module';
 import type * as P from 'pkcs11js';
 import { wipe } from '../sse-c/data-key.ts';
-import { canonicalContext, KEY_ID_PATTERN, KmsError, type EncryptionContext, type GeneratedKey, type KeyStatus, type Kms } from './kms.ts';
+import { KEY_ID_PATTERN, keyBinding, KmsError, type EncryptionContext, type GeneratedKey, type KeyStatus, type Kms } from './kms.ts';
 
 /** Blob version 2: a PKCS#11 seal (version 1 is the local KMS's; changing any of these breaks stored data). */
 export const PKCS11_BLOB_VERSION = 2;
@@ -81,15 +81,9 @@ interface KeyObject {
   readonly decrypt: boolean;
 }
 
-function lengthPrefixed(b: Buffer): Buffer {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(b.length);
-  return Buffer.concat([len, b]);
-}
-
 /** The GCM AAD: blob header ‖ label ‖ lp(keyId) ‖ canonical context (the local KMS's binding, as AAD). */
 export function pkcs11Aad(header: Buffer, keyId: string, context: EncryptionContext): Buffer {
-  return Buffer.concat([header, Buffer.from(PKCS11_AAD_LABEL, 'ascii'), lengthPrefixed(Buffer.from(keyId, 'utf8')), canonicalContext(context)]);
+  return Buffer.concat([header, keyBinding(PKCS11_AAD_LABEL, keyId, context)]);
 }
 
 /** CKA_ID as a version number; undefined when it is not 1..4 bytes of a positive integer. */
