@@ -5,62 +5,15 @@
  * The listed proxies run as deployed: the bin over dist/ (`npm run build`), a process of their own.
  *   RGW_ENDPOINT=… RGW_ACCESS_KEY_ID=… RGW_SECRET_ACCESS_KEY=… node --import tsx bench/listing.ts [count]
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import https from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { CreateBucketCommand, ListBucketsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { freePort } from '../test/support/net.ts';
+import { startCli } from '../test/support/cli.ts';
 import { newKey, sse, startTestProxy, type UpstreamInfo } from '../test/support/proxy.ts';
 
-/** A fresh proxy process (the bin, as deployed) and a client of it. */
+/** A fresh proxy process (the bin over dist/, as deployed; test/support/cli.ts) and a client of it. */
 async function startBin(env: Record<string, string>): Promise<{ client: S3Client; close: () => Promise<void> }> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'ssec-list-bench-'));
-  const child = spawn(process.execPath, [new URL('../bin/s3-ssec-proxy.js', import.meta.url).pathname], {
-    env: {
-      ...process.env,
-      SSEC_PROXY_LISTEN: `127.0.0.1:${port}`,
-      SSEC_PROXY_STATE_DIR: dir,
-      SSEC_PROXY_UPSTREAM_URL: up.endpoint,
-      SSEC_PROXY_UPSTREAM_ACCESS_KEY_ID: up.accessKeyId,
-      SSEC_PROXY_UPSTREAM_SECRET_ACCESS_KEY: up.secretAccessKey,
-      SSEC_PROXY_UPSTREAM_REGION: up.region,
-      SSEC_PROXY_WORKERS: '1',
-      SSEC_PROXY_LOG_LEVEL: process.env.BENCH_LIST_LOG ? 'info' : 'warn',
-      ...env,
-    },
-    stdio: ['ignore', process.env.BENCH_LIST_LOG ? 'inherit' : 'ignore', 'pipe'],
-  });
-  let log = '';
-  await new Promise<void>((resolve, reject) => {
-    child.stderr!.on('data', (c: Buffer) => {
-      log += c.toString();
-      if (log.includes('listening on')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`proxy exited ${code}: ${log}`)));
-  });
-  const ca = readFileSync(join(dir, 'tls/ca.pem'), 'utf8');
-  const client = new S3Client({
-    endpoint: `https://127.0.0.1:${port}`,
-    region: up.region,
-    forcePathStyle: true,
-    credentials: up,
-    requestHandler: new NodeHttpHandler({ httpsAgent: new https.Agent({ ca, keepAlive: true }) }),
-  });
-  return {
-    client,
-    close: async () => {
-      client.destroy();
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  const cli = await startCli(up, { SSEC_PROXY_UPSTREAM_REGION: up.region, SSEC_PROXY_WORKERS: '1', SSEC_PROXY_LOG_LEVEL: 'warn', ...env });
+  return { client: cli.client(), close: () => cli.stop() };
 }
 
 const count = Number(process.argv[2] ?? process.env.BENCH_LIST_COUNT ?? 10_000);
