@@ -11,8 +11,8 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { bodyBytes, rgwUpstream, startTestProxy, type TestProxy, type UpstreamInfo } from '../support/proxy.ts';
+import { CreateBucketCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
+import { rgwUpstream, storedBytes, startTestProxy, type TestProxy, type UpstreamInfo } from '../support/proxy.ts';
 import { startKmipServer, type KmipServer } from '../support/kmip.ts';
 import { rcloneS3Env } from '../support/rclone.ts';
 
@@ -57,17 +57,7 @@ function rcloneWith(args: string[], options: readonly string[]): Promise<string>
 
 /** The object's bytes as RGW keeps them, read past the proxy. */
 async function atRest(Key: string): Promise<Buffer> {
-  const direct = new S3Client({
-    endpoint: up.endpoint,
-    region: up.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: up.accessKeyId, secretAccessKey: up.secretAccessKey },
-  });
-  try {
-    return await bodyBytes((await direct.send(new GetObjectCommand({ Bucket: bucket, Key }))).Body);
-  } finally {
-    direct.destroy();
-  }
+  return storedBytes(up, bucket, Key);
 }
 
 describe('rclone (Debian) with --s3-server-side-encryption, KMIP key manager', () => {

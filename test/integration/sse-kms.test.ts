@@ -11,8 +11,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { bodyBytes, rgwUpstream, startTestProxy, type TestProxy, type UpstreamInfo } from '../support/proxy.ts';
+import { CreateBucketCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
+import { rgwUpstream, storedBytes, startTestProxy, type TestProxy, type UpstreamInfo } from '../support/proxy.ts';
 
 const MiB = 1024 * 1024;
 const AWS = '/usr/bin/aws';
@@ -53,17 +53,7 @@ function run(cmd: string, args: string[], input?: string): Promise<string> {
 
 /** The object's bytes as RGW keeps them, read past the proxy. */
 async function atRest(Bucket: string, Key: string): Promise<Buffer> {
-  const direct = new S3Client({
-    endpoint: up.endpoint,
-    region: up.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: up.accessKeyId, secretAccessKey: up.secretAccessKey },
-  });
-  try {
-    return await bodyBytes((await direct.send(new GetObjectCommand({ Bucket, Key }))).Body);
-  } finally {
-    direct.destroy();
-  }
+  return storedBytes(up, Bucket, Key);
 }
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');

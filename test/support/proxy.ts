@@ -7,7 +7,7 @@ import https from 'node:https';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { Hash } from '@smithy/hash-node';
@@ -132,6 +132,21 @@ export function clientSigner(up: Pick<UpstreamInfo, 'accessKeyId' | 'secretAcces
 /** All bytes of an SDK response body. */
 export async function bodyBytes(body: unknown): Promise<Buffer> {
   return Buffer.from(await (body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+}
+
+/** An object's bytes as the store keeps them, read past the proxy with the upstream's own key pair. */
+export async function storedBytes(up: UpstreamInfo, Bucket: string, Key: string): Promise<Buffer> {
+  const direct = new S3Client({
+    endpoint: up.endpoint,
+    region: up.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: up.accessKeyId, secretAccessKey: up.secretAccessKey },
+  });
+  try {
+    return await bodyBytes((await direct.send(new GetObjectCommand({ Bucket, Key }))).Body);
+  } finally {
+    direct.destroy();
+  }
 }
 
 export function newKey(): SseKey {
