@@ -269,6 +269,28 @@ export interface ListingEntry {
   versionId?: string;
 }
 
+const LISTING_ROOT = { Contents: 'ListBucketResult', Version: 'ListVersionsResult' } as const;
+const frame = (root: string) => ({
+  open: new RegExp(`^\\s*(?:<\\?xml[^>]*\\?>\\s*)?<(?:[A-Za-z][\\w.-]*:)?${root}[\\s>]`),
+  close: new RegExp(`</(?:[A-Za-z][\\w.-]*:)?${root}>\\s*$`),
+});
+const LISTING_FRAME = { Contents: frame(LISTING_ROOT.Contents), Version: frame(LISTING_ROOT.Version) } as const;
+
+/**
+ * The listing's root element opened at the start and closed at the end: not another answer, and not cut short
+ * (a read limit, a dropped connection). The frame only; the entries are read by parseListingEntries.
+ */
+export function isWholeListing(xml: string, block: 'Contents' | 'Version'): boolean {
+  return LISTING_FRAME[block].open.test(xml) && LISTING_FRAME[block].close.test(xml);
+}
+
+/** IsTruncated and NextContinuationToken of a ListObjectsV2 page, in one parse; undefined when it does not parse as one. */
+export function listingContinuation(xml: string): { truncated: boolean; token: string | undefined } | undefined {
+  const root = tryRoot(xml);
+  if (root?.name !== LISTING_ROOT.Contents) return undefined;
+  return { truncated: text(root.value, 'IsTruncated') === 'true', token: text(root.value, 'NextContinuationToken') };
+}
+
 /**
  * One entry per `<Contents>` of a ListObjects(V2) answer (root ListBucketResult) or `<Version>` of a
  * ListObjectVersions answer (root ListVersionsResult), in document order; undefined for one without Key, Size
@@ -281,10 +303,9 @@ export function parseListingEntries(xml: string, block: 'Contents' | 'Version'):
   // 1,000-entry page costs ~35 ms, paid on every page of a listing of millions; this scan takes ~1 ms. The
   // store's listing is informational (it could show any size anyway), so only its frame is checked: the root
   // element opened and closed (a cut answer has no entries), and the blocks' leaf values are all that is read.
-  const text = xml.trimStart();
-  if (!LISTING_ROOT_RE[block].test(text) || !LISTING_END_RE[block].test(text)) return [];
+  if (!isWholeListing(xml, block)) return [];
   const out: Array<ListingEntry | undefined> = [];
-  for (const [b] of text.matchAll(BLOCK_RE[block])) {
+  for (const [b] of xml.matchAll(BLOCK_RE[block])) {
     const key = leaf(b, 'Key');
     const etag = leaf(b, 'ETag')?.trim();
     const size = leaf(b, 'Size')?.trim();
@@ -298,14 +319,6 @@ export function parseListingEntries(xml: string, block: 'Contents' | 'Version'):
   return out;
 }
 
-const LISTING_ROOT_RE = {
-  Contents: /^(?:<\?xml[^>]*\?>\s*)?<(?:[A-Za-z][\w.-]*:)?ListBucketResult[\s>]/,
-  Version: /^(?:<\?xml[^>]*\?>\s*)?<(?:[A-Za-z][\w.-]*:)?ListVersionsResult[\s>]/,
-} as const;
-const LISTING_END_RE = {
-  Contents: /<\/(?:[A-Za-z][\w.-]*:)?ListBucketResult>\s*$/,
-  Version: /<\/(?:[A-Za-z][\w.-]*:)?ListVersionsResult>\s*$/,
-} as const;
 const BLOCK_RE = { Contents: /<Contents>[\s\S]*?<\/Contents>/g, Version: /<Version>[\s\S]*?<\/Version>/g } as const;
 const LEAF_RE: Record<string, RegExp> = {};
 

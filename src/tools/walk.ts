@@ -5,7 +5,7 @@
 import type { RequestContext } from '../context.ts';
 import { S3Error, type S3ErrorCode } from '../s3/errors.ts';
 import { objectPath } from '../s3/operation.ts';
-import { hasRoot, parseListingEntries, parseS3Error, textAt } from '../s3/xml.ts';
+import { isWholeListing, listingContinuation, parseListingEntries, parseS3Error } from '../s3/xml.ts';
 import { readText } from '../upstream.ts';
 import { upstreamRequest } from '../context.ts';
 
@@ -49,15 +49,14 @@ export async function* walk(ctx: RequestContext, bucket: string, prefix: string,
  * report it complete.
  */
 export function listingPage(xml: string, bucket: string): { entries: Listed[]; token: string | undefined } {
-  if (!hasRoot(xml, 'ListBucketResult') || !xml.trimEnd().endsWith('</ListBucketResult>')) {
-    throw new S3Error('InternalError', `the listing of ${bucket} is not a whole ListBucketResult (cut short, or another answer)`);
-  }
+  const page = isWholeListing(xml, 'Contents') ? listingContinuation(xml) : undefined;
+  if (!page) throw new S3Error('InternalError', `the listing of ${bucket} is not a whole ListBucketResult (cut short, or another answer)`);
   const entries = parseListingEntries(xml, 'Contents').map((e) => {
     if (!e) throw new S3Error('InternalError', `the listing of ${bucket} has an entry without Key, ETag or Size`);
     return { key: e.key, etag: e.etag, size: Number(e.size) };
   });
-  const truncated = textAt(xml, 'ListBucketResult', 'IsTruncated') === 'true';
-  const token = truncated ? textAt(xml, 'ListBucketResult', 'NextContinuationToken') : undefined;
+  const truncated = page.truncated;
+  const token = truncated ? page.token : undefined;
   if (truncated && !token) throw new S3Error('InternalError', `the listing of ${bucket} is truncated without a continuation token`);
   return { entries, token };
 }
