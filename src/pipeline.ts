@@ -23,6 +23,7 @@ import { ObjectInfoCache } from './objects/info-cache.ts';
 import { createPassthrough } from './passthrough.ts';
 import { copySourceBucket } from './s3/copy-source.ts';
 import { S3Error, SSEC_MESSAGES, toXml } from './s3/errors.ts';
+import { toStoreEntityTags } from './s3/etag.ts';
 import { classify, type S3Request } from './s3/operation.ts';
 import { COPY_SSEC_PREFIX, hasSsecHeaders, refuseKeyInQuery } from './sse-c/customer-key.ts';
 import { classifyAuth, PAYLOAD_MODES, type VerifiedRequest } from './sigv4/verify.ts';
@@ -67,6 +68,8 @@ export function createRequestHandler(deps: PipelineDeps) {
   /** The handler of each operation; what it does with the request is the handler's decision. */
   async function route(ctx: RequestContext): Promise<void> {
     const { s3 } = ctx;
+    // Conditions name ETags as clients were given them; from here on, and upstream, they are the store's.
+    toStoreEntityTags(ctx.req.headers);
     switch (s3.op) {
       case 'PutObject':
         return putObject({ ...ctx, s3 });

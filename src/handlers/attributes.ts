@@ -13,7 +13,7 @@ import { layoutOf } from '../objects/layout.ts';
 import { readKeyOf } from '../objects/keys.ts';
 import { openObject } from '../objects/open.ts';
 import { requestObject, storedObject } from '../objects/stored.ts';
-import { partsCountOf } from '../s3/etag.ts';
+import { encryptedEtag, partsCountOf } from '../s3/etag.ts';
 
 const ATTRIBUTES = new Set(['ETag', 'Checksum', 'ObjectParts', 'StorageClass', 'ObjectSize']);
 
@@ -58,7 +58,7 @@ export async function getObjectAttributes(ctx: ObjectContext): Promise<void> {
     value: checksum.type === 'COMPOSITE' ? checksum.value.replace(/-\d+$/, '') : checksum.value,
   };
   return sendAttributes(ctx, wanted, head.headers, {
-    etag: stored.etag,
+    etag: encryptedEtag(stored.etag),
     checksum: checksumValue,
     partsCount: parts?.length,
     parts,

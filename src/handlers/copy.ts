@@ -16,11 +16,12 @@ import { ENVELOPE_META, RESERVED_META_PREFIX } from '../s3/headers.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { partNumberOf } from '../s3/parts.ts';
 import { parseRange, resolveRange, type ResolvedRange } from '../s3/range.ts';
-import { parseTagging, removeElements, xmlEscape } from '../s3/xml.ts';
+import { parseTagging, removeElements, replaceElements, xmlEscape } from '../s3/xml.ts';
 import { COPY_SSEC_PREFIX, hasSsecHeaders, parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { scoped, wipe } from '../sse-c/data-key.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
-import { withChecksum } from '../sse-c/part-etag.ts';
+import { encryptedPartEtag } from '../sse-c/part-etag.ts';
+import { encryptedEtag } from '../s3/etag.ts';
 import { multipartDataKey, parseUploadId, tagMatches } from '../sse-c/upload-id.ts';
 import { bucketEncryptionOf } from '../sse-kms/bucket-encryption.ts';
 import { readText, type UpstreamResponse } from '../upstream.ts';
@@ -233,7 +234,7 @@ export async function copyObject(ctx: ObjectContext): Promise<void> {
     await using up = await upstreamRequest(ctx, { method: 'PUT', path: objectPath(bucket, key), query: upstreamQuery(ctx.s3.query), headers });
     if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
     // Checksums of the ciphertext mean nothing to the client.
-    const xml = removeElements(await readText(up), /^Checksum/);
+    const xml = replaceElements(removeElements(await readText(up), /^Checksum/), 'ETag', encryptedEtag);
     const extra: Record<string, string> = { ...echo, ...writtenVersion(up) };
     const copied = up.headers['x-amz-copy-source-version-id'];
     if (typeof copied === 'string') extra['x-amz-copy-source-version-id'] = copied;
@@ -260,7 +261,8 @@ export async function copyObject(ctx: ObjectContext): Promise<void> {
   const up = await streamUpload(ctx, { path: objectPath(bucket, key), query: upstreamQuery(ctx.s3.query), headers, length }, body, stages);
   if (up.statusCode !== 200) throw await upstreamRefusal(up);
   const extra: Record<string, string> = { ...echo, ...sourceVersion(src), ...writtenVersion(up) };
-  return sendXml(ctx, 200, copyResult(String(up.headers['etag'] ?? ''), isoDate(up.headers['date'])), extra);
+  const etag = String(up.headers['etag'] ?? '');
+  return sendXml(ctx, 200, copyResult(keys.dstKey ? encryptedEtag(etag) : etag, isoDate(up.headers['date'])), extra);
 }
 
 /**
@@ -282,7 +284,7 @@ async function multipartServerCopy(
     return relayUpstreamError(ctx, refused);
   }
   const extra: Record<string, string> = { ...echo, ...sourceVersion(src), ...writtenVersion({ headers: copied.headers }) };
-  return sendXml(ctx, 200, copyResult(copied.etag, isoDate(copied.headers['date'])), extra);
+  return sendXml(ctx, 200, copyResult(encryptedEtag(copied.etag), isoDate(copied.headers['date'])), extra);
 }
 
 /** The source's plaintext (whole, or the inclusive range), streamed from one upstream GET of the same version. */
@@ -368,7 +370,7 @@ export async function uploadPartCopy(ctx: ObjectContext): Promise<void> {
   const up = await streamUpload(ctx, { path: objectPath(ctx.s3.bucket, ctx.s3.key), query, headers: {}, length: cipherLength }, body, stages);
   if (up.statusCode !== 200) throw await upstreamRefusal(up);
   const upstreamEtag = String(up.headers['etag'] ?? '');
-  const etag = parsed.checksum ? withChecksum(parsed.checksum.algorithm)(upstreamEtag, checksums()) : upstreamEtag;
+  const etag = keys.dstKey ? encryptedPartEtag(parsed.checksum?.algorithm, upstreamEtag, checksums()) : upstreamEtag;
   const xml = copyResult(etag, isoDate(up.headers['date']), true, checksums());
   return sendXml(ctx, 200, xml, { ...echo, ...sourceVersion(src) });
 }

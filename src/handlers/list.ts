@@ -1,6 +1,6 @@
 /**
  * ListObjects, ListObjectsV2 and ListObjectVersions with plaintext sizes. The upstream's answer is kept as it
- * is except for `<Size>` of encrypted objects. A listing does not say which objects are encrypted: objects
+ * is except for `<Size>` and `<ETag>` (s3/etag.ts) of encrypted objects. A listing does not say which objects are encrypted: objects
  * smaller than any encrypted object are plain for sure; the rest are looked up in the
  * object-info cache (filled by every write and read through this proxy), derived from the stored size in buckets
  * declared encrypted-only, and otherwise with one HEAD each (a few at a time), remembered by ETag.
@@ -9,6 +9,7 @@ import { CHUNK_OVERHEAD } from '../format/constants.ts';
 import { chunkCount, isNaturalStreamSize, plaintextSize } from '../format/layout.ts';
 import { TAIL_SIZE } from '../format/tail.ts';
 import { bucketMatches } from '../sse-kms/bucket-encryption.ts';
+import { encryptedEtag } from '../s3/etag.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { mapBlocks, parseBucketNames, parseListingEntries, replaceElements } from '../s3/xml.ts';
 import { isAllowed } from '../s3/allow-list.ts';
@@ -72,7 +73,7 @@ export async function listObjects(ctx: BucketContext): Promise<void> {
   const out = mapBlocks(xml, block, (b) => {
     const item = entries[i++];
     const info = item && sizes.get(item);
-    return info && info.encrypted ? replaceElements(b, 'Size', () => String(info.size)) : b;
+    return info && info.encrypted ? replaceElements(replaceElements(b, 'Size', () => String(info.size)), 'ETag', encryptedEtag) : b;
   });
   // The parser and the block edit must see the same entries; if not, the store's sizes are left alone.
   sendXml(ctx, 200, i === entries.length ? out : xml);

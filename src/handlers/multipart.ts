@@ -8,7 +8,7 @@ import { plaintextSize } from '../format/layout.ts';
 import { TAIL_SIZE } from '../format/tail.ts';
 import { CHECKSUM_NAMES, combineCrcs, compositeChecksum, declaredChecksum, type ChecksumName } from '../s3/checksums.ts';
 import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
-import { multipartEtag, partsCountOf } from '../s3/etag.ts';
+import { encryptedEtag, multipartEtag, partsCountOf } from '../s3/etag.ts';
 import { ENVELOPE_META, LAYOUT_META } from '../s3/headers.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { partNumberOf } from '../s3/parts.ts';
@@ -16,7 +16,7 @@ import { buildCompleteMultipartUpload, hasRoot, mapBlocks, parseCompleteMultipar
 import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { scoped, wipe } from '../sse-c/data-key.ts';
 import { sealEnvelope } from '../sse-c/envelope.ts';
-import { parsePartEtag, withChecksum } from '../sse-c/part-etag.ts';
+import { encryptedPartEtag, parsePartEtag } from '../sse-c/part-etag.ts';
 import { CHECKSUM_META, multipartChecksumMeta } from '../sse-c/sealed-checksum.ts';
 import { clientUploadId, multipartDataKey, newUploadNonce, parseUploadId, tagMatches, withManagedKey, type ParsedUploadId, type UploadChecksum } from '../sse-c/upload-id.ts';
 import { KMS_META } from '../sse-kms/managed.ts';
@@ -139,8 +139,7 @@ export async function uploadPart(ctx: ObjectContext): Promise<void> {
   const { up, checksums } = await writeRequestBody(ctx, { headers: encryptedWriteHeaders(ctx.req.headers), query: upstreamQueryFor(ctx, parsed), seal });
   if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
   const sums = checksums();
-  const etag = parsed.checksum ? withChecksum(parsed.checksum.algorithm) : undefined;
-  return answerWrite(ctx, up, { ...ssecEchoHeaders(customerKey), ...sums }, etag && ((e) => etag(e, sums)));
+  return answerWrite(ctx, up, { ...ssecEchoHeaders(customerKey), ...sums }, (e) => encryptedPartEtag(parsed.checksum?.algorithm, e, sums));
 }
 
 const INVALID_PART =
@@ -331,7 +330,11 @@ export async function listParts(ctx: ObjectContext): Promise<void> {
     const chunkSize = 2 ** parsed.chunkSizeLog2!;
     const tail = parsed.tails ? TAIL_SIZE : 0;
     xml = mapBlocks(xml, 'Part', (block) =>
-      replaceElements(removeElements(block, /^Checksum/), 'Size', (v) => String(plaintextSize(Number(v) - tail, chunkSize))),
+      replaceElements(
+        replaceElements(removeElements(block, /^Checksum/), 'Size', (v) => String(plaintextSize(Number(v) - tail, chunkSize))),
+        'ETag',
+        encryptedEtag,
+      ),
     );
   }
   return sendXml(ctx, 200, xml);

@@ -14,6 +14,7 @@ import { Readable } from 'node:stream';
 import busboy from 'busboy';
 import { refuseOutsideAllowList } from '../s3/allow-list.ts';
 import { requestTimeout, S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
+import { encryptedEtag } from '../s3/etag.ts';
 import { ENVELOPE_META } from '../s3/headers.ts';
 import { objectPath } from '../s3/operation.ts';
 import { parseTagging, parseXml, xmlEscape } from '../s3/xml.ts';
@@ -295,8 +296,9 @@ export async function postObject(ctx: BucketContext, lookup: CredentialLookup, n
   for (const name of Object.keys(headers)) if (name.startsWith('x-amz-server-side-encryption')) delete headers[name];
   const up = await streamUpload(ctx, { path: objectPath(bucket, key), query: [], headers, length }, file.read(), stages, auth?.identity, slot);
   if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
-  const etag = String(up.headers['etag'] ?? '');
-  if (customerKey) remember(ctx, { bucket, key, etag }, { encrypted: true, size: file.size, chunkSize });
+  const storedEtag = String(up.headers['etag'] ?? '');
+  if (customerKey) remember(ctx, { bucket, key, etag: storedEtag }, { encrypted: true, size: file.size, chunkSize });
+  const etag = customerKey ? encryptedEtag(storedEtag) : storedEtag;
   const version = up.headers['x-amz-version-id'];
   const out: Record<string, string> = {
     'x-amz-request-id': ctx.requestId,

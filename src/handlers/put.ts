@@ -4,6 +4,7 @@
  * stores would store the framing).
  */
 import { ENVELOPE_META } from '../s3/headers.ts';
+import { encryptedEtag } from '../s3/etag.ts';
 import { upstreamQuery } from '../s3/operation.ts';
 import { declaredChecksum } from '../s3/checksums.ts';
 import { ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
@@ -64,5 +65,5 @@ async function putEncrypted(ctx: ObjectContext, customerKey: CustomerKey, meta: 
   const { up, plainSize, checksums } = await writeRequestBody(ctx, { headers, query: upstreamQuery(ctx.s3.query), seal });
   if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
   learnWritten(ctx, up.headers['etag'], { encrypted: true, size: plainSize, chunkSize: envelope.chunkSize });
-  return answerWrite(ctx, up, { ...ssecEchoHeaders(customerKey), ...checksums() });
+  return answerWrite(ctx, up, { ...ssecEchoHeaders(customerKey), ...checksums() }, encryptedEtag);
 }

@@ -1,5 +1,9 @@
-/** S3's ETags of multipart objects: `"<md5 of the concatenated part MD5s>-N"`. */
+/**
+ * S3's ETags: multipart ones (`"<md5 of the concatenated part MD5s>-N"`), and the form a client sees for an object
+ * the proxy encrypted.
+ */
 import { createHash } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 
 /** Number of parts from a multipart ETag (`"…-N"`), or 1. */
 export function partsCountOf(etag: string | undefined): number {
@@ -12,4 +16,48 @@ export function multipartEtag(partEtags: readonly string[]): string | undefined 
   const digests = partEtags.map((e) => Buffer.from(e.replace(/"/g, '').trim(), 'hex'));
   if (digests.length === 0 || digests.some((d) => d.length !== 16)) return undefined;
   return `"${createHash('md5').update(Buffer.concat(digests)).digest('hex')}-${digests.length}"`;
+}
+
+/**
+ * The suffix on the ETag of an object (or part) the proxy encrypted. The store's ETag of a single stream is the MD5
+ * of the ciphertext, in the one shape S3 reserves for the MD5 of the content (32 hex digits, and S3's SSE-S3
+ * ETags are that MD5): clients that check it — rclone on every upload and download, s3cmd on each part — would
+ * call every transfer corrupted, and rclone deletes what it calls corrupted. `-0` is never an S3 ETag (a
+ * multipart one counts at least one part) and reads as "not a content MD5" to those clients (rclone matches
+ * `^[0-9a-f]{32}$`; s3cmd and the Java SDK look for a `-`). Clients send it back in conditions; the store gets
+ * its own ETag again (`storeEtag`). The proxy's integrity check is the authenticated encryption itself.
+ */
+export const ENCRYPTED_ETAG_SUFFIX = '-0';
+
+const QUOTE = String.raw`(?:"|&quot;|&#34;)?`;
+const MD5_SHAPED = new RegExp(String.raw`^(\s*${QUOTE})([0-9a-fA-F]{32})(${QUOTE}\s*)$`);
+const MARKED = new RegExp(String.raw`^(\s*(?:W/)?${QUOTE})([0-9a-fA-F]{32})${ENCRYPTED_ETAG_SUFFIX}(${QUOTE}\s*)$`);
+
+/**
+ * The ETag a client sees for an encrypted object, from the store's (a header value or the text of an XML
+ * `<ETag>`, quoted or escaped): an MD5-shaped one gains the suffix; others (`"…-N"`, empty) stay as they are.
+ */
+export function encryptedEtag(storeEtag: string): string {
+  return storeEtag.replace(MD5_SHAPED, `$1$2${ENCRYPTED_ETAG_SUFFIX}$3`);
+}
+
+/** The store's ETag for one a client was given (the suffix removed); any other value as it is. */
+export function storeEtag(clientEtag: string): string {
+  return clientEtag.replace(MARKED, '$1$2$3');
+}
+
+/** The request headers that carry entity tags a client was given. */
+export const ENTITY_TAG_HEADERS = ['if-match', 'if-none-match', 'x-amz-copy-source-if-match', 'x-amz-copy-source-if-none-match'] as const;
+
+/** Rewrites the entity tags of a request's conditions (after its signature was checked) to the store's form. */
+export function toStoreEntityTags(headers: IncomingHttpHeaders): void {
+  for (const name of ENTITY_TAG_HEADERS) {
+    const value = headers[name];
+    if (typeof value === 'string') headers[name] = storeEntityTags(value);
+  }
+}
+
+/** An `If-Match`-style value (`*`, or a comma-separated list of entity tags) with every tag in the store's form. */
+export function storeEntityTags(value: string): string {
+  return value.includes(ENCRYPTED_ETAG_SUFFIX) ? value.split(',').map(storeEtag).join(',') : value;
 }

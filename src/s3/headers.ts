@@ -2,6 +2,7 @@
  * Header names and the rules for what crosses the proxy in each direction.
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { encryptedEtag } from './etag.ts';
 
 /** The user-metadata entry holding the sealed envelope. Never shown to clients, never accepted from them. */
 export const ENVELOPE_META = 'x-amz-meta-s3-ssec-proxy';
@@ -79,7 +80,10 @@ export function forwardableRequestHeaders(headers: IncomingHttpHeaders): Record<
   return out;
 }
 
-/** Upstream → client: drop hop-by-hop, the proxy's metadata, and checksums that describe ciphertext. */
+/**
+ * Upstream → client: drop hop-by-hop, the proxy's metadata, and checksums that describe ciphertext; an encrypted
+ * object's ETag in the form clients are given (s3/etag.ts).
+ */
 export function clientResponseHeaders(
   headers: Record<string, string | string[] | undefined>,
   opts: { encrypted: boolean },
@@ -88,9 +92,14 @@ export function clientResponseHeaders(
   const conn = headers['connection'];
   const drop = new Set(HOP_BY_HOP);
   if (typeof conn === 'string') for (const t of conn.split(',')) drop.add(t.trim().toLowerCase());
+  const sealed = headers[ENVELOPE_META] !== undefined;
   for (const [rawName, value] of Object.entries(headers)) {
     const name = rawName.toLowerCase();
     if (value === undefined || drop.has(name) || name.startsWith(RESERVED_META_PREFIX)) continue;
+    if (name === 'etag' && sealed && typeof value === 'string') {
+      out[name] = encryptedEtag(value);
+      continue;
+    }
     if (opts.encrypted) {
       if (
         name === 'content-length' ||

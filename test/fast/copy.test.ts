@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { CopyObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { bodyBytes, newKey, sse, type SseKey } from '../support/proxy.ts';
+import { bodyBytes, copySourceSse, newKey, sse, type SseKey } from '../support/proxy.ts';
 import { describeRequests, type S3Double } from '../support/s3-double.ts';
 import { rejectsWith, startFast, upstreamOf, withMarker, type Fast } from './harness.ts';
 
@@ -25,9 +25,6 @@ before(async () => {
 after(async () => fast?.close());
 
 /** The SDK's parameters of a copy source encrypted with `k`. */
-function copySourceSse(k: SseKey) {
-  return { CopySourceSSECustomerAlgorithm: 'AES256', CopySourceSSECustomerKey: k.b64, CopySourceSSECustomerKeyMD5: k.md5 };
-}
 
 const read = async (Key: string, k?: SseKey) => bodyBytes((await s3.send(new GetObjectCommand({ Bucket: bucket, Key, ...(k ? sse(k) : {}) }))).Body);
 

@@ -60,7 +60,10 @@ function assertRequests(requests: RecordedRequest[], ops: string[]): void {
 describe('a single-PUT object (3 chunks + 17 bytes)', () => {
   test('PUT: 1 request carrying the ciphertext', async () => {
     const requests = await upstreamOf(double, async () => {
-      etag = (await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'single', Body: data, ...sse(key) }))).ETag!;
+      const answered = (await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'single', Body: data, ...sse(key) }))).ETag!;
+      // Reads are pinned to the store's ETag; the client was given it with the encrypted object's suffix.
+      etag = double.objects.get(bucket, 'single')!.etag;
+      assert.equal(answered, `${etag.slice(0, -1)}-0"`);
     });
     assertRequests(requests, ['PutObject']);
     assert.equal(requests[0]!.bodyBytesIn, cipherSize);

@@ -124,6 +124,8 @@ test('another replica sees the policy within the cache time, and DeleteBucketPol
   const other: CliProxy = await startCli(up);
   try {
     const c = other.client();
+    // The first replica's cached policy is fresh (starting the other one can take longer than the cache time).
+    assert.equal(await outcome(s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'plain-1', Body: 'x' }))), '403 AccessDenied');
     await c.send(new DeleteBucketPolicyCommand({ Bucket: bucket }));
     // This replica's own change is seen at once; the other replica learns of it within POLICY_TTL_MS.
     assert.equal(await outcome(s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'plain-1', Body: 'x' }))), '403 AccessDenied', 'still cached');

@@ -159,6 +159,11 @@ export function sse(k: SseKey) {
   return { SSECustomerAlgorithm: 'AES256', SSECustomerKey: k.b64, SSECustomerKeyMD5: k.md5 };
 }
 
+/** The SDK's SSE-C parameters for a copy source's key. */
+export function copySourceSse(k: SseKey) {
+  return { CopySourceSSECustomerAlgorithm: 'AES256', CopySourceSSECustomerKey: k.b64, CopySourceSSECustomerKeyMD5: k.md5 };
+}
+
 export function ssecHeaders(k: SseKey, prefix = 'x-amz-server-side-encryption-customer-'): Record<string, string> {
   return { [prefix + 'algorithm']: 'AES256', [prefix + 'key']: k.b64, [prefix + 'key-md5']: k.md5 };
 }
