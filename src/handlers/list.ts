@@ -8,7 +8,6 @@
 import { CHUNK_OVERHEAD } from '../format/constants.ts';
 import { chunkCount, isNaturalStreamSize, plaintextSize } from '../format/layout.ts';
 import { TAIL_SIZE } from '../format/tail.ts';
-import { bucketMatches } from '../sse-kms/bucket-encryption.ts';
 import { encryptedEtag } from '../s3/etag.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
 import { mapBlocks, parseBucketNames, parseListingEntries, replaceElements } from '../s3/xml.ts';
@@ -18,7 +17,7 @@ import { parseEnvelopeHeader } from '../sse-c/envelope.ts';
 import { readText } from '../upstream.ts';
 import { relayUpstreamError, sendXml, upstreamRequest, type BucketContext, type RequestContext } from '../context.ts';
 import type { ObjectInfo } from '../objects/info-cache.ts';
-import { knownInfo, layoutOf, remember } from '../objects/layout.ts';
+import { encryptedOnly, knownInfo, layoutOf, remember } from '../objects/layout.ts';
 import { requestObject, storedObject } from '../objects/stored.ts';
 
 const HEAD_CONCURRENCY = 8;
@@ -94,7 +93,7 @@ function listedOf(e: { key: string; etag: string; size: string; versionId?: stri
 /** Encrypted or not, and the plaintext size, for each listed object (in order). */
 async function resolve(ctx: BucketContext, listed: Listed[]): Promise<Array<ObjectInfo | undefined>> {
   const bucket = ctx.s3.bucket;
-  const derive = encryptedOnly(ctx, bucket);
+  const derive = encryptedOnly(ctx.config, bucket);
   const result: Array<ObjectInfo | undefined> = listed.map((o) => {
     if (!couldBeEncrypted(o.size)) {
       return { encrypted: false, size: o.size };
@@ -119,16 +118,6 @@ async function resolve(ctx: BucketContext, listed: Listed[]): Promise<Array<Obje
  */
 function couldBeEncrypted(size: number): boolean {
   return size >= CHUNK_OVERHEAD;
-}
-
-/**
- * The bucket's objects are all written through this proxy with its chunk size (the operator's declaration,
- * SSEC_PROXY_ENCRYPTED_ONLY_BUCKETS). Not with upstreams whose ETags do not show multipart objects.
- */
-function encryptedOnly(ctx: BucketContext, bucket: string): { chunkSize: number } | undefined {
-  const { encryptedOnlyBuckets, probeAllLayouts, chunkSizeLog2 } = ctx.config;
-  if (probeAllLayouts || !encryptedOnlyBuckets?.some((p) => bucketMatches(p, bucket))) return undefined;
-  return { chunkSize: 2 ** chunkSizeLog2 };
 }
 
 /**

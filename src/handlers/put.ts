@@ -13,7 +13,7 @@ import { sealEnvelope } from '../sse-c/envelope.ts';
 import { CHECKSUM_META, sealChecksum, tailMeta } from '../sse-c/sealed-checksum.ts';
 import { answerWrite, relayUpstreamError, type ObjectContext } from '../context.ts';
 import { writeKeyOf } from '../objects/keys.ts';
-import { remember } from '../objects/layout.ts';
+import { encryptedOnly, remember } from '../objects/layout.ts';
 import { encryptedWriteHeaders, writeRequestBody } from '../objects/write.ts';
 
 export async function putObject(ctx: ObjectContext): Promise<void> {
@@ -53,11 +53,13 @@ async function putEncrypted(ctx: ObjectContext, customerKey: CustomerKey, meta: 
   headers[ENVELOPE_META] = envelope.value;
   Object.assign(headers, meta);
   // The client's checksum (verified over the body on its way) is kept sealed for GET/HEAD to return: in the
-  // metadata when known before the body, else (a trailer) in a tail record after the last chunk.
+  // metadata when known before the body, else (a trailer) in a tail record after the last chunk — except in
+  // buckets declared encrypted-only, whose listings take sizes from stored sizes: a single PUT there has no
+  // record (80 bytes the listed size cannot tell apart), and a trailer checksum is verified but not kept.
   const declared = declaredChecksum(ctx.req.headers, ctx.s3.query);
   let tail = false;
   if (declared?.value !== undefined) headers[CHECKSUM_META] = sealChecksum(dataKey, declared.algorithm, declared.value);
-  else if (declared) {
+  else if (declared && !encryptedOnly(ctx.config, ctx.s3.bucket)) {
     headers[CHECKSUM_META] = tailMeta(declared.algorithm);
     tail = true;
   }

@@ -4,7 +4,9 @@
  * trust rule, one "is it multipart?".
  */
 import { layoutFromReads, storedSizeOf, tailLayoutFromReads, type ObjectLayout, type ReadBytes } from '../format/parts.ts';
+import type { Config } from '../config.ts';
 import { S3Error } from '../s3/errors.ts';
+import { bucketMatches } from '../sse-kms/bucket-encryption.ts';
 import type { RequestContext } from '../context.ts';
 import { infoOf, layoutOfInfo, type ObjectInfo } from './info-cache.ts';
 import { isMultipart, requestObject, type StoredObject } from './stored.ts';
@@ -86,4 +88,15 @@ export function remember(ctx: RequestContext, stored: Pick<StoredObject, 'bucket
  */
 export function knownInfo(ctx: RequestContext, bucket: string, key: string, etag: string): ObjectInfo | undefined {
   return ctx.objects.get(bucket, key, etag);
+}
+
+/**
+ * The bucket's objects are all written through this proxy with its chunk size (the operator's declaration,
+ * SSEC_PROXY_ENCRYPTED_ONLY_BUCKETS), so a listing takes plaintext sizes from stored ones (docs/MULTIPART.md). Not
+ * with upstreams whose ETags do not show multipart objects.
+ */
+export function encryptedOnly(config: Pick<Config, 'encryptedOnlyBuckets' | 'probeAllLayouts' | 'chunkSizeLog2'>, bucket: string): { chunkSize: number } | undefined {
+  const { encryptedOnlyBuckets, probeAllLayouts, chunkSizeLog2 } = config;
+  if (probeAllLayouts || !encryptedOnlyBuckets?.some((p) => bucketMatches(p, bucket))) return undefined;
+  return { chunkSize: 2 ** chunkSizeLog2 };
 }

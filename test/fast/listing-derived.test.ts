@@ -7,8 +7,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { newKey, sse, type TestProxy } from '../support/proxy.ts';
+import { Readable } from 'node:stream';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { encryptedSize } from '../../src/format/layout.ts';
+import { TAIL_SIZE } from '../../src/format/tail.ts';
+import { bodyBytes, newKey, sse, type TestProxy } from '../support/proxy.ts';
 import { describeRequests } from '../support/s3-double.ts';
 import { anotherProxy, startFast, uploadMultipart, upstreamOf, type Fast } from './harness.ts';
 
@@ -103,6 +106,34 @@ describe('an undeclared bucket', () => {
       const requests = await upstreamOf(fast.double, async () => (sizes = await listSizes(s3, other)));
       assert.deepEqual(Object.fromEntries(sizes), Object.fromEntries(expected));
       assert.equal(requests.filter((r) => r.method === 'HEAD').length, expected.size, describeRequests(requests));
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe('a single PUT whose checksum comes as an aws-chunked trailer (the SDKs default for streamed bodies)', () => {
+  test('in a declared bucket it is stored with no tail record, so a cold listing shows its exact size', async () => {
+    const n = 3 * C + 5;
+    const body = randomBytes(n);
+    const put = (Bucket: string) =>
+      fast.s3.send(new PutObjectCommand({ Bucket, Key: 'trailer/one', Body: Readable.from([body]), ContentLength: n, ChecksumAlgorithm: 'CRC32', ...sse(key) }));
+    await put(other);
+    await put(declared);
+    // Elsewhere the trailer's checksum is kept in an 80-byte record after the chunks (so the client did send one).
+    assert.equal(fast.double.objects.get(other, 'trailer/one')!.body.length, encryptedSize(n, C) + TAIL_SIZE);
+    assert.equal(fast.double.objects.get(declared, 'trailer/one')!.body.length, encryptedSize(n, C));
+    const { proxy, s3 } = await anotherProxy(fast.double, { SSEC_PROXY_ENCRYPTED_ONLY_BUCKETS: '["enc-only"]' });
+    try {
+      let sizes = new Map<string, number>();
+      const requests = await upstreamOf(fast.double, async () => {
+        const out = await s3.send(new ListObjectsV2Command({ Bucket: declared, Prefix: 'trailer/' }));
+        sizes = new Map((out.Contents ?? []).map((o) => [o.Key!, o.Size!]));
+      });
+      assert.deepEqual(requests.map((r) => r.op), ['ListObjectsV2'], describeRequests(requests));
+      assert.equal(sizes.get('trailer/one'), n);
+      const got = await s3.send(new GetObjectCommand({ Bucket: declared, Key: 'trailer/one', ...sse(key) }));
+      assert.ok((await bodyBytes(got.Body)).equals(body));
     } finally {
       await proxy.close();
     }
