@@ -2,13 +2,14 @@
  * SSE-S3 and SSE-KMS through the proxy over Ceph RGW with real clients and no key of their own: aws-cli's
  * `s3 cp --sse AES256` and `--sse aws:kms --sse-kms-key-id` (multipart at its 8 MiB threshold), and boto3's
  * put_object / get_object. What RGW stores is ciphertext (read directly, past the proxy); RGW, which has no KMS,
- * would refuse the SSE headers were they forwarded.
+ * would refuse the SSE headers were they forwarded. `aws s3 sync` (aws-cli 2.9 and 1.45) into a bucket whose policy
+ * is SSE-S3 and which is declared encrypted-only, again through a replica that has seen nothing.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CreateBucketCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
@@ -22,6 +23,12 @@ let t: TestProxy;
 let dir: string;
 const bucket = `ssekms-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 const defaultBucket = `${bucket}-d`;
+/** SSE-S3 by the bucket's policy, and declared encrypted-only (listings take sizes from stored sizes). */
+const syncBucket = `${bucket}-s3`;
+const PYENV = process.env.PYENV_ROOT ?? join(homedir(), '.pyenv');
+/** The machine image's aws-cli 1.45: current botocore, whose uploads send CRC32 checksums as aws-chunked trailers. */
+const AWS_NEW = join(PYENV, 'shims', 'aws');
+let proxyEnv: Record<string, string>;
 const marker = randomBytes(32);
 let data: Buffer;
 
@@ -33,8 +40,9 @@ function run(cmd: string, args: string[], input?: string): Promise<string> {
       {
         cwd: dir,
         env: {
-          PATH: '/usr/bin:/bin',
+          PATH: `${join(PYENV, 'shims')}:/usr/bin:/bin`,
           HOME: dir,
+          PYENV_ROOT: PYENV,
           AWS_ACCESS_KEY_ID: up.accessKeyId,
           AWS_SECRET_ACCESS_KEY: up.secretAccessKey,
           AWS_DEFAULT_REGION: up.region,
@@ -63,11 +71,13 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'ssec-kms-it-'));
   const keys = join(dir, 'kms-keys.json');
   writeFileSync(keys, JSON.stringify({ 'site-key': randomBytes(32).toString('base64'), 'team-key': randomBytes(32).toString('base64') }));
-  t = await startTestProxy(up, {
+  proxyEnv = {
     SSEC_PROXY_KMS_LOCAL_KEYS: keys,
-    SSEC_PROXY_BUCKET_ENCRYPTION: JSON.stringify({ [defaultBucket]: 'sse-kms:team-key' }),
-  });
-  for (const b of [bucket, defaultBucket]) await t.client().send(new CreateBucketCommand({ Bucket: b }));
+    SSEC_PROXY_BUCKET_ENCRYPTION: JSON.stringify({ [defaultBucket]: 'sse-kms:team-key', [syncBucket]: 'sse-s3' }),
+    SSEC_PROXY_ENCRYPTED_ONLY_BUCKETS: JSON.stringify([syncBucket]),
+  };
+  t = await startTestProxy(up, proxyEnv);
+  for (const b of [bucket, defaultBucket, syncBucket]) await t.client().send(new CreateBucketCommand({ Bucket: b }));
   data = randomBytes(20 * MiB + 5);
   marker.copy(data, 8 * MiB + 3);
   writeFileSync(join(dir, 'up.bin'), data);
@@ -123,4 +133,45 @@ print(json.dumps({'put': [put['ServerSideEncryption'], put.get('SSEKMSKeyId')], 
     assert.deepEqual(out, { put: ['aws:kms', 'site-key'], get: ['aws:kms', 'site-key'], same: true, range: true });
     assert.ok((await atRest(bucket, 'boto.bin')).length > 100000);
   });
+});
+
+describe('a bucket whose policy is SSE-S3, declared encrypted-only: aws s3 sync with no option at all', () => {
+  for (const [label, aws] of [
+    ['aws-cli 2.9 (Debian)', AWS],
+    ['aws-cli 1.45 (aws-chunked trailers)', AWS_NEW],
+  ] as const) {
+    test(`${label}: stored encrypted; a second sync through a replica that has seen nothing uploads nothing; sync back`, async () => {
+      const prefix = label.replace(/\W+/g, '-');
+      const src = mkdtempSync(join(dir, 'tree-'));
+      mkdirSync(join(src, 'sub'));
+      const files: Record<string, Buffer> = { 'a.txt': randomBytes(10), 'b.bin': randomBytes(70_000), 'sub/c.bin': randomBytes(9 * MiB + 7), empty: Buffer.alloc(0) };
+      for (const [name, bytes] of Object.entries(files)) {
+        if (bytes.length > 100) marker.copy(bytes, 50);
+        writeFileSync(join(src, name), bytes);
+      }
+      const sync = (endpoint: string, from: string, to: string) => run(aws, ['--endpoint-url', endpoint, 's3', 'sync', from, to]);
+      const first = await sync(t.endpoint, src, `s3://${syncBucket}/${prefix}`);
+      assert.equal((first.match(/upload:/g) ?? []).length, 4, first);
+      for (const [name, bytes] of Object.entries(files)) {
+        const head = await t.client().send(new HeadObjectCommand({ Bucket: syncBucket, Key: `${prefix}/${name}` }));
+        assert.equal(head.ServerSideEncryption, 'AES256', name);
+        assert.equal(head.ContentLength, bytes.length, name);
+        const stored = await atRest(syncBucket, `${prefix}/${name}`);
+        assert.ok(stored.length > bytes.length, name);
+        assert.equal(stored.indexOf(marker), -1, `${name}: RGW holds ciphertext`);
+      }
+      // A replica that has never seen these objects lists them with no HEAD: the sizes must be exact, or sync
+      // would upload again every object it thinks changed.
+      const fresh = await startTestProxy(up, proxyEnv);
+      try {
+        const second = await sync(fresh.endpoint, src, `s3://${syncBucket}/${prefix}`);
+        assert.equal((second.match(/upload:/g) ?? []).length, 0, second);
+        const down = mkdtempSync(join(dir, 'down-'));
+        await sync(fresh.endpoint, `s3://${syncBucket}/${prefix}`, down);
+        for (const [name, bytes] of Object.entries(files)) assert.equal(sha(readFileSync(join(down, name))), sha(bytes), name);
+      } finally {
+        await fresh.close();
+      }
+    });
+  }
 });
