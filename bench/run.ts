@@ -32,6 +32,11 @@ const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const SIZE = Number(process.env.BENCH_SIZE_MIB ?? (QUICK ? 64 : 1024)) * MiB;
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 2);
+/**
+ * Rounds of the large-object cases, interleaved (every case once per round), reported as medians: on shared cores
+ * one transfer can be ±40 % off the next, the same code path included; a median of interleaved rounds is not.
+ */
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 3));
 const SMALL_SIZE = 4096;
 const SMALL_CONCURRENCY = 32;
 const SMALL_REQUESTS = QUICK ? 1600 : 12_800; // PUT + GET pairs count two each
@@ -257,8 +262,16 @@ function target(text: string, value: number | undefined, limit: number, cmp: '>=
   targets.push({ text, value: value === undefined || !Number.isFinite(value) ? 'not measured' : fmt(value), met: ok });
 }
 
-/** PUT then GET of one SIZE object; throughput and, when a process is given, its CPU per GiB. */
-async function putGet(t: Target, label: string, group: string, pid?: number, extra: Partial<Row> = {}, getTarget: Target = t) {
+/** One PUT then GET of one SIZE object: seconds each and, when a process is given, its CPU seconds and peak RSS. */
+interface PutGetRun {
+  putS: number;
+  getS: number;
+  cpuPut?: number;
+  cpuGet?: number;
+  rss?: number;
+}
+
+async function measurePutGet(t: Target, label: string, pid?: number, getTarget: Target = t): Promise<PutGetRun> {
   const path = `/${bucket}/${label.replace(/[^a-z0-9]+/gi, '-')}.bin`;
   progress(`${label}: PUT ${SIZE / MiB} MiB`);
   const c0 = pid ? treeStat(pid).cpuSeconds : 0;
@@ -271,13 +284,63 @@ async function putGet(t: Target, label: string, group: string, pid?: number, ext
   const rss = sampler?.stop();
   await del(path);
   collectGarbage();
+  return { putS, getS, ...(pid ? { cpuPut: c1 - c0, cpuGet: c2 - c1, rss } : {}) };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** The PUT and GET rows of a case: medians of its rounds, the spread of throughput in the note. */
+function putGetRows(label: string, group: string, runs: PutGetRun[], extra: Partial<Row> = {}): { put: Row; get: Row } {
   const gib = SIZE / GiB;
-  const r = {
-    put: { group, label: `${label} PUT`, mibs: SIZE / MiB / putS, ...(pid ? { cpuPerGiB: (c1 - c0) / gib, rssMiB: rss } : {}), ...extra },
-    get: { group, label: `${label} GET`, mibs: SIZE / MiB / getS, ...(pid ? { cpuPerGiB: (c2 - c1) / gib, rssMiB: rss } : {}), ...extra },
+  const row = (d: 'put' | 'get'): Row => {
+    const mibs = runs.map((r) => SIZE / MiB / (d === 'put' ? r.putS : r.getS));
+    const cpu = runs.map((r) => (d === 'put' ? r.cpuPut : r.cpuGet)).filter((c): c is number => c !== undefined);
+    const rss = runs.map((r) => r.rss).filter((c): c is number => c !== undefined);
+    const spread = runs.length > 1 ? `median of ${runs.length} (${Math.min(...mibs).toFixed(0)}–${Math.max(...mibs).toFixed(0)} MiB/s)` : '';
+    const note = [extra.note, spread].filter(Boolean).join('; ');
+    return {
+      group,
+      label: `${label} ${d.toUpperCase()}`,
+      mibs: median(mibs),
+      ...(cpu.length ? { cpuPerGiB: median(cpu) / gib } : {}),
+      ...(rss.length ? { rssMiB: Math.max(...rss) } : {}),
+      ...extra,
+      ...(note ? { note } : {}),
+    };
   };
+  const r = { put: row('put'), get: row('get') };
   rows.push(r.put, r.get);
   return r;
+}
+
+/**
+ * Cases measured in ROUNDS interleaved rounds (every case once per round, in order), then reported as medians in
+ * the order given. A case that fails (RGW without native SSE-C) is reported and dropped.
+ */
+async function interleaved(
+  cases: Array<{ key: string; label: string; group: string; t: Target; pid?: number; getTarget?: Target; extra?: Partial<Row> }>,
+): Promise<Record<string, { put: Row; get: Row } | undefined>> {
+  const runs = new Map<string, PutGetRun[]>(cases.map((c) => [c.key, []]));
+  const failed = new Set<string>();
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const c of cases) {
+      if (failed.has(c.key)) continue;
+      if (ROUNDS > 1) progress(`round ${round}/${ROUNDS}`);
+      try {
+        runs.get(c.key)!.push(await measurePutGet(c.t, c.label, c.pid, c.getTarget));
+      } catch (e) {
+        failed.add(c.key);
+        progress(`${c.label} failed: ${(e as Error).message.slice(0, 200)}`);
+      }
+    }
+  }
+  const out: Record<string, { put: Row; get: Row } | undefined> = {};
+  for (const c of cases) out[c.key] = failed.has(c.key) ? undefined : putGetRows(c.label, c.group, runs.get(c.key)!, c.extra);
+  return out;
 }
 
 // ---------- (a) the floor ----------
@@ -334,7 +397,6 @@ async function floor(cert: { certPem: string; keyPem: string; caPem: string }, d
     mibs: SIZE / MiB / seconds,
     cpuPerGiB: cpu / (SIZE / GiB),
   };
-  rows.push(row);
   return row;
 }
 
@@ -459,37 +521,22 @@ async function main() {
   await mk.body.dump();
   if (mk.statusCode !== 200) throw new Error(`create bucket: ${mk.statusCode}`);
 
-  // (a) floors
+  // (a) floors: in-process relays, medians of ROUNDS
   const floors: Record<string, Row> = {};
   for (const crypto of ['aes', 'plain'] as const)
     for (const d of ['put', 'get'] as const) {
-      progress(`floor ${crypto} ${d}`);
-      floors[`${crypto}-${d}`] = await floor(cert, d, crypto);
+      const runs: Row[] = [];
+      for (let round = 1; round <= ROUNDS; round++) {
+        progress(`floor ${crypto} ${d}${ROUNDS > 1 ? ` (${round}/${ROUNDS})` : ''}`);
+        runs.push(await floor(cert, d, crypto));
+      }
+      const row: Row = { ...runs[0]!, mibs: median(runs.map((r) => r.mibs!)), cpuPerGiB: median(runs.map((r) => r.cpuPerGiB!)) };
+      if (runs.length > 1) row.note = `median of ${runs.length} (${Math.min(...runs.map((r) => r.cpuPerGiB!)).toFixed(2)}–${Math.max(...runs.map((r) => r.cpuPerGiB!)).toFixed(2)} s/GiB)`;
+      rows.push(row);
+      floors[`${crypto}-${d}`] = row;
     }
 
-  // (b) direct, HTTP and HTTPS; (g) RGW's own SSE-C over HTTP
-  const dHttp = await putGet(direct, 'direct HTTP', 'direct');
-  const directTls: Target | undefined = tlsEndpoint ? { name: 'direct HTTPS', origin: tlsEndpoint, agent: new Agent({ connections: 64, connect: { ca: tlsCa, timeout: 60_000 } }), headers: {} } : undefined;
-  const dHttps = directTls ? await putGet(directTls, 'direct HTTPS', 'direct') : undefined;
-  if (!directTls) progress('no RGW_TLS_ENDPOINT: direct HTTPS not measured');
-  let native: Awaited<ReturnType<typeof putGet>> | undefined;
-  try {
-    native = await putGet({ ...direct, name: 'RGW SSE-C', headers: ssec }, 'RGW native SSE-C (HTTP)', 'direct');
-  } catch (e) {
-    progress(`RGW native SSE-C failed (rgw_crypt_require_ssl? start the RGW with RGW_SSEC_NO_TLS=1): ${(e as Error).message.slice(0, 200)}`);
-  }
-
-  // RGW's SSE-C over its own TLS port as well: the proxy's client leg is HTTPS, so this is like with like.
-  let nativeTls: Awaited<ReturnType<typeof putGet>> | undefined;
-  if (directTls) {
-    try {
-      nativeTls = await putGet({ ...directTls, name: 'RGW SSE-C HTTPS', headers: ssec }, 'RGW native SSE-C (HTTPS)', 'direct');
-    } catch (e) {
-      progress(`RGW native SSE-C over HTTPS failed: ${(e as Error).message.slice(0, 200)}`);
-    }
-  }
-
-  // (c) the proxy with 1 and N workers
+  // (c) the proxy with 1 and N workers, started first so that every large case runs in the same rounds
   const proxies: Array<{ workers: number; p: Proxy; t: Target }> = [];
   for (const workers of [1, WORKERS]) {
     const p = await startProxy(dir, workers);
@@ -505,11 +552,37 @@ async function main() {
   }
   await del(`/${bucket}/warmup`);
   const note = (p: Proxy) => ({ note: p.workers });
-  const ssec1 = await putGet(one.t, 'proxy SSE-C 1 worker', 'proxy', one.p.child.pid!, note(one.p));
-  // SSE-S3 (issue 14), right after SSE-C in the same process: the same path with the data key from the local KMS; a GET names no key.
-  const sses3 = await putGet({ ...one.t, headers: { 'x-amz-server-side-encryption': 'AES256' } }, 'proxy SSE-S3 1 worker', 'proxy', one.p.child.pid!, note(one.p), { ...one.t, headers: {} });
-  const pass1 = await putGet({ ...one.t, headers: {} }, 'proxy pass-through 1 worker', 'proxy', one.p.child.pid!, note(one.p));
-  await putGet(many.t, `proxy SSE-C ${WORKERS} workers`, 'proxy', many.p.child.pid!, note(many.p));
+
+  // (b) direct, HTTP and HTTPS; (g) RGW's own SSE-C over HTTP and over its TLS port (the proxy's client leg is
+  // HTTPS: like with like); the proxy's cases. SSE-S3 (issue 14) beside SSE-C: the same path with the data key
+  // from the local KMS; a GET names no key.
+  const directTls: Target | undefined = tlsEndpoint ? { name: 'direct HTTPS', origin: tlsEndpoint, agent: new Agent({ connections: 64, connect: { ca: tlsCa, timeout: 60_000 } }), headers: {} } : undefined;
+  if (!directTls) progress('no RGW_TLS_ENDPOINT: direct HTTPS not measured');
+  const large = await interleaved([
+    { key: 'dHttp', label: 'direct HTTP', group: 'direct', t: direct },
+    ...(directTls ? [{ key: 'dHttps', label: 'direct HTTPS', group: 'direct', t: directTls }] : []),
+    { key: 'native', label: 'RGW native SSE-C (HTTP)', group: 'direct', t: { ...direct, name: 'RGW SSE-C', headers: ssec } },
+    ...(directTls ? [{ key: 'nativeTls', label: 'RGW native SSE-C (HTTPS)', group: 'direct', t: { ...directTls, name: 'RGW SSE-C HTTPS', headers: ssec } }] : []),
+    { key: 'ssec1', label: 'proxy SSE-C 1 worker', group: 'proxy', t: one.t, pid: one.p.child.pid!, extra: note(one.p) },
+    {
+      key: 'sses3',
+      label: 'proxy SSE-S3 1 worker',
+      group: 'proxy',
+      t: { ...one.t, headers: { 'x-amz-server-side-encryption': 'AES256' } },
+      pid: one.p.child.pid!,
+      getTarget: { ...one.t, headers: {} },
+      extra: note(one.p),
+    },
+    { key: 'pass1', label: 'proxy pass-through 1 worker', group: 'proxy', t: { ...one.t, headers: {} }, pid: one.p.child.pid!, extra: note(one.p) },
+    { key: 'ssecN', label: `proxy SSE-C ${WORKERS} workers`, group: 'proxy', t: many.t, pid: many.p.child.pid!, extra: note(many.p) },
+  ]);
+  const dHttp = large.dHttp!;
+  const dHttps = large.dHttps;
+  const native = large.native;
+  const nativeTls = large.nativeTls;
+  const ssec1 = large.ssec1!;
+  const sses3 = large.sses3!;
+  const pass1 = large.pass1!;
 
   // multipart, 64 MiB parts (16 MiB in --quick), four at a time: direct HTTPS (or HTTP) against the proxy
   const part = QUICK ? 16 * MiB : 64 * MiB;
