@@ -9,6 +9,7 @@ import type { VerifiedRequest } from './sigv4/verify.ts';
 import type { BucketRequest, ObjectRequest, S3Request } from './s3/operation.ts';
 import type { Upstream, UpstreamIdentity, UpstreamResponse } from './upstream.ts';
 import { dump, owned, readText, type OwnedResponse, type UpstreamRequest } from './upstream.ts';
+import { etagAsGiven } from './s3/etag.ts';
 import { clientResponseHeaders } from './s3/headers.ts';
 import { parseS3Error, replaceElements } from './s3/xml.ts';
 
@@ -92,6 +93,7 @@ const NO_SUCH_UPLOAD =
  */
 export async function relayUpstreamError(ctx: RequestContext, up: UpstreamResponse): Promise<void> {
   const headers = clientResponseHeaders(up.headers, { encrypted: true });
+  if (up.statusCode === 304 && typeof headers['etag'] === 'string') headers['etag'] = etagAsGiven(ctx.req.headers, headers['etag']);
   let body = ctx.req.method === 'HEAD' || up.statusCode === 304 ? '' : await readText(up);
   const code = parseS3Error(body).code;
   if (code !== undefined) ctx.stats.code = code;

@@ -209,7 +209,9 @@ function isoDate(header: string | string[] | undefined): string {
 
 export async function copyObject(ctx: ObjectContext): Promise<void> {
   const sseAny = hasSsecHeaders(ctx.req.headers) || hasSsecHeaders(ctx.req.headers, COPY_SSEC_PREFIX) || encryptsDestination(ctx);
-  const src = await headSource(ctx, sseAny);
+  // The source's conditions are checked here for every copy: one that is passed through is checked again by the
+  // store, and one the proxy does (an encrypted source) has no other check.
+  const src = await headSource(ctx, true);
   if (src.envelope === undefined && !sseAny) {
     // plain → plain: the upstream copies it (conditionals, directives and all).
     return ctx.passthrough(ctx);

@@ -204,6 +204,8 @@ export async function completeMultipartUpload(ctx: ObjectContext): Promise<void>
       xml = xml.includes('</ETag>') ? xml.replace('</ETag>', `</ETag>${sum}`) : xml.replace('</Key>', `</Key>${sum}`);
     }
   }
+  // An encrypted object's ETag as clients see it (s3/etag.ts): a store whose multipart ETags lack `-N` answers 32 hex.
+  if (customerKey) xml = replaceElements(xml, 'ETag', encryptedEtag);
   return sendXml(ctx, 200, xml, headers);
 }
 

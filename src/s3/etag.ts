@@ -49,12 +49,32 @@ export function storeEtag(clientEtag: string): string {
 /** The request headers that carry entity tags a client was given. */
 export const ENTITY_TAG_HEADERS = ['if-match', 'if-none-match', 'x-amz-copy-source-if-match', 'x-amz-copy-source-if-none-match'] as const;
 
+/** Per request: the objects' MD5s (hex) a client named in the encrypted form, for a 304 to answer in kind. */
+const givenEncrypted = new WeakMap<IncomingHttpHeaders, Set<string>>();
+
 /** Rewrites the entity tags of a request's conditions (after its signature was checked) to the store's form. */
 export function toStoreEntityTags(headers: IncomingHttpHeaders): void {
   for (const name of ENTITY_TAG_HEADERS) {
     const value = headers[name];
-    if (typeof value === 'string') headers[name] = storeEntityTags(value);
+    if (typeof value !== 'string' || !value.includes(ENCRYPTED_ETAG_SUFFIX)) continue;
+    for (const tag of value.split(',')) {
+      const m = MARKED.exec(tag);
+      if (!m) continue;
+      const set = givenEncrypted.get(headers) ?? new Set<string>();
+      set.add(m[2]!.toLowerCase());
+      givenEncrypted.set(headers, set);
+    }
+    headers[name] = storeEntityTags(value);
   }
+}
+
+/**
+ * The ETag to answer a 304 with. The store's 304 carries its ETag but no metadata, so whether the object is
+ * encrypted is not in the answer: it is in the request, whose condition named this ETag in the encrypted form.
+ */
+export function etagAsGiven(headers: IncomingHttpHeaders, storeEtag: string): string {
+  const hex = MD5_SHAPED.exec(storeEtag)?.[2]?.toLowerCase();
+  return hex !== undefined && givenEncrypted.get(headers)?.has(hex) ? encryptedEtag(storeEtag) : storeEtag;
 }
 
 /** An `If-Match`-style value (`*`, or a comma-separated list of entity tags) with every tag in the store's form. */

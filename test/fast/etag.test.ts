@@ -23,7 +23,7 @@ import {
   UploadPartCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { bodyBytes, copySourceSse, newKey, sse } from '../support/proxy.ts';
+import { bodyBytes, copySourceSse, newKey, rawRequest, sse, ssecHeaders } from '../support/proxy.ts';
 import { anotherProxy, rejectsWith, startFast, type Fast } from './harness.ts';
 
 const bucket = 'etags';
@@ -91,6 +91,13 @@ for (const [mode, write, read] of [
       });
       const stale = `"${md5(Buffer.from('other'))}-0"`;
       await rejectsWith(s3.send(new GetObjectCommand({ Bucket: bucket, Key, IfMatch: stale, ...read })), 'PreconditionFailed', 412);
+      // A 304 names the object as the client knows it (the store's 304 carries no metadata to tell).
+      for (const method of ['HEAD', 'GET']) {
+        const headers = { 'if-none-match': etag, ...(mode === 'SSE-C' ? ssecHeaders(key) : {}) };
+        const r = await rawRequest(fast.proxy, fast.double, { method, path: `/${bucket}/${Key}`, headers });
+        assert.equal(r.status, 304, method);
+        assert.equal(r.headers['etag'], etag, method);
+      }
     });
 
     test('a copy answers an encrypted ETag, and its source condition takes the ETag as given', async () => {
@@ -130,6 +137,20 @@ test('a plain object keeps the store ETag, the MD5 of its content, everywhere', 
   assert.equal(put.ETag, `"${md5(body)}"`);
   assert.equal((await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'plain' }))).ETag, put.ETag);
   assert.equal(await listedEtag(s3, 'plain'), put.ETag);
+  const r = await rawRequest(fast.proxy, fast.double, { method: 'HEAD', path: `/${bucket}/plain`, headers: { 'if-none-match': put.ETag! } });
+  assert.equal(r.status, 304);
+  assert.equal(r.headers['etag'], put.ETag);
+});
+
+test('an SSE-S3 source copied to a plain object: its source conditions hold', async () => {
+  const etag = (await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'cond-src', Body: body, ServerSideEncryption: 'AES256' }))).ETag!;
+  const copy = (c: Record<string, string>) => s3.send(new CopyObjectCommand({ Bucket: bucket, Key: 'cond-dst', CopySource: `${bucket}/cond-src`, ...c }));
+  await rejectsWith(copy({ CopySourceIfNoneMatch: etag }), 'PreconditionFailed', 412);
+  await rejectsWith(copy({ CopySourceIfMatch: `"${md5(Buffer.from('other'))}-0"` }), 'PreconditionFailed', 412);
+  await copy({ CopySourceIfMatch: etag });
+  const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'cond-dst' }));
+  assert.equal(got.ServerSideEncryption, undefined);
+  assert.ok((await bodyBytes(got.Body)).equals(body));
 });
 
 test('multipart: part ETags are not MD5s (ListParts says the same), Complete takes them, the object ETag is -N', async () => {
