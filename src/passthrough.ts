@@ -40,6 +40,22 @@ function errorCodeOf(stats: RequestContext['stats']): Transform {
   });
 }
 
+/**
+ * The store's answer body to the client, as `pipeline` would (a failure on either side destroys the other)
+ * without its AbortController per call, whose abort at the end builds a DOMException with a stack trace for
+ * every answer.
+ */
+function relay(from: http.IncomingMessage, to: http.ServerResponse): void {
+  from.once('error', () => to.destroy());
+  from.once('close', () => {
+    if (!from.readableEnded) to.destroy();
+  });
+  to.once('close', () => {
+    if (!from.readableEnded) from.destroy();
+  });
+  from.pipe(to);
+}
+
 export function createPassthrough(upstream: Upstream) {
   const agent =
     upstream.url.protocol === 'https:'
@@ -81,7 +97,7 @@ export function createPassthrough(upstream: Upstream) {
     const counted = stats.get(req);
     // An upstream failure mid-body can only be signalled by cutting the client's connection.
     if ((proxyRes.statusCode ?? 0) >= 400 && counted) pipeline(proxyRes, errorCodeOf(counted), res).catch(() => res.destroy());
-    else pipeline(proxyRes, res).catch(() => res.destroy());
+    else relay(proxyRes, res);
   });
 
   /**

@@ -9,7 +9,7 @@
  * - cold ranged GET, part read, HEAD: a HEAD first (envelope, size, ETag), then exactly the chunks needed,
  *   pinned to the ETag the HEAD saw. No request's body is ever thrown away.
  */
-import { PassThrough, pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
+import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
 import { decryptStages, planRange, planWhole, type ObjectLayout, type RangePlan } from '../format/parts.ts';
 import { S3Error } from '../s3/errors.ts';
 import { objectPath } from '../s3/operation.ts';
@@ -17,6 +17,7 @@ import { resolveRange, type RangeSpec, type ResolvedRange } from '../s3/range.ts
 import type { CustomerKey } from '../sse-c/customer-key.ts';
 import type { OwnedResponse } from '../upstream.ts';
 import { upstreamRequest, type RequestContext } from '../context.ts';
+import { chain } from './chain.ts';
 import { layoutOfInfo } from './info-cache.ts';
 import { readKeyOf } from './keys.ts';
 import { layoutOf } from './layout.ts';
@@ -198,8 +199,8 @@ function warmRange(ctx: RequestContext, o: ReadOptions): { range: string; etag: 
 
 /** The upstream body through `stages`, counted; any failure destroys the result (the client sees a cut). */
 export function decrypting(ctx: RequestContext, up: OwnedResponse, stages: Transform[]): Readable {
-  const out = (pipeline as (...s: unknown[]) => Readable)(up.body, ...(stages.length ? stages : [new PassThrough()]), () => {});
-  // Counted by a listener added in the same tick as the pipeline (no chunk flows before both are in place),
+  const out = chain<Transform>(up.body, stages.length ? stages : [new PassThrough()], () => {});
+  // Counted by a listener added in the same tick as the chain (no chunk flows before both are in place),
   // not by one more stage on the hot path.
   up.body.on('data', (c: Buffer) => (ctx.stats.upstreamBytesIn += c.length));
   return out;
