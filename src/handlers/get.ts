@@ -3,7 +3,7 @@
  * common case) and answered with plaintext Content-Length/Content-Range; unencrypted objects stream through
  * untouched. What is S3's here: which part or range, checksum mode, and the answer's headers.
  */
-import { pipeline } from 'node:stream/promises';
+import { finished } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
 import { clientResponseHeaders, ENVELOPE_META } from '../s3/headers.ts';
@@ -13,6 +13,7 @@ import { contentRange, parseRange, resolveRange, type ResolvedRange } from '../s
 import { multipartChecksumOf } from '../sse-c/sealed-checksum.ts';
 import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { ClientGone, relayUpstreamError, upstreamRequest, type ObjectContext } from '../context.ts';
+import { chain } from '../objects/chain.ts';
 import { storedChecksum } from '../objects/checksum.ts';
 import { isManaged } from '../objects/keys.ts';
 import { openRead } from '../objects/read.ts';
@@ -103,6 +104,15 @@ export async function getObject(ctx: ObjectContext): Promise<void> {
   }
   const body = await read.body(selected);
   if ('relay' in body) return relayUpstreamError(ctx, body.relay);
+  const length = Number(headers['content-length']);
+  if (length <= WHOLE_ANSWER) {
+    // A small answer is verified whole, then sent with its status line in one write: any failure is S3's
+    // error answer, and no stream chain is set up for a few kilobytes.
+    const whole = await readWhole(body.stream, length);
+    ctx.res.writeHead(status, answerHeaders(ctx, key, body.headers, headers));
+    ctx.stats.bytesOut += whole.length;
+    return sendWhole(ctx, whole);
+  }
   // The status line waits for the first verified plaintext: an object that fails its check at once (a
   // tampered first chunk) is S3's error answer, not a connection cut before any status.
   const first = await firstPiece(body.stream);
@@ -112,6 +122,37 @@ export async function getObject(ctx: ObjectContext): Promise<void> {
     ctx.res.write(first);
   }
   await send(ctx, body.stream);
+}
+
+/** Answers up to this size (one chunk at the default chunk size) are sent in one piece. */
+const WHOLE_ANSWER = 64 * 1024;
+
+/** All of a body of `length` bytes; rejects with its error, or if it is not `length` bytes. */
+function readWhole(stream: Readable, length: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const pieces: Buffer[] = [];
+    let n = 0;
+    stream.on('data', (c: Buffer) => {
+      pieces.push(c);
+      n += c.length;
+    });
+    stream.once('end', () => {
+      if (n !== length) reject(new Error(`the body is ${n} bytes, not the ${length} announced`));
+      else resolve(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, n));
+    });
+    stream.once('error', reject);
+    stream.once('close', () => reject(new Error('the body closed before its end')));
+  });
+}
+
+/** The whole body, with the headers already given; settles when it is written (or the client left). */
+async function sendWhole(ctx: ObjectContext, whole: Buffer): Promise<void> {
+  ctx.res.end(whole);
+  try {
+    await finished(ctx.res);
+  } catch (e) {
+    throw new ClientGone('the client closed the connection during the answer', { cause: e });
+  }
 }
 
 /** The stream's first piece (null if it ends empty); rejects with its error. Leaves the rest unread. */
@@ -157,9 +198,9 @@ function answerHeaders(ctx: ObjectContext, key: CustomerKey, upstream: StoredHea
 async function send(ctx: ObjectContext, body: Readable): Promise<void> {
   body.on('data', (c: Buffer) => (ctx.stats.bytesOut += c.length));
   try {
-    await pipeline(body, ctx.res);
+    await new Promise<void>((resolve, reject) => chain(body, [ctx.res], (e) => (e ? reject(e) : resolve())));
   } catch (e) {
-    // The response closed under the pipeline (and no stage failed first): the client left.
+    // The response closed under the chain (and no stage failed first): the client left.
     const left = (e as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE' && ctx.res.destroyed && !body.errored;
     ctx.res.destroy();
     throw left ? new ClientGone('the client closed the connection during the answer', { cause: e }) : e;
@@ -196,11 +237,18 @@ async function readUnencrypted(ctx: ObjectContext, isHead: boolean): Promise<voi
     headers['content-range'] = contentRange({ start: 0, end: size - 1 }, size);
     status = 206;
   }
+  up.body.on('data', (c: Buffer) => (ctx.stats.upstreamBytesIn += c.length));
+  const length = Number(up.headers['content-length']);
+  if (!isHead && length <= WHOLE_ANSWER) {
+    const whole = await readWhole(up.body, length);
+    ctx.res.writeHead(status, headers);
+    ctx.stats.bytesOut += whole.length;
+    return sendWhole(ctx, whole);
+  }
   ctx.res.writeHead(status, headers);
   if (isHead) {
     ctx.res.end();
     return;
   }
-  up.body.on('data', (c: Buffer) => (ctx.stats.upstreamBytesIn += c.length));
   await send(ctx, up.body);
 }

@@ -6,7 +6,7 @@
  * version stays.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { encryptedSize } from '../format/layout.ts';
 import { createEncryptStream } from '../format/stream.ts';
 import { sealTail, TAIL_SIZE } from '../format/tail.ts';
@@ -17,6 +17,7 @@ import { wipe } from '../sse-c/data-key.ts';
 import type { UpstreamIdentity } from '../upstream.ts';
 import { plainBody } from '../sigv4/body.ts';
 import { objectPath } from '../s3/operation.ts';
+import { chain } from './chain.ts';
 import { acceptBody, ClientGone, isClientAbort, upstreamRequest, type ObjectContext, type RequestContext } from '../context.ts';
 import type { OwnedResponse } from '../upstream.ts';
 
@@ -172,6 +173,27 @@ export function uploadSlot(ctx: RequestContext): Disposable {
   };
 }
 
+/** Uploads whose stored size is at most this are read whole before they are sent (see streamUpload). */
+const WHOLE_BODY = 64 * 1024;
+
+/** The `length` bytes a stream gives, once it has ended cleanly; rejects with its failure (or a wrong length). */
+function readWhole(stream: Readable, length: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const pieces: Buffer[] = [];
+    let n = 0;
+    stream.on('data', (c: Buffer) => {
+      pieces.push(c);
+      n += c.length;
+    });
+    stream.once('end', () => {
+      if (n !== length) reject(new Error(`the sealed body is ${n} bytes, not ${length}`));
+      else resolve(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, n));
+    });
+    stream.once('error', reject);
+    stream.once('close', () => reject(new Error('the body closed before its end')));
+  });
+}
+
 export interface UploadTarget {
   readonly path: string;
   readonly query: ReadonlyArray<readonly [string, string]>;
@@ -197,14 +219,24 @@ export async function streamUpload(
   slot?: Disposable,
 ): Promise<OwnedResponse> {
   let failure: unknown;
-  const body = stages.length
-    ? (pipeline as (...s: unknown[]) => Readable)(source, ...stages, (e: unknown) => {
+  const body: Readable = stages.length
+    ? chain<Transform>(source, stages, (e) => {
         if (e) failure ??= e;
       })
     : source;
   source.on('error', (e) => (failure ??= e));
   const door = identity ? { ...ctx, identity } : ctx;
   using _slot = slot ?? uploadSlot(door);
+  // A small body is checked and sealed whole before the upstream request starts: it then goes out with its
+  // headers in one write instead of a streamed body's several.
+  let payload: Readable | Buffer = body;
+  if (stages.length && target.length <= WHOLE_BODY) {
+    try {
+      payload = await readWhole(body, target.length);
+    } catch (e) {
+      throw verdict(failure ?? e) ?? e;
+    }
+  }
   let up: OwnedResponse;
   try {
     up = await upstreamRequest(door, {
@@ -212,7 +244,7 @@ export async function streamUpload(
       path: target.path,
       query: target.query,
       headers: { ...target.headers, 'content-length': String(target.length) },
-      body,
+      body: payload,
     });
   } catch (e) {
     // The body's own failure (a check, the client leaving) is the cause; otherwise the store's (503).
