@@ -222,9 +222,16 @@ export function deriveSigningKey(secretAccessKey: string, shortDate: string, reg
   return hmacSha256(kService, TERMINATOR);
 }
 
-/** `yyyymmddThhmmssZ` of a Date (UTC). */
+/** `yyyymmddThhmmssZ` of a Date (UTC); the last second's string is kept (every request formats one or two). */
+let amzSecond = NaN;
+let amzString = '';
 export function formatAmzDate(d: Date): string {
-  return d.toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '');
+  const second = Math.floor(d.getTime() / 1000);
+  if (second === amzSecond) return amzString;
+  const s = d.toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '');
+  amzSecond = second;
+  amzString = s;
+  return s;
 }
 
 /** Parse `yyyymmddThhmmssZ`; undefined when malformed or not a real calendar time. */
