@@ -6,10 +6,13 @@
  * req/s and latency do.
  *
  *   . /tmp/s3-ssec-proxy-rgw/env && node --import tsx bench/small.ts [--requests 3000] [--concurrency 32]
- *       [--kinds direct,ssec,pass] [--reps 1] [--dist]
+ *       [--kinds direct,ssec,pass] [--reps 1] [--dist | --entries a/main.js,b/main.js]
  *
  * --requests counts PUTs and GETs (a pair is two). --dist runs the built proxy (`npm run build`; the bin runs
- * dist/ only when it is newer than every source). BENCH_PROXY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"
+ * dist/ only when it is newer than every source).
+ * --entries runs one proxy per built main.js, each optionally preceded by node flags ("--max-semi-space-size=8 dist/main.js"; e.g. a copy of another revision's dist/ inside this checkout, so
+ * its packages resolve) and alternates their runs: an A/B on the same machine at the same time, the only
+ * comparison this shared 2-core VM supports. BENCH_PROXY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"
  * profiles the proxy (the profile is written when it exits; summarise it with bench/profile-top.ts).
  * Progress goes to stderr; the last line on stdout is one JSON object.
  */
@@ -34,6 +37,7 @@ const { values: args } = parseArgs({
     reps: { type: 'string', default: '1' },
     warmup: { type: 'string', default: '400' },
     dist: { type: 'boolean', default: false },
+    entries: { type: 'string' },
   },
 });
 const REQUESTS = Number(args.requests);
@@ -51,10 +55,11 @@ function log(msg: string): void {
   process.stderr.write(`${msg}\n`);
 }
 
-function cpuOfPid(pid: number): number {
+/** CPU seconds of a process (all threads): user and system, clock ticks of 10 ms. */
+function cpuOfPid(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, clock ticks of 10 ms
+  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
 }
 
 interface Target {
@@ -120,11 +125,20 @@ async function removeBucket(t: Target): Promise<void> {
   await (await send(t, 'DELETE', `/${bucket}`)).body.dump();
 }
 
-async function startProxy(dir: string) {
+/** `[node flags…] main.js`: the flags replace the bin's default V8 flag (to compare flags on one build). */
+function entryArgs(spec: string): string[] {
+  const words = spec.split(' ').filter(Boolean);
+  const flags = words.slice(0, -1);
+  return [...(flags.some((f) => f.startsWith('--max-semi-space-size')) ? [] : ['--max-semi-space-size=2']), ...flags, words.at(-1)!];
+}
+
+/** A proxy process: the bin (--dist), a given built main.js (an A/B against another build), or src/ through tsx. */
+async function startProxy(dir: string, mainJs?: string) {
   const port = await freePort();
   const nodeArgs = (process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const entry = args.dist ? [join(ROOT, 'bin/s3-ssec-proxy.js')] : ['--import', 'tsx', join(ROOT, 'src/main.ts')];
-  const proxy = spawn(process.execPath, [...(args.dist ? [] : ['--max-semi-space-size=2']), ...nodeArgs, ...entry], {
+  // The bin adds the V8 flag itself (bin/s3-ssec-proxy.js); the other two get it here.
+  const entry = mainJs ? entryArgs(mainJs) : args.dist ? [join(ROOT, 'bin/s3-ssec-proxy.js')] : ['--max-semi-space-size=2', '--import', 'tsx', join(ROOT, 'src/main.ts')];
+  const proxy = spawn(process.execPath, [...nodeArgs, ...entry], {
     env: {
       ...process.env,
       SSEC_PROXY_LISTEN: `127.0.0.1:${port}`,
@@ -150,6 +164,20 @@ async function startProxy(dir: string) {
   return { proxy, port };
 }
 
+interface Result {
+  opsPerSec: number;
+  p50: number;
+  p99: number;
+  cpuMsPerRequest?: number;
+  userMs?: number;
+  systemMs?: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)]!;
+}
+
 async function main(): Promise<void> {
   const kinds = args.kinds.split(',');
   const direct: Target = { origin: endpoint, agent: new Agent({ connections: CONCURRENCY }), headers: {} };
@@ -158,45 +186,70 @@ async function main(): Promise<void> {
   if (made.statusCode !== 200) throw new Error(`create bucket: ${made.statusCode}`);
   const dir = mkdtempSync(join(tmpdir(), 'ssec-small-bench-'));
   const cert = await ensureDevCertificate(dir);
-  const { proxy, port } = await startProxy(dir);
-  const agent = new Agent({ connect: { ca: cert.caPem }, connections: CONCURRENCY });
+  // --entries a/main.js,b/main.js: one proxy per build, their runs alternated so both see the same machine.
+  const entries: Array<string | undefined> = args.entries ? args.entries.split(',') : [undefined];
+  const proxies: Array<Awaited<ReturnType<typeof startProxy>>> = [];
+  for (const e of entries) proxies.push(await startProxy(dir, e));
+  const agent = new Agent({ connect: { ca: cert.caPem }, connections: CONCURRENCY * proxies.length });
   const key = randomBytes(32);
   const ssec = {
     'x-amz-server-side-encryption-customer-algorithm': 'AES256',
     'x-amz-server-side-encryption-customer-key': key.toString('base64'),
     'x-amz-server-side-encryption-customer-key-md5': createHash('md5').update(key).digest('base64'),
   };
-  const targets: Record<string, Target> = {
-    direct,
-    ssec: { origin: `https://127.0.0.1:${port}`, agent, headers: ssec },
-    pass: { origin: `https://127.0.0.1:${port}`, agent, headers: {} },
-  };
-  const out: Record<string, Array<{ opsPerSec: number; p50: number; p99: number; cpuMsPerRequest?: number }>> = {};
+  const targetOf = (kind: string, i: number): Target =>
+    kind === 'direct' ? direct : { origin: `https://127.0.0.1:${proxies[i]!.port}`, agent, headers: kind === 'ssec' ? ssec : {} };
+  const name = (kind: string, i: number) => (kind === 'direct' || proxies.length === 1 ? kind : `${kind}@${i}`);
+  const out: Record<string, Result[]> = {};
   try {
     // Warm-up (JIT, connection pools on both legs), not counted.
-    await run(targets.ssec!, 'warm-ssec', Number(args.warmup));
-    await run(targets.pass!, 'warm-pass', Number(args.warmup));
+    for (let i = 0; i < proxies.length; i++) {
+      await run(targetOf('ssec', i), `warm-ssec-${i}`, Number(args.warmup));
+      await run(targetOf('pass', i), `warm-pass-${i}`, Number(args.warmup));
+    }
     await run(direct, 'warm-direct', Number(args.warmup));
     for (let r = 0; r < REPS; r++) {
       for (const kind of kinds) {
-        const c0 = cpuOfPid(proxy.pid!);
-        const res = await run(targets[kind]!, `${kind}-${r}`, REQUESTS);
-        const cpuMs = kind === 'direct' ? undefined : ((cpuOfPid(proxy.pid!) - c0) * 1000) / REQUESTS;
-        (out[kind] ??= []).push({ ...res, ...(cpuMs === undefined ? {} : { cpuMsPerRequest: cpuMs }) });
-        log(
-          `${kind}: ${res.opsPerSec.toFixed(0)} req/s, p50 ${res.p50.toFixed(1)} ms, p99 ${res.p99.toFixed(1)} ms` +
-            (cpuMs === undefined ? '' : `, proxy CPU ${cpuMs.toFixed(3)} ms/request`),
-        );
+        for (let i = 0; i < proxies.length; i++) {
+          if (kind === 'direct' && i > 0) continue;
+          const pid = proxies[i]!.proxy.pid!;
+          const c0 = cpuOfPid(pid);
+          const res = await run(targetOf(kind, i), `${name(kind, i)}-${r}`, REQUESTS);
+          const c1 = cpuOfPid(pid);
+          const perRequest = (s: number) => (s * 1000) / REQUESTS;
+          const cpu =
+            kind === 'direct'
+              ? undefined
+              : { cpuMsPerRequest: perRequest(c1.user + c1.system - c0.user - c0.system), userMs: perRequest(c1.user - c0.user), systemMs: perRequest(c1.system - c0.system) };
+          (out[name(kind, i)] ??= []).push({ ...res, ...cpu });
+          log(
+            `${name(kind, i)}: ${res.opsPerSec.toFixed(0)} req/s, p50 ${res.p50.toFixed(1)} ms, p99 ${res.p99.toFixed(1)} ms` +
+              (cpu === undefined ? '' : `, proxy CPU ${cpu.cpuMsPerRequest.toFixed(3)} ms/request (user ${cpu.userMs.toFixed(3)}, system ${cpu.systemMs.toFixed(3)})`),
+          );
+        }
       }
     }
   } finally {
-    // Waits for the exit: a --cpu-prof profile is written then.
-    const exited = new Promise((r) => proxy.once('exit', r));
-    proxy.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    // Waits for the exits: a --cpu-prof profile is written then.
+    await Promise.all(
+      proxies.map(async ({ proxy }) => {
+        const exited = new Promise((r) => proxy.once('exit', r));
+        proxy.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+      }),
+    );
     await agent.close();
   }
-  process.stdout.write(`${JSON.stringify({ requests: REQUESTS, concurrency: CONCURRENCY, ...out })}\n`);
+  const medians: Record<string, Record<string, number>> = {};
+  for (const [k, rs] of Object.entries(out)) {
+    medians[k] = {};
+    for (const f of ['opsPerSec', 'p50', 'p99', 'cpuMsPerRequest', 'userMs', 'systemMs'] as const) {
+      const xs = rs.map((x) => x[f]).filter((x): x is number => x !== undefined);
+      if (xs.length) medians[k][f] = Math.round(median(xs) * 1000) / 1000;
+    }
+    log(`median ${k}: ${JSON.stringify(medians[k])}`);
+  }
+  process.stdout.write(`${JSON.stringify({ requests: REQUESTS, concurrency: CONCURRENCY, reps: REPS, median: medians, runs: out })}\n`);
   await removeBucket(direct);
   await direct.agent.close();
 }
