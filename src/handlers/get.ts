@@ -13,7 +13,7 @@ import { contentRange, parseRange, resolveRange, type ResolvedRange } from '../s
 import { multipartChecksumOf } from '../sse-c/sealed-checksum.ts';
 import { parseCustomerKey, ssecEchoHeaders, type CustomerKey } from '../sse-c/customer-key.ts';
 import { ClientGone, relayUpstreamError, upstreamRequest, type ObjectContext } from '../context.ts';
-import { chain } from '../objects/chain.ts';
+import { chain, readWhole } from '../objects/chain.ts';
 import { storedChecksum } from '../objects/checksum.ts';
 import { isManaged } from '../objects/keys.ts';
 import { openRead } from '../objects/read.ts';
@@ -126,25 +126,6 @@ export async function getObject(ctx: ObjectContext): Promise<void> {
 
 /** Answers up to this size (one chunk at the default chunk size) are sent in one piece. */
 const WHOLE_ANSWER = 64 * 1024;
-
-/** All of a body of `length` bytes; rejects with its error, or if it is not `length` bytes. */
-function readWhole(stream: Readable, length: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const pieces: Buffer[] = [];
-    let n = 0;
-    stream.on('data', (c: Buffer) => {
-      pieces.push(c);
-      n += c.length;
-    });
-    stream.once('end', () => {
-      if (n !== length) reject(new Error(`the body is ${n} bytes, not the ${length} announced`));
-      else resolve(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, n));
-    });
-    stream.once('error', reject);
-    // An Error only when needed: its stack trace would cost every small request otherwise.
-    stream.once('close', () => stream.readableEnded || reject(new Error('the body closed before its end')));
-  });
-}
 
 /** The whole body, with the headers already given; settles when it is written (or the client left). */
 async function sendWhole(ctx: ObjectContext, whole: Buffer): Promise<void> {

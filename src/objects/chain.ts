@@ -44,3 +44,22 @@ function destroy(s: Readable | Writable, err: Error): void {
   if (s instanceof IncomingMessage && (s as { req?: unknown }).req === undefined) s.socket = null as unknown as Socket;
   s.destroy(err);
 }
+
+/** All of a stream of `length` bytes, once it has ended cleanly; rejects with its failure, or a wrong length. */
+export function readWhole(stream: Readable, length: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const pieces: Buffer[] = [];
+    let n = 0;
+    stream.on('data', (c: Buffer) => {
+      pieces.push(c);
+      n += c.length;
+    });
+    stream.once('end', () => {
+      if (n !== length) reject(new Error(`the body is ${n} bytes, not the ${length} announced`));
+      else resolve(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, n));
+    });
+    stream.once('error', reject);
+    // An Error only when needed: its stack trace would cost every small request otherwise.
+    stream.once('close', () => stream.readableEnded || reject(new Error('the body closed before its end')));
+  });
+}

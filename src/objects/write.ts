@@ -17,7 +17,7 @@ import { wipe } from '../sse-c/data-key.ts';
 import type { UpstreamIdentity } from '../upstream.ts';
 import { plainBody } from '../sigv4/body.ts';
 import { objectPath } from '../s3/operation.ts';
-import { chain } from './chain.ts';
+import { chain, readWhole } from './chain.ts';
 import { acceptBody, ClientGone, isClientAbort, upstreamRequest, type ObjectContext, type RequestContext } from '../context.ts';
 import type { OwnedResponse } from '../upstream.ts';
 
@@ -175,25 +175,6 @@ export function uploadSlot(ctx: RequestContext): Disposable {
 
 /** Uploads whose stored size is at most this are read whole before they are sent (see streamUpload). */
 const WHOLE_BODY = 64 * 1024;
-
-/** The `length` bytes a stream gives, once it has ended cleanly; rejects with its failure (or a wrong length). */
-function readWhole(stream: Readable, length: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const pieces: Buffer[] = [];
-    let n = 0;
-    stream.on('data', (c: Buffer) => {
-      pieces.push(c);
-      n += c.length;
-    });
-    stream.once('end', () => {
-      if (n !== length) reject(new Error(`the sealed body is ${n} bytes, not ${length}`));
-      else resolve(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, n));
-    });
-    stream.once('error', reject);
-    // An Error only when needed: its stack trace would cost every small request otherwise.
-    stream.once('close', () => stream.readableEnded || reject(new Error('the body closed before its end')));
-  });
-}
 
 export interface UploadTarget {
   readonly path: string;
