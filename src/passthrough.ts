@@ -53,6 +53,8 @@ function relay(from: http.IncomingMessage, to: http.ServerResponse): void {
   to.once('close', () => {
     if (!from.readableEnded) from.destroy();
   });
+  // The answer's own failure (the client gone) ends the relay above; unheard, pipe would rethrow it.
+  to.on('error', () => from.destroy());
   from.pipe(to);
 }
 

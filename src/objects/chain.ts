@@ -45,14 +45,24 @@ function destroy(s: Readable | Writable, err: Error): void {
   s.destroy(err);
 }
 
-/** All of a stream of `length` bytes, once it has ended cleanly; rejects with its failure, or a wrong length. */
+/**
+ * All of a stream of `length` bytes, once it has ended cleanly; rejects with its failure, or a wrong length. A
+ * stream that goes past `length` is destroyed at once: the bound holds on the bytes that come, not only on the
+ * length announced (a store that ignores a Range, or answers for a newer object, may send far more).
+ */
 export function readWhole(stream: Readable, length: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const pieces: Buffer[] = [];
     let n = 0;
     stream.on('data', (c: Buffer) => {
-      pieces.push(c);
       n += c.length;
+      if (n > length) {
+        const err = new Error(`the body is longer than the ${length} bytes announced`);
+        reject(err);
+        stream.destroy(err);
+        return;
+      }
+      pieces.push(c);
     });
     stream.once('end', () => {
       if (n !== length) reject(new Error(`the body is ${n} bytes, not the ${length} announced`));

@@ -3,11 +3,11 @@
  * both and must end the same way — the data delivered, the error reported once, which streams are destroyed.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline, Readable, Transform, Writable, type Duplex } from 'node:stream';
-import { chain } from '../../src/objects/chain.ts';
+import { chain, readWhole } from '../../src/objects/chain.ts';
 
 type Runner = (source: Readable, rest: Writable[], done: (err: Error | undefined) => void) => Duplex | Writable;
 
@@ -119,4 +119,27 @@ test('a request body that fails a check mid-body still gets its answer (its sock
 
 test('chain refuses a source with nothing to pipe into', () => {
   assert.throws(() => chain(source([]), [], () => {}), RangeError);
+});
+
+describe('readWhole', () => {
+  test('the bytes of a stream of the announced length, whole', async () => {
+    assert.deepEqual(await readWhole(Readable.from([Buffer.from('ab'), Buffer.from('cd')]), 4), Buffer.from('abcd'));
+  });
+
+  test('a stream that goes past the announced length is refused and destroyed at once, not read to its end', async () => {
+    let produced = 0;
+    const endless = new Readable({
+      read() {
+        produced += 16 * 1024;
+        this.push(Buffer.alloc(16 * 1024));
+      },
+    });
+    await assert.rejects(readWhole(endless, 64 * 1024), /longer than the 65536 bytes/);
+    assert.ok(endless.destroyed);
+    assert.ok(produced <= 128 * 1024, `${produced} bytes read for a 64 KiB answer`);
+  });
+
+  test('a short stream is refused', async () => {
+    await assert.rejects(readWhole(Readable.from([Buffer.from('abc')]), 4), /3 bytes, not the 4/);
+  });
 });
