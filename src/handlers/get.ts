@@ -4,6 +4,7 @@
  * untouched. What is S3's here: which part or range, checksum mode, and the answer's headers.
  */
 import { finished } from 'node:stream/promises';
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { S3Error, SSEC_MESSAGES } from '../s3/errors.ts';
 import { clientResponseHeaders, ENVELOPE_META } from '../s3/headers.ts';
@@ -108,10 +109,7 @@ export async function getObject(ctx: ObjectContext): Promise<void> {
   if (length <= WHOLE_ANSWER) {
     // A small answer is verified whole, then sent with its status line in one write: any failure is S3's
     // error answer, and no stream chain is set up for a few kilobytes.
-    const whole = await readWhole(body.stream, length);
-    ctx.res.writeHead(status, answerHeaders(ctx, key, body.headers, headers));
-    ctx.stats.bytesOut += whole.length;
-    return sendWhole(ctx, whole);
+    return sendWhole(ctx, body.stream, length, status, answerHeaders(ctx, key, body.headers, headers));
   }
   // The status line waits for the first verified plaintext: an object that fails its check at once (a
   // tampered first chunk) is S3's error answer, not a connection cut before any status.
@@ -127,8 +125,11 @@ export async function getObject(ctx: ObjectContext): Promise<void> {
 /** Answers up to this size (one chunk at the default chunk size) are sent in one piece. */
 const WHOLE_ANSWER = 64 * 1024;
 
-/** The whole body, with the headers already given; settles when it is written (or the client left). */
-async function sendWhole(ctx: ObjectContext, whole: Buffer): Promise<void> {
+/** A body of `length` bytes read whole, then sent with its status line; settles when written (or the client left). */
+async function sendWhole(ctx: ObjectContext, stream: Readable, length: number, status: number, headers: OutgoingHttpHeaders): Promise<void> {
+  const whole = await readWhole(stream, length);
+  ctx.res.writeHead(status, headers);
+  ctx.stats.bytesOut += whole.length;
   ctx.res.end(whole);
   try {
     await finished(ctx.res);
@@ -221,12 +222,7 @@ async function readUnencrypted(ctx: ObjectContext, isHead: boolean): Promise<voi
   }
   up.body.on('data', (c: Buffer) => (ctx.stats.upstreamBytesIn += c.length));
   const length = Number(up.headers['content-length']);
-  if (!isHead && length <= WHOLE_ANSWER) {
-    const whole = await readWhole(up.body, length);
-    ctx.res.writeHead(status, headers);
-    ctx.stats.bytesOut += whole.length;
-    return sendWhole(ctx, whole);
-  }
+  if (!isHead && length <= WHOLE_ANSWER) return sendWhole(ctx, up.body, length, status, headers);
   ctx.res.writeHead(status, headers);
   if (isHead) {
     ctx.res.end();

@@ -57,14 +57,11 @@ export function toStoreEntityTags(headers: IncomingHttpHeaders): void {
   for (const name of ENTITY_TAG_HEADERS) {
     const value = headers[name];
     if (typeof value !== 'string' || !value.includes(ENCRYPTED_ETAG_SUFFIX)) continue;
-    for (const tag of value.split(',')) {
-      const m = MARKED.exec(tag);
-      if (!m) continue;
+    headers[name] = rewrite(value, (hex) => {
       const set = givenEncrypted.get(headers) ?? new Set<string>();
-      set.add(m[2]!.toLowerCase());
+      set.add(hex.toLowerCase());
       givenEncrypted.set(headers, set);
-    }
-    headers[name] = storeEntityTags(value);
+    });
   }
 }
 
@@ -79,5 +76,18 @@ export function etagAsGiven(headers: IncomingHttpHeaders, storeEtag: string): st
 
 /** An `If-Match`-style value (`*`, or a comma-separated list of entity tags) with every tag in the store's form. */
 export function storeEntityTags(value: string): string {
-  return value.includes(ENCRYPTED_ETAG_SUFFIX) ? value.split(',').map(storeEtag).join(',') : value;
+  return value.includes(ENCRYPTED_ETAG_SUFFIX) ? rewrite(value) : value;
+}
+
+/** Each tag of a list in the store's form, one match per tag; `marked` hears the MD5 of each tag that had the suffix. */
+function rewrite(value: string, marked?: (hex: string) => void): string {
+  return value
+    .split(',')
+    .map((tag) => {
+      const m = MARKED.exec(tag);
+      if (!m) return tag;
+      marked?.(m[2]!);
+      return m[1]! + m[2]! + m[3]!;
+    })
+    .join(',');
 }
