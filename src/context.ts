@@ -112,10 +112,12 @@ export async function relayUpstreamError(ctx: RequestContext, up: UpstreamRespon
 }
 
 /** An S3 XML answer of the proxy's own. */
-export function sendXml(ctx: RequestContext, status: number, xml: string, extra: Record<string, string> = {}): void {
+export function sendXml(ctx: RequestContext, status: number, xml: string | Buffer, extra: Record<string, string> = {}): void {
+  const length = Buffer.byteLength(xml);
+  ctx.stats.bytesOut += length;
   ctx.res.writeHead(status, {
     'content-type': 'application/xml',
-    'content-length': String(Buffer.byteLength(xml)),
+    'content-length': String(length),
     'x-amz-request-id': ctx.requestId,
     ...extra,
   });

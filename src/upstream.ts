@@ -173,8 +173,18 @@ export async function dump(res: UpstreamResponse): Promise<void> {
   }
 }
 
-/** Reads an upstream error body (small XML) to pass the upstream's own S3 error to the client. */
+/** Reads an upstream error body (small XML) to pass the upstream's own S3 error to the client; cut at `limit`. */
 export async function readText(res: UpstreamResponse, limit = 64 * 1024): Promise<string> {
+  return Buffer.concat((await collect(res, limit)).chunks).toString('utf8');
+}
+
+/** A whole upstream body of at most `limit` bytes; undefined (and the body destroyed) for a longer one. */
+export async function readBytes(res: UpstreamResponse, limit: number): Promise<Buffer | undefined> {
+  const { chunks, over } = await collect(res, limit);
+  return over ? undefined : Buffer.concat(chunks);
+}
+
+async function collect(res: UpstreamResponse, limit: number): Promise<{ chunks: Buffer[]; over: boolean }> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of res.body) {
@@ -182,9 +192,9 @@ export async function readText(res: UpstreamResponse, limit = 64 * 1024): Promis
     n += b.length;
     if (n > limit) {
       res.body.destroy();
-      break;
+      return { chunks, over: true };
     }
     chunks.push(b);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return { chunks, over: false };
 }

@@ -1,20 +1,22 @@
 /**
- * ListObjects, ListObjectsV2 and ListObjectVersions with plaintext sizes. The upstream's answer is kept as it
- * is except for `<Size>` and `<ETag>` (s3/etag.ts) of encrypted objects. A listing does not say which objects are encrypted: objects
- * smaller than any encrypted object are plain for sure; the rest are looked up in the
- * object-info cache (filled by every write and read through this proxy), derived from the stored size in buckets
- * declared encrypted-only, and otherwise with one HEAD each (a few at a time), remembered by ETag.
+ * ListObjects, ListObjectsV2 and ListObjectVersions with plaintext sizes. The upstream's answer is kept byte
+ * for byte except for `<Size>` and `<ETag>` (s3/etag.ts) of encrypted objects (s3/listing.ts). A listing does
+ * not say which objects are encrypted: objects smaller than any encrypted object are plain for sure; the rest
+ * are looked up in the object-info cache (filled by every write and read through this proxy), derived from the
+ * stored size in buckets declared encrypted-only, and otherwise with one HEAD each (a few at a time),
+ * remembered by ETag.
  */
 import { CHUNK_OVERHEAD } from '../format/constants.ts';
 import { chunkCount, isNaturalStreamSize, plaintextSize } from '../format/layout.ts';
 import { TAIL_SIZE } from '../format/tail.ts';
 import { encryptedEtag } from '../s3/etag.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
-import { mapBlocks, parseBucketNames, parseListingEntries, replaceElements } from '../s3/xml.ts';
+import { mapBlocks, parseBucketNames } from '../s3/xml.ts';
+import { forEachListingEntry, ListingEdits, type ListingEntry } from '../s3/listing.ts';
 import { isAllowed } from '../s3/allow-list.ts';
 import { S3Error } from '../s3/errors.ts';
 import { parseEnvelopeHeader } from '../sse-c/envelope.ts';
-import { readText } from '../upstream.ts';
+import { readBytes, readText } from '../upstream.ts';
 import { relayUpstreamError, sendXml, upstreamRequest, type BucketContext, type RequestContext } from '../context.ts';
 import type { ObjectInfo } from '../objects/info-cache.ts';
 import { encryptedOnly, knownInfo, layoutOf, remember } from '../objects/layout.ts';
@@ -58,27 +60,42 @@ export async function listObjects(ctx: BucketContext): Promise<void> {
     query: upstreamQuery(s3.query),
   });
   if (up.statusCode !== 200) return relayUpstreamError(ctx, up);
-  const xml = await readText(up, MAX_LISTING_BYTES);
+  const page = await readBytes(up, MAX_LISTING_BYTES);
+  // Passed on cut, the page would reach the client as a whole 200.
+  if (!page) throw new S3Error('InternalError', 'The upstream listing page is larger than the proxy reads.');
+  ctx.stats.upstreamBytesIn += page.length;
   const urlEncoded = queryGet(s3.query, 'encoding-type') === 'url';
-  const block = s3.op === 'ListObjectVersions' ? 'Version' : 'Contents';
-
-  // Read with the XML parser; written back by editing `<Size>` in place, so that everything else reaches the
-  // client byte for byte as the store sent it (a parse and rebuild would reorder, re-escape and drop).
-  const entries = parseListingEntries(xml, block).map((e) => e && listedOf(e, urlEncoded));
-  const listed = entries.filter((e): e is Listed => e !== undefined);
-  const infos = await resolve(ctx, listed);
-  const sizes = new Map(listed.map((o, i) => [o, infos[i]]));
-  let i = 0;
-  const out = mapBlocks(xml, block, (b) => {
-    const item = entries[i++];
-    const info = item && sizes.get(item);
-    return info && info.encrypted ? replaceElements(replaceElements(b, 'Size', () => String(info.size)), 'ETag', encryptedEtag) : b;
+  const derive = encryptedOnly(ctx.config, s3.bucket);
+  const edits = new ListingEdits();
+  const unknown: Array<{ entry: ListingEntry; object: Listed }> = [];
+  forEachListingEntry(page, s3.op === 'ListObjectVersions' ? 'Version' : 'Contents', (entry) => {
+    const object = entry && listedOf(entry, urlEncoded);
+    if (!object) return;
+    const info = knownInfoOf(ctx, object, derive?.chunkSize);
+    if (info) markEncrypted(edits, entry, info);
+    else unknown.push({ entry, object });
   });
-  // The parser and the block edit must see the same entries; if not, the store's sizes are left alone.
-  sendXml(ctx, 200, i === entries.length ? out : xml);
+  let next = 0;
+  const worker = async () => {
+    while (next < unknown.length) {
+      const { entry, object } = unknown[next++]!;
+      const info = await headInfo(ctx, object);
+      if (info) markEncrypted(edits, entry, info);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(HEAD_CONCURRENCY, unknown.length) }, worker));
+  sendXml(ctx, 200, edits.apply(page));
 }
 
-function listedOf(e: { key: string; etag: string; size: string; versionId?: string }, urlEncoded: boolean): Listed | undefined {
+/** An encrypted object's entry shows its plaintext size, and its ETag as the proxy gives it (s3/etag.ts). */
+function markEncrypted(edits: ListingEdits, entry: ListingEntry, info: ObjectInfo): void {
+  if (!info.encrypted) return;
+  edits.set(entry.sizeAt, String(info.size));
+  // Edited as the page writes it: the store's way of escaping the quotes is kept.
+  edits.set(entry.etagAt, encryptedEtag(entry.etagXml));
+}
+
+function listedOf(e: ListingEntry, urlEncoded: boolean): Listed | undefined {
   const size = Number(e.size);
   if (!Number.isSafeInteger(size)) return undefined;
   let key = e.key;
@@ -90,26 +107,14 @@ function listedOf(e: { key: string; etag: string; size: string; versionId?: stri
   return { key, etag: e.etag, size, versionId: e.versionId };
 }
 
-/** Encrypted or not, and the plaintext size, for each listed object (in order). */
-async function resolve(ctx: BucketContext, listed: Listed[]): Promise<Array<ObjectInfo | undefined>> {
-  const bucket = ctx.s3.bucket;
-  const derive = encryptedOnly(ctx.config, bucket);
-  const result: Array<ObjectInfo | undefined> = listed.map((o) => {
-    if (!couldBeEncrypted(o.size)) {
-      return { encrypted: false, size: o.size };
-    }
-    return knownInfo(ctx, bucket, o.key, o.etag) ?? (derive ? derivedInfo(o, derive.chunkSize) : undefined);
-  });
-  const todo = listed.map((o, i) => ({ o, i })).filter(({ i }) => result[i] === undefined);
-  let next = 0;
-  const worker = async () => {
-    while (next < todo.length) {
-      const { o, i } = todo[next++]!;
-      result[i] = await headInfo(ctx, o);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(HEAD_CONCURRENCY, todo.length) }, worker));
-  return result;
+/**
+ * Encrypted or not, and the plaintext size, without a request: plain for sure by size, from the object-info
+ * cache, or derived from the stored size in a bucket declared encrypted-only (`chunkSize`); else undefined (a
+ * HEAD decides).
+ */
+function knownInfoOf(ctx: BucketContext, o: Listed, chunkSize: number | undefined): ObjectInfo | undefined {
+  if (!couldBeEncrypted(o.size)) return { encrypted: false, size: o.size };
+  return knownInfo(ctx, ctx.s3.bucket, o.key, o.etag) ?? (chunkSize !== undefined ? derivedInfo(o, chunkSize) : undefined);
 }
 
 /**

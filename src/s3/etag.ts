@@ -38,8 +38,18 @@ const MARKED = new RegExp(String.raw`^(\s*(?:W/)?${QUOTE})([0-9a-fA-F]{32})${ENC
  * `<ETag>`, quoted or escaped): an MD5-shaped one gains the suffix; others (`"…-N"`, empty) stay as they are.
  */
 export function encryptedEtag(storeEtag: string): string {
+  // The two usual spellings first, without the general pattern: a listing page marks a thousand.
+  for (const quote of USUAL_QUOTES) {
+    if (storeEtag.length === 32 + 2 * quote.length && storeEtag.startsWith(quote) && storeEtag.endsWith(quote)) {
+      const hex = storeEtag.slice(quote.length, quote.length + 32);
+      if (HEX_32.test(hex)) return `${quote}${hex}${ENCRYPTED_ETAG_SUFFIX}${quote}`;
+    }
+  }
   return storeEtag.replace(MD5_SHAPED, `$1$2${ENCRYPTED_ETAG_SUFFIX}$3`);
 }
+
+const USUAL_QUOTES = ['"', '&quot;'];
+const HEX_32 = /^[0-9a-fA-F]{32}$/;
 
 /** The store's ETag for one a client was given (the suffix removed); any other value as it is. */
 export function storeEtag(clientEtag: string): string {

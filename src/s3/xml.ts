@@ -261,80 +261,24 @@ export function parseBucketNames(xml: string): Array<string | undefined> {
   return children(child(root.value, 'Buckets'), 'Bucket').map((b) => text(b, 'Name'));
 }
 
-export interface ListingEntry {
-  /** As listed: still url-encoded when the listing was asked for with encoding-type=url. */
-  key: string;
-  etag: string;
-  size: string;
-  versionId?: string;
-}
-
-const LISTING_ROOT = { Contents: 'ListBucketResult', Version: 'ListVersionsResult' } as const;
-const frame = (root: string) => ({
-  open: new RegExp(`^\\s*(?:<\\?xml[^>]*\\?>\\s*)?<(?:[A-Za-z][\\w.-]*:)?${root}[\\s>]`),
-  close: new RegExp(`</(?:[A-Za-z][\\w.-]*:)?${root}>\\s*$`),
-});
-const LISTING_FRAME = { Contents: frame(LISTING_ROOT.Contents), Version: frame(LISTING_ROOT.Version) } as const;
-
-/**
- * The listing's root element opened at the start and closed at the end: not another answer, and not cut short
- * (a read limit, a dropped connection). The frame only; the entries are read by parseListingEntries.
- */
-export function isWholeListing(xml: string, block: 'Contents' | 'Version'): boolean {
-  return LISTING_FRAME[block].open.test(xml) && LISTING_FRAME[block].close.test(xml);
-}
-
 /** IsTruncated and NextContinuationToken of a ListObjectsV2 page, in one parse; undefined when it does not parse as one. */
 export function listingContinuation(xml: string): { truncated: boolean; token: string | undefined } | undefined {
   const root = tryRoot(xml);
-  if (root?.name !== LISTING_ROOT.Contents) return undefined;
+  if (root?.name !== 'ListBucketResult') return undefined;
   return { truncated: text(root.value, 'IsTruncated') === 'true', token: text(root.value, 'NextContinuationToken') };
 }
 
-/**
- * One entry per `<Contents>` of a ListObjects(V2) answer (root ListBucketResult) or `<Version>` of a
- * ListObjectVersions answer (root ListVersionsResult), in document order; undefined for one without Key, Size
- * or ETag. CommonPrefixes and DeleteMarker are not entries. Index i lines up with the i-th block `mapBlocks(xml,
- * block, …)` visits (upstream listings have no namespace prefixes). [] when the answer has another root or is
- * cut short (no closing root tag). Never throws.
- */
-export function parseListingEntries(xml: string, block: 'Contents' | 'Version'): Array<ListingEntry | undefined> {
-  // Read block by block with the split mapBlocks edits by, not through the parser: validating and parsing a
-  // 1,000-entry page costs ~35 ms, paid on every page of a listing of millions; this scan takes ~1 ms. The
-  // store's listing is informational (it could show any size anyway), so only its frame is checked: the root
-  // element opened and closed (a cut answer has no entries), and the blocks' leaf values are all that is read.
-  if (!isWholeListing(xml, block)) return [];
-  const out: Array<ListingEntry | undefined> = [];
-  for (const [b] of xml.matchAll(BLOCK_RE[block])) {
-    const key = leaf(b, 'Key');
-    const etag = leaf(b, 'ETag')?.trim();
-    const size = leaf(b, 'Size')?.trim();
-    if (key === undefined || !etag || !size) {
-      out.push(undefined);
-      continue;
-    }
-    const versionId = leaf(b, 'VersionId')?.trim();
-    out.push(versionId ? { key, etag, size, versionId } : { key, etag, size });
-  }
-  return out;
-}
-
-const BLOCK_RE = { Contents: /<Contents>[\s\S]*?<\/Contents>/g, Version: /<Version>[\s\S]*?<\/Version>/g } as const;
-const LEAF_RE: Record<string, RegExp> = {};
-
-/** The unescaped text of the first `<name>` leaf element in a block (no child elements), else undefined. */
-function leaf(block: string, name: string): string | undefined {
-  const re = (LEAF_RE[name] ??= new RegExp(`<${name}>([^<]*)</${name}>`));
-  const m = re.exec(block);
-  return m ? xmlUnescape(m[1]!) : undefined;
-}
-
 // ---------------------------------------------------------------------------------------------------------
-// In-place edits of upstream answers. These stay regex-based on purpose: they patch listings, ListParts and
-// copy answers byte for byte, where parsing and rebuilding would change bytes clients see. Never use them
-// to read values: use the parser above.
+// In-place edits of upstream answers. These stay regex-based on purpose: they patch ListParts and copy answers
+// byte for byte, where parsing and rebuilding would change bytes clients see (listing pages: s3/listing.ts).
+// Never use them to read values: use the parser above.
 
-function xmlUnescape(s: string): string {
+const ANY_BUT_QUOT = /&(?:#|amp;|lt;|gt;|apos;)/;
+
+/** The text of an element as written (entities and character references) to its value. */
+export function xmlUnescape(s: string): string {
+  // Quotes alone (every ETag in a listing) without a callback per match.
+  if (!ANY_BUT_QUOT.test(s)) return s.replaceAll('&quot;', '"');
   return s.replace(/&(#x[0-9a-fA-F]+|#\d+|amp|lt|gt|quot|apos);/g, (m, e: string) => {
     if (!e.startsWith('#')) return ENTITIES[e]!;
     const cp = e.startsWith('#x') ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
@@ -343,8 +287,10 @@ function xmlUnescape(s: string): string {
   });
 }
 
+const ESCAPES: Record<string, string> = Object.fromEntries(Object.entries(ENTITIES).map(([name, c]) => [c, `&${name};`]));
+
 export function xmlEscape(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&${Object.entries(ENTITIES).find(([, v]) => v === c)![0]};`);
+  return s.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
 }
 
 /** Replaces the text of every `<name>` element with `fn(old)` (escaped in and out). */

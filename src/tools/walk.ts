@@ -5,8 +5,9 @@
 import type { RequestContext } from '../context.ts';
 import { S3Error, type S3ErrorCode } from '../s3/errors.ts';
 import { objectPath } from '../s3/operation.ts';
-import { isWholeListing, listingContinuation, parseListingEntries, parseS3Error } from '../s3/xml.ts';
-import { readText } from '../upstream.ts';
+import { isWholeListing, parseListingEntries } from '../s3/listing.ts';
+import { listingContinuation, parseS3Error } from '../s3/xml.ts';
+import { readBytes } from '../upstream.ts';
 import { upstreamRequest } from '../context.ts';
 
 export interface Listed {
@@ -28,14 +29,16 @@ export async function* walk(ctx: RequestContext, bucket: string, prefix: string,
       ...(prefix ? ([['prefix', prefix]] as Array<[string, string]>) : []),
       ...(token ? ([['continuation-token', token]] as Array<[string, string]>) : []),
     ];
-    let xml: string;
+    let xml: Buffer;
     {
       await using up = await upstreamRequest(ctx, { method: 'GET', path: objectPath(bucket), query });
-      xml = await readText(up, MAX_PAGE_BYTES);
+      const body = await readBytes(up, MAX_PAGE_BYTES);
       if (up.statusCode !== 200) {
-        const { code, message } = parseS3Error(xml);
+        const { code, message } = parseS3Error(body?.toString() ?? '');
         throw new S3Error((code ?? 'InternalError') as S3ErrorCode, message ?? `listing ${bucket} failed with HTTP ${up.statusCode}`, { status: up.statusCode });
       }
+      if (!body) throw new S3Error('InternalError', `a listing page of ${bucket} is larger than ${MAX_PAGE_BYTES} bytes`);
+      xml = body;
     }
     const page = listingPage(xml, bucket);
     yield* page.entries;
@@ -48,8 +51,8 @@ export async function* walk(ctx: RequestContext, bucket: string, prefix: string,
  * cut short or at the read limit) fails the walk: taken as an empty last page it would end the run early and
  * report it complete.
  */
-export function listingPage(xml: string, bucket: string): { entries: Listed[]; token: string | undefined } {
-  const page = isWholeListing(xml, 'Contents') ? listingContinuation(xml) : undefined;
+export function listingPage(xml: Buffer, bucket: string): { entries: Listed[]; token: string | undefined } {
+  const page = isWholeListing(xml, 'Contents') ? listingContinuation(xml.toString()) : undefined;
   if (!page) throw new S3Error('InternalError', `the listing of ${bucket} is not a whole ListBucketResult (cut short, or another answer)`);
   const entries = parseListingEntries(xml, 'Contents').map((e) => {
     if (!e) throw new S3Error('InternalError', `the listing of ${bucket} has an entry without Key, ETag or Size`);

@@ -80,7 +80,7 @@ describe('CopyObject', () => {
     const line = await logLine(t, n, 'CopyObject');
     assert.equal(line.upstreamBytesIn, 0);
     assert.equal(line.bytesIn, 0);
-    assert.equal(line.bytesOut, 0);
+    assert.ok((line.bytesOut as number) < 1024, 'the CopyObjectResult only');
     assert.ok((await read('dst', k2)).equals(data));
     assert.equal(await status('dst', k1), 403);
     const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'dst', ...sse(k2) }));

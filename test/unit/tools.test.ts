@@ -209,15 +209,15 @@ test('the CLI entry point reaches the tools without loading the HTTP server (dec
 
 test('listing pages: anything but a whole ListBucketResult fails the walk rather than ending it as complete', () => {
   const entry = '<Contents><Key>a</Key><ETag>"e"</ETag><Size>3</Size></Contents>';
-  const page = (body: string) => `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${body}</ListBucketResult>`;
+  const page = (body: string) => Buffer.from(`<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${body}</ListBucketResult>`);
   const last = listingPage(page(`<IsTruncated>false</IsTruncated>${entry}`), 'b');
   assert.deepEqual(last, { entries: [{ key: 'a', etag: '"e"', size: 3 }], token: undefined });
   assert.equal(listingPage(page(`<IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken>${entry}`), 'b').token, 't');
   // A 200 carrying another document (a proxy's error page, an S3 error) and pages cut short.
-  assert.throws(() => listingPage('<?xml version="1.0"?><Error><Code>InternalError</Code></Error>', 'b'), /not a whole ListBucketResult/);
-  assert.throws(() => listingPage('<html><body>gateway</body></html>', 'b'), /not a whole ListBucketResult/);
+  assert.throws(() => listingPage(Buffer.from('<?xml version="1.0"?><Error><Code>InternalError</Code></Error>'), 'b'), /not a whole ListBucketResult/);
+  assert.throws(() => listingPage(Buffer.from('<html><body>gateway</body></html>'), 'b'), /not a whole ListBucketResult/);
   const whole = page(`<IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken>${entry}${entry}`);
-  for (const cut of [whole.indexOf('</Contents>') + 11, whole.length - 5]) assert.throws(() => listingPage(whole.slice(0, cut), 'b'), /not a whole ListBucketResult|truncated/);
+  for (const cut of [whole.indexOf('</Contents>') + 11, whole.length - 5]) assert.throws(() => listingPage(whole.subarray(0, cut), 'b'), /not a whole ListBucketResult|truncated/);
 });
 
 test('encrypt-existing part size: never more than 10,000 parts, whole chunks', () => {

@@ -1,8 +1,7 @@
 /**
  * S3 XML reading through fast-xml-parser: the typed readers on documents shaped like the AWS S3 API reference's
  * examples, the client-input cases the old regex helpers got wrong (attributes, `s3:` prefixes, CDATA, comments,
- * entities, whitespace), what is refused as MalformedXML (DOCTYPE, truncated, wrong root), and the regex editors
- * lining up with the parser's listing entries.
+ * entities, whitespace), what is refused as MalformedXML (DOCTYPE, truncated, wrong root), and the regex editors.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -13,12 +12,12 @@ import {
   hasRoot,
   mapBlocks,
   parseCompleteMultipartUpload,
-  parseListingEntries,
   parseS3Error,
   parseTagging,
   parseXml,
   replaceElements,
   textAt,
+  xmlUnescape,
 } from '../../src/s3/xml.ts';
 
 const NS = 'http://s3.amazonaws.com/doc/2006-03-01/';
@@ -417,164 +416,22 @@ test('parseTagging: Tagging/TagSet/Tag, keys and values exact', () => {
 });
 
 // ---------------------------------------------------------------------------------------------------------
-// parseListingEntries and the regex editors
+// the regex editors (listing pages: test/unit/listing.test.ts)
 
-const LIST_V2 = `${DECL}<ListBucketResult xmlns="${NS}">
-    <Name>bucket</Name>
-    <Prefix/>
-    <KeyCount>4</KeyCount>
-    <MaxKeys>1000</MaxKeys>
-    <Delimiter>/</Delimiter>
-    <IsTruncated>false</IsTruncated>
-    <Contents>
-        <Key>my-image.jpg</Key>
-        <LastModified>2009-10-12T17:50:30.000Z</LastModified>
-        <ETag>&quot;fba9dede5f27731c9771645a39863328&quot;</ETag>
-        <ChecksumAlgorithm>CRC32</ChecksumAlgorithm>
-        <ChecksumType>FULL_OBJECT</ChecksumType>
-        <Size>434234</Size>
-        <StorageClass>STANDARD</StorageClass>
-    </Contents>
-    <CommonPrefixes><Prefix>photos/</Prefix></CommonPrefixes>
-    <Contents>
-        <Key>a &amp; b &lt;c&gt;.txt</Key>
-        <LastModified>2009-10-12T17:50:30.000Z</LastModified>
-        <ETag>"599bab3ed2c697f1d26842727561fd94-3"</ETag>
-        <Size>0</Size>
-        <StorageClass>STANDARD</StorageClass>
-    </Contents>
-    <CommonPrefixes><Prefix>videos/</Prefix></CommonPrefixes>
-    <Contents>
-        <Key>no-etag</Key>
-        <Size>1</Size>
-    </Contents>
-    <Contents>
-        <Key> spaced </Key>
-        <ETag>"x"</ETag>
-        <Size>18446744073709551617</Size>
-    </Contents>
-</ListBucketResult>`;
-
-const VERSIONS = `${DECL}<ListVersionsResult xmlns="${NS}">
-    <Name>bucket</Name>
-    <Prefix>my</Prefix>
-    <KeyMarker/>
-    <VersionIdMarker/>
-    <MaxKeys>5</MaxKeys>
-    <IsTruncated>false</IsTruncated>
-    <DeleteMarker>
-        <Key>my-second-image.jpg</Key>
-        <VersionId>03jpff543dhffds434rfdsFDN943fdsFkdmqnh892</VersionId>
-        <IsLatest>true</IsLatest>
-        <LastModified>2009-11-12T17:50:30.000Z</LastModified>
-        <Owner><ID>75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a</ID><DisplayName>mtd@amazon.com</DisplayName></Owner>
-    </DeleteMarker>
-    <Version>
-        <Key>my-image.jpg</Key>
-        <VersionId>3/L4kqtJl40Nr8X8gdRQBpUMLUo</VersionId>
-        <IsLatest>true</IsLatest>
-        <LastModified>2009-10-12T17:50:30.000Z</LastModified>
-        <ETag>"fba9dede5f27731c9771645a39863328"</ETag>
-        <Size>434234</Size>
-        <StorageClass>STANDARD</StorageClass>
-        <Owner><ID>75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a</ID><DisplayName>mtd@amazon.com</DisplayName></Owner>
-    </Version>
-    <DeleteMarker>
-        <Key>my-image.jpg</Key>
-        <VersionId>null</VersionId>
-        <IsLatest>false</IsLatest>
-    </DeleteMarker>
-    <Version>
-        <Key>my-second-image.jpg</Key>
-        <VersionId>QUpfdndhfd8438MNFDN93jdnJFkdmqnh893</VersionId>
-        <IsLatest>false</IsLatest>
-        <ETag>"9b2cf535f27731c974343645a3985328"</ETag>
-        <Size>166434</Size>
-    </Version>
-    <CommonPrefixes><Prefix>my/</Prefix></CommonPrefixes>
-    <Version>
-        <Key>my-third-image.jpg</Key>
-        <VersionId>null</VersionId>
-        <ETag>"e"</ETag>
-    </Version>
-</ListVersionsResult>`;
-
-test('parseListingEntries: Contents in document order, undefined where Key/Size/ETag is missing', () => {
-  assert.deepEqual(parseListingEntries(LIST_V2, 'Contents'), [
-    { key: 'my-image.jpg', etag: '"fba9dede5f27731c9771645a39863328"', size: '434234' },
-    { key: 'a & b <c>.txt', etag: '"599bab3ed2c697f1d26842727561fd94-3"', size: '0' },
-    undefined,
-    { key: ' spaced ', etag: '"x"', size: '18446744073709551617' },
-  ]);
-  assert.deepEqual(parseListingEntries(LIST_V2, 'Version'), [], 'a ListBucketResult has no versions');
+test('replaceElements never throws on a character reference beyond Unicode (a hostile store)', () => {
+  const xml = `<ListPartsResult xmlns="${NS}"><Part><PartNumber>1</PartNumber><Size>&#99999999;</Size></Part></ListPartsResult>`;
+  assert.doesNotThrow(() => mapBlocks(xml, 'Part', (b) => replaceElements(b, 'Size', () => '1')));
+  assert.equal(replaceElements('<Size>&#99999999;</Size><ETag>&quot;a&quot;</ETag>', 'ETag', (v) => `${v}!`), '<Size>&#99999999;</Size><ETag>&quot;a&quot;!</ETag>');
 });
 
-test('parseListingEntries: Version entries only, never DeleteMarker', () => {
-  assert.deepEqual(parseListingEntries(VERSIONS, 'Version'), [
-    { key: 'my-image.jpg', etag: '"fba9dede5f27731c9771645a39863328"', size: '434234', versionId: '3/L4kqtJl40Nr8X8gdRQBpUMLUo' },
-    { key: 'my-second-image.jpg', etag: '"9b2cf535f27731c974343645a3985328"', size: '166434', versionId: 'QUpfdndhfd8438MNFDN93jdnJFkdmqnh893' },
-    undefined,
-  ]);
-  assert.deepEqual(parseListingEntries(VERSIONS, 'Contents'), [], 'a ListVersionsResult has no Contents');
-});
-
-test('parseListingEntries: one entry, url-encoded keys, empty and broken listings', () => {
-  const encoded = `<ListBucketResult xmlns="${NS}"><EncodingType>url</EncodingType><Contents><Key>a%20b%2Bc+d%26</Key><ETag>"e"</ETag><Size>3</Size></Contents></ListBucketResult>`;
-  assert.deepEqual(parseListingEntries(encoded, 'Contents'), [{ key: 'a%20b%2Bc+d%26', etag: '"e"', size: '3' }]);
-  assert.deepEqual(parseListingEntries(`<ListBucketResult xmlns="${NS}"><Name>b</Name><KeyCount>0</KeyCount></ListBucketResult>`, 'Contents'), []);
-  assert.deepEqual(parseListingEntries(`<ListBucketResult xmlns="${NS}"/>`, 'Contents'), []);
-  assert.deepEqual(parseListingEntries(LIST_V2.slice(0, 400), 'Contents'), []);
-  assert.deepEqual(parseListingEntries(NO_SUCH_KEY, 'Contents'), []);
-});
-
-/** Zips `mapBlocks` with `parseListingEntries` as the listing handler does: the i-th block gets the i-th entry. */
-function zipBlocks(xml: string, block: 'Contents' | 'Version'): { out: string; seen: Array<[string | undefined, string | undefined]> } {
-  const entries = parseListingEntries(xml, block);
-  const seen: Array<[string | undefined, string | undefined]> = [];
-  let i = 0;
-  const out = mapBlocks(xml, block, (b) => {
-    const entry = entries[i++];
-    // Each block is a document of its own: read its Key with the parser to check the pairing.
-    seen.push([textAt(b, block, 'Key'), entry?.key]);
-    return entry ? replaceElements(b, 'Size', (s) => `${s}0`) : b;
-  });
-  assert.equal(i, entries.length, 'as many blocks as entries');
-  return { out, seen };
-}
-
-test('mapBlocks zipped with parseListingEntries lines up past CommonPrefixes', () => {
-  const { out, seen } = zipBlocks(LIST_V2, 'Contents');
-  assert.deepEqual(seen, [
-    ['my-image.jpg', 'my-image.jpg'],
-    ['a & b <c>.txt', 'a & b <c>.txt'],
-    ['no-etag', undefined],
-    [' spaced ', ' spaced '],
-  ]);
-  assert.deepEqual(
-    parseListingEntries(out, 'Contents').map((e) => e?.size),
-    ['4342340', '00', undefined, '184467440737095516170'],
-  );
-  // Everything but the edited sizes is byte for byte the same.
-  assert.equal(out.replace(/<Size>\d+<\/Size>/g, ''), LIST_V2.replace(/<Size>\d+<\/Size>/g, ''));
-  assert.match(out, /<Size>1<\/Size>/, 'the entry without an ETag is left alone');
-});
-
-test('mapBlocks zipped with parseListingEntries lines up past DeleteMarker and CommonPrefixes', () => {
-  const { out, seen } = zipBlocks(VERSIONS, 'Version');
-  assert.deepEqual(seen, [
-    ['my-image.jpg', 'my-image.jpg'],
-    ['my-second-image.jpg', 'my-second-image.jpg'],
-    ['my-third-image.jpg', undefined],
-  ]);
-  assert.deepEqual(
-    parseListingEntries(out, 'Version').map((e) => e?.size),
-    ['4342340', '1664340', undefined],
-  );
-  assert.equal(out.replace(/<Size>\d+<\/Size>/g, ''), VERSIONS.replace(/<Size>\d+<\/Size>/g, ''));
-});
-
-test('parseListingEntries and the Size edit never throw on a character reference beyond Unicode (a hostile store)', () => {
-  const xml = `<ListBucketResult xmlns="${NS}"><Contents><Key>k&#x110000;</Key><ETag>"e"</ETag><Size>&#99999999;</Size></Contents></ListBucketResult>`;
-  assert.deepEqual(parseListingEntries(xml, 'Contents'), [{ key: 'k&#x110000;', etag: '"e"', size: '&#99999999;' }]);
-  assert.doesNotThrow(() => mapBlocks(xml, 'Contents', (b) => replaceElements(b, 'Size', () => '1')));
+test('xmlUnescape: quotes alone take the short way, with the same result as the general one', () => {
+  const cases: Array<[string, string]> = [
+    ['&quot;abc&quot;', '"abc"'],
+    ['&quot;a&amp;quot;b&quot;', '"a&quot;b"'],
+    ['&#34;x&quot;', '"x"'],
+    ['&quot;&#x110000;', '"&#x110000;'],
+    ['&quot;&lt;&gt;&apos;', `"<>'`],
+    ['&quo;t', '&quo;t'],
+  ];
+  for (const [s, want] of cases) assert.equal(xmlUnescape(s), want, s);
 });

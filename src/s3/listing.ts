@@ -1,0 +1,178 @@
+/**
+ * A listing page (ListObjects, ListObjectsV2, ListObjectVersions) as the store sent it: its entries read in one
+ * scan, and its bytes edited in place, so that everything but the edited texts reaches the client byte for
+ * byte (a parse and rebuild would reorder, re-escape and drop).
+ *
+ * Pages stay bytes: a 1,000-entry page is 200–400 KB, and every page of a listing of millions is read, edited
+ * and sent once; decoding it to a string (~0.7 ms a page) and encoding it back cost more than the scan, which
+ * reads the bytes and decodes only the texts it returns. The store's listing is informational (it could show any
+ * size anyway), so only its frame is checked: the root element opened and closed (a cut answer has no entries),
+ * and the blocks' leaf values are all that is read.
+ */
+import { xmlUnescape } from './xml.ts';
+
+export type ListingBlock = 'Contents' | 'Version';
+
+/** Byte offsets [start, end) of an element's text in the page. */
+export type Span = readonly [number, number];
+
+export interface ListingEntry {
+  /** As listed: still url-encoded when the listing was asked for with encoding-type=url. */
+  key: string;
+  etag: string;
+  /** The ETag as the page writes it (its quotes escaped the store's way), for an edit that keeps that form. */
+  etagXml: string;
+  size: string;
+  versionId?: string;
+  /** Where the texts of `<Size>` and `<ETag>` are, for ListingEdits. */
+  sizeAt: Span;
+  etagAt: Span;
+}
+
+const ROOT = { Contents: 'ListBucketResult', Version: 'ListVersionsResult' } as const;
+const frame = (root: string) => ({
+  open: new RegExp(`^\\s*(?:<\\?xml[^>]*\\?>\\s*)?<(?:[A-Za-z][\\w.-]*:)?${root}[\\s>]`),
+  close: new RegExp(`^</(?:[A-Za-z][\\w.-]*:)?${root}>\\s*$`),
+});
+const FRAME = { Contents: frame(ROOT.Contents), Version: frame(ROOT.Version) } as const;
+/** Enough of the page's start for an XML declaration and the root's start tag. */
+const HEAD_BYTES = 1024;
+
+/**
+ * The listing's root element opened at the start and closed at the end: not another answer, and not cut short
+ * (a read limit, a dropped connection). The frame only; the entries are read by parseListingEntries.
+ */
+export function isWholeListing(page: Buffer, block: ListingBlock): boolean {
+  const lastEndTag = page.lastIndexOf('</');
+  return (
+    FRAME[block].open.test(page.toString('latin1', 0, HEAD_BYTES)) &&
+    lastEndTag !== -1 &&
+    FRAME[block].close.test(page.toString('latin1', lastEndTag))
+  );
+}
+
+const ascii = (s: string) => Buffer.from(s, 'latin1');
+const tag = (name: string) => ({ open: ascii(`<${name}>`), close: ascii(`</${name}>`) });
+const BLOCK = { Contents: tag('Contents'), Version: tag('Version') } as const;
+/** The leaves an entry is read from, in the order of `Leaves`; only versions have a VersionId. */
+const LEAVES = { Contents: [tag('Key'), tag('ETag'), tag('Size')], Version: [tag('Key'), tag('ETag'), tag('Size'), tag('VersionId')] };
+type Leaves = [key?: Span, etag?: Span, size?: Span, versionId?: Span];
+const LT = 0x3c;
+
+/**
+ * One entry per `<Contents>` of a ListObjects(V2) answer (root ListBucketResult) or `<Version>` of a
+ * ListObjectVersions answer (root ListVersionsResult), in document order; undefined for one without Key, Size
+ * or ETag. CommonPrefixes and DeleteMarker are not entries (upstream listings have no namespace prefixes
+ * inside). None when the answer has another root or is cut short. Never throws.
+ */
+export function parseListingEntries(page: Buffer, block: ListingBlock): Array<ListingEntry | undefined> {
+  const out: Array<ListingEntry | undefined> = [];
+  forEachListingEntry(page, block, (e) => out.push(e));
+  return out;
+}
+
+/**
+ * parseListingEntries one entry at a time: a handler that keeps only what it edits leaves a thousand entries
+ * per page to the young generation, instead of carrying them all (and their copies) through collections.
+ */
+export function forEachListingEntry(page: Buffer, block: ListingBlock, visit: (entry: ListingEntry | undefined) => void): void {
+  if (!isWholeListing(page, block)) return;
+  const { open, close } = BLOCK[block];
+  for (let at = page.indexOf(open); at !== -1; ) {
+    const end = page.indexOf(close, at);
+    if (end === -1) break;
+    visit(entry(page, leaves(page, LEAVES[block], at + open.length, end)));
+    at = page.indexOf(open, end + close.length);
+  }
+}
+
+/** The spans of the first leaf element (text, no child elements) of each of `names` within [from, to). */
+function leaves(page: Buffer, names: ReadonlyArray<{ open: Buffer; close: Buffer }>, from: number, to: number): Leaves {
+  const found: Leaves = [];
+  let missing = names.length;
+  for (let i = from; i < to && missing > 0; i++) {
+    if (page[i] !== LT) continue;
+    for (let k = 0; k < names.length; k++) {
+      const { open, close } = names[k]!;
+      if (found[k] !== undefined || !bytesAt(page, i, open, to)) continue;
+      const start = i + open.length;
+      let lt = start;
+      while (lt < to && page[lt] !== LT) lt++;
+      if (bytesAt(page, lt, close, to)) {
+        found[k] = [start, lt];
+        missing--;
+        i = lt - 1;
+      }
+      break;
+    }
+  }
+  return found;
+}
+
+/** Whether the bytes at `at` (ending before `to`) are `s`. */
+function bytesAt(page: Buffer, at: number, s: Buffer, to: number): boolean {
+  if (at + s.length > to) return false;
+  for (let j = 0; j < s.length; j++) if (page[at + j] !== s[j]) return false;
+  return true;
+}
+
+function entry(page: Buffer, [key, etag, size, version]: Leaves): ListingEntry | undefined {
+  if (!key || !etag || !size) return undefined;
+  const etagXml = page.toString('utf8', etag[0], etag[1]);
+  const etagValue = unescaped(etagXml).trim();
+  const sizeValue = text(page, size).trim();
+  if (!etagValue || !sizeValue) return undefined;
+  const e: ListingEntry = { key: text(page, key), etag: etagValue, etagXml, size: sizeValue, sizeAt: size, etagAt: etag };
+  const versionId = version && text(page, version).trim();
+  if (versionId) e.versionId = versionId;
+  return e;
+}
+
+/** An element's text as UTF-8, unescaped. */
+function text(page: Buffer, [start, end]: Span): string {
+  return unescaped(page.toString('utf8', start, end));
+}
+
+const unescaped = (s: string) => (s.includes('&') ? xmlUnescape(s) : s);
+
+/**
+ * Replacements of element texts in a page, applied at once: the rest is the page's own bytes, copied once into
+ * an answer of the exact length. Kept as flat arrays, as a page may have a thousand pairs.
+ */
+export class ListingEdits {
+  readonly #bounds: number[] = [];
+  readonly #xml: string[] = [];
+
+  /** The text at `at` becomes `xml` (XML as given: escaped by the caller). Spans must not overlap. */
+  set(at: Span, xml: string): void {
+    this.#bounds.push(at[0], at[1]);
+    this.#xml.push(xml);
+  }
+
+  apply(page: Buffer): Buffer {
+    const bounds = this.#bounds;
+    const order = this.#xml.map((_, i) => i);
+    // Set in page order but for the few answered later (a HEAD each).
+    if (order.some((i) => i > 0 && bounds[2 * i]! < bounds[2 * i - 2]!)) order.sort((a, b) => bounds[2 * a]! - bounds[2 * b]!);
+    let length = page.length;
+    let pos = 0;
+    for (const i of order) {
+      const start = bounds[2 * i]!;
+      const end = bounds[2 * i + 1]!;
+      if (start < pos || end < start || end > page.length) throw new RangeError(`listing edits overlap or fall outside the page at ${start}`);
+      length += Buffer.byteLength(this.#xml[i]!) - (end - start);
+      pos = end;
+    }
+    const out = Buffer.allocUnsafe(length);
+    let w = 0;
+    pos = 0;
+    for (const i of order) {
+      w += page.copy(out, w, pos, bounds[2 * i]!);
+      w += out.write(this.#xml[i]!, w);
+      pos = bounds[2 * i + 1]!;
+    }
+    w += page.copy(out, w, pos);
+    if (w !== length) throw new Error(`listing edit wrote ${w} of ${length} bytes`);
+    return out;
+  }
+}
