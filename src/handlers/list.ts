@@ -136,7 +136,7 @@ function couldBeEncrypted(size: number): boolean {
  *   not a stream size, or has fewer chunks than parts, the layout is not aligned: HEAD.
  */
 function derivedInfo(o: Listed, chunkSize: number): ObjectInfo | undefined {
-  const m = /-(\d+)"?$/.exec(o.etag);
+  const m = o.etag.includes('-') ? /-(\d+)"?$/.exec(o.etag) : null;
   const parts = m ? Number(m[1]) : 0;
   if (m && !(parts >= 1 && parts <= MAX_PARTS)) return undefined;
   const streamSize = o.size - parts * TAIL_SIZE;

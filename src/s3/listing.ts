@@ -78,35 +78,35 @@ export function parseListingEntries(page: Buffer, block: ListingBlock): Array<Li
 export function forEachListingEntry(page: Buffer, block: ListingBlock, visit: (entry: ListingEntry | undefined) => void): void {
   if (!isWholeListing(page, block)) return;
   const { open, close } = BLOCK[block];
-  for (let at = page.indexOf(open); at !== -1; ) {
-    const end = page.indexOf(close, at);
-    if (end === -1) break;
-    visit(entry(page, leaves(page, LEAVES[block], at + open.length, end)));
-    at = page.indexOf(open, end + close.length);
-  }
-}
-
-/** The spans of the first leaf element (text, no child elements) of each of `names` within [from, to). */
-function leaves(page: Buffer, names: ReadonlyArray<{ open: Buffer; close: Buffer }>, from: number, to: number): Leaves {
-  const found: Leaves = [];
-  let missing = names.length;
-  for (let i = from; i < to && missing > 0; i++) {
+  const names = LEAVES[block];
+  const end = page.length;
+  // One pass over the bytes, tag by tag: outside a block only its start tag counts; inside, its end tag and the
+  // first leaf of each name (a leaf's text has no `<`, so the pass goes on from its end tag).
+  let found: Leaves | undefined;
+  for (let i = 0; i < end; i++) {
     if (page[i] !== LT) continue;
+    if (found === undefined) {
+      if (bytesAt(page, i, open, end)) found = [];
+      continue;
+    }
+    if (bytesAt(page, i, close, end)) {
+      visit(entry(page, found));
+      found = undefined;
+      continue;
+    }
     for (let k = 0; k < names.length; k++) {
-      const { open, close } = names[k]!;
-      if (found[k] !== undefined || !bytesAt(page, i, open, to)) continue;
-      const start = i + open.length;
+      const tag = names[k]!;
+      if (found[k] !== undefined || !bytesAt(page, i, tag.open, end)) continue;
+      const start = i + tag.open.length;
       let lt = start;
-      while (lt < to && page[lt] !== LT) lt++;
-      if (bytesAt(page, lt, close, to)) {
+      while (lt < end && page[lt] !== LT) lt++;
+      if (bytesAt(page, lt, tag.close, end)) {
         found[k] = [start, lt];
-        missing--;
         i = lt - 1;
       }
       break;
     }
   }
-  return found;
 }
 
 /** Whether the bytes at `at` (ending before `to`) are `s`. */
@@ -119,7 +119,7 @@ function bytesAt(page: Buffer, at: number, s: Buffer, to: number): boolean {
 function entry(page: Buffer, [key, etag, size, version]: Leaves): ListingEntry | undefined {
   if (!key || !etag || !size) return undefined;
   const etagXml = page.toString('utf8', etag[0], etag[1]);
-  const etagValue = unescaped(etagXml).trim();
+  const etagValue = etagOf(etagXml);
   const sizeValue = text(page, size).trim();
   if (!etagValue || !sizeValue) return undefined;
   const e: ListingEntry = { key: text(page, key), etag: etagValue, etagXml, size: sizeValue, sizeAt: size, etagAt: etag };
@@ -134,6 +134,15 @@ function text(page: Buffer, [start, end]: Span): string {
 }
 
 const unescaped = (s: string) => (s.includes('&') ? xmlUnescape(s) : s);
+
+const QUOT = '&quot;';
+
+/** An ETag's value: `&quot;…&quot;` (how S3 and RGW write every one) without a general unescape. */
+function etagOf(xml: string): string {
+  const inner = xml.slice(QUOT.length, -QUOT.length);
+  if (xml.length >= 2 * QUOT.length && xml.startsWith(QUOT) && xml.endsWith(QUOT) && !inner.includes('&')) return `"${inner}"`;
+  return unescaped(xml).trim();
+}
 
 /**
  * Replacements of element texts in a page, applied at once: the rest is the page's own bytes, copied once into
@@ -150,29 +159,43 @@ export class ListingEdits {
   }
 
   apply(page: Buffer): Buffer {
-    const bounds = this.#bounds;
-    const order = this.#xml.map((_, i) => i);
+    let bounds = this.#bounds;
+    let texts = this.#xml;
     // Set in page order but for the few answered later (a HEAD each).
-    if (order.some((i) => i > 0 && bounds[2 * i]! < bounds[2 * i - 2]!)) order.sort((a, b) => bounds[2 * a]! - bounds[2 * b]!);
+    if (!ascending(bounds)) {
+      const order = texts.map((_, i) => i).sort((a, b) => this.#bounds[2 * a]! - this.#bounds[2 * b]!);
+      bounds = order.flatMap((i) => [this.#bounds[2 * i]!, this.#bounds[2 * i + 1]!]);
+      texts = order.map((i) => this.#xml[i]!);
+    }
+    // Sizes and ETags are ASCII (but for a store's odd ETag): then written without a UTF-8 pass over each.
+    const encoding = NON_ASCII.test(texts.join('')) ? 'utf8' : 'ascii';
     let length = page.length;
     let pos = 0;
-    for (const i of order) {
+    for (let i = 0; i < texts.length; i++) {
       const start = bounds[2 * i]!;
       const end = bounds[2 * i + 1]!;
       if (start < pos || end < start || end > page.length) throw new RangeError(`listing edits overlap or fall outside the page at ${start}`);
-      length += Buffer.byteLength(this.#xml[i]!) - (end - start);
+      length += (encoding === 'ascii' ? texts[i]!.length : Buffer.byteLength(texts[i]!)) - (end - start);
       pos = end;
     }
     const out = Buffer.allocUnsafe(length);
     let w = 0;
     pos = 0;
-    for (const i of order) {
+    for (let i = 0; i < texts.length; i++) {
       w += page.copy(out, w, pos, bounds[2 * i]!);
-      w += out.write(this.#xml[i]!, w);
+      w += out.write(texts[i]!, w, encoding);
       pos = bounds[2 * i + 1]!;
     }
     w += page.copy(out, w, pos);
     if (w !== length) throw new Error(`listing edit wrote ${w} of ${length} bytes`);
     return out;
   }
+}
+
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/** Whether the spans' starts (every other bound) ascend. */
+function ascending(bounds: readonly number[]): boolean {
+  for (let j = 2; j < bounds.length; j += 2) if (bounds[j]! < bounds[j - 2]!) return false;
+  return true;
 }

@@ -143,6 +143,18 @@ test('parseListingEntries: one entry, url-encoded keys, empty and broken listing
   assert.deepEqual(entries(`<html><body><Contents><Key>a</Key><ETag>"e"</ETag><Size>1</Size></Contents></body></html>`, 'Contents'), []);
 });
 
+test('ETags as stores write them: the usual &quot;…&quot; and every other spelling read alike', () => {
+  const one = (etag: string) => entries(`<ListBucketResult><Contents><Key>k</Key><ETag>${etag}</ETag><Size>1</Size></Contents></ListBucketResult>`, 'Contents')[0]?.etag;
+  assert.equal(one('&quot;abc&quot;'), '"abc"');
+  assert.equal(one('&quot;&quot;'), '""');
+  assert.equal(one('&quot;'), '"', 'one quote entity is not a quoted empty ETag');
+  assert.equal(one(' &quot;abc&quot; '), '"abc"');
+  assert.equal(one('&#34;abc&#34;'), '"abc"');
+  assert.equal(one('"abc-2"'), '"abc-2"');
+  assert.equal(one('&quot;a&amp;b&quot;'), '"a&b"');
+  assert.equal(one(''), undefined);
+});
+
 test('isWholeListing: the frame, with an XML declaration, a namespace prefix and trailing whitespace', () => {
   const body = '<Contents><Key>a</Key><ETag>"e"</ETag><Size>3</Size></Contents>';
   assert.equal(isWholeListing(Buffer.from(`${DECL}<ListBucketResult xmlns="${NS}">${body}</ListBucketResult>\n\n  `), 'Contents'), true);
