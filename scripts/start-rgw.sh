@@ -136,7 +136,7 @@ FSID=$(cat /proc/sys/kernel/random/uuid)
 OSD_UUID=$(cat /proc/sys/kernel/random/uuid)
 SIZE_BYTES=$((OSD_SIZE_GB * 1024 * 1024 * 1024))
 
-FRONTEND="beast endpoint=127.0.0.1:$RGW_PORT"
+FRONTEND="beast endpoint=127.0.0.1:$RGW_PORT tcp_nodelay=1"
 if [ -n "$RGW_TLS_PORT" ]; then
   mkdir -p "$DIR/tls"
   openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=127.0.0.1" \

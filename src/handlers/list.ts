@@ -66,12 +66,14 @@ export async function listObjects(ctx: BucketContext): Promise<void> {
   ctx.stats.upstreamBytesIn += page.length;
   const urlEncoded = queryGet(s3.query, 'encoding-type') === 'url';
   const derive = encryptedOnly(ctx.config, s3.bucket);
+  // A replica that has learned nothing of the bucket's objects (just started, say) has nothing to look up.
+  const known = ctx.objects.knowsBucket(s3.bucket);
   const edits = new ListingEdits();
   const unknown: Array<{ entry: ListingEntry; object: Listed }> = [];
   forEachListingEntry(page, s3.op === 'ListObjectVersions' ? 'Version' : 'Contents', (entry) => {
     const object = entry && listedOf(entry, urlEncoded);
     if (!object) return;
-    const info = knownInfoOf(ctx, object, derive?.chunkSize);
+    const info = knownInfoOf(ctx, object, known, derive?.chunkSize);
     if (info) markEncrypted(edits, entry, info);
     else unknown.push({ entry, object });
   });
@@ -109,12 +111,12 @@ function listedOf(e: ListingEntry, urlEncoded: boolean): Listed | undefined {
 
 /**
  * Encrypted or not, and the plaintext size, without a request: plain for sure by size, from the object-info
- * cache, or derived from the stored size in a bucket declared encrypted-only (`chunkSize`); else undefined (a
- * HEAD decides).
+ * cache (`known`: it has entries for the bucket), or derived from the stored size in a bucket declared
+ * encrypted-only (`chunkSize`); else undefined (a HEAD decides).
  */
-function knownInfoOf(ctx: BucketContext, o: Listed, chunkSize: number | undefined): ObjectInfo | undefined {
+function knownInfoOf(ctx: BucketContext, o: Listed, known: boolean, chunkSize: number | undefined): ObjectInfo | undefined {
   if (!couldBeEncrypted(o.size)) return { encrypted: false, size: o.size };
-  return knownInfo(ctx, ctx.s3.bucket, o.key, o.etag) ?? (chunkSize !== undefined ? derivedInfo(o, chunkSize) : undefined);
+  return (known ? knownInfo(ctx, ctx.s3.bucket, o.key, o.etag) : undefined) ?? (chunkSize !== undefined ? derivedInfo(o, chunkSize) : undefined);
 }
 
 /**

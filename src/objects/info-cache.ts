@@ -55,6 +55,8 @@ export class ObjectInfoCache {
   private readonly entries = new Map<string, ObjectInfo>();
   /** bucket/key → the ETag most recently learned for it. */
   private readonly newest = new Map<string, string>();
+  /** Entries per bucket: a listing of a bucket this replica knows nothing of looks up none of its objects. */
+  private readonly perBucket = new Map<string, number>();
   private weight = 0;
   constructor(private readonly maxWeight = 300_000) {}
 
@@ -79,6 +81,7 @@ export class ObjectInfoCache {
     const id = ObjectInfoCache.id(bucket, key, etag);
     const old = this.entries.get(id);
     if (old) this.weight -= weightOf(old);
+    else this.count(bucket, 1);
     this.entries.delete(id);
     this.entries.set(id, info);
     this.weight += weightOf(info);
@@ -86,6 +89,7 @@ export class ObjectInfoCache {
       const [oldest, dropped] = this.entries.entries().next().value as [string, ObjectInfo];
       this.entries.delete(oldest);
       this.weight -= weightOf(dropped);
+      this.count(oldest.slice(0, oldest.indexOf('\u0000')), -1);
     }
     if (!current) return;
     const name = `${bucket}\u0000${key}`;
@@ -106,6 +110,17 @@ export class ObjectInfoCache {
     if (etag === undefined) return undefined;
     const info = this.entries.get(ObjectInfoCache.id(bucket, key, etag));
     return info ? { etag: `"${etag}"`, info } : undefined;
+  }
+
+  /** Whether this replica has learned anything of the bucket's objects. */
+  knowsBucket(bucket: string): boolean {
+    return this.perBucket.has(bucket);
+  }
+
+  private count(bucket: string, delta: number): void {
+    const n = (this.perBucket.get(bucket) ?? 0) + delta;
+    if (n > 0) this.perBucket.set(bucket, n);
+    else this.perBucket.delete(bucket);
   }
 
   get size(): number {

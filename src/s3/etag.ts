@@ -40,16 +40,23 @@ const MARKED = new RegExp(String.raw`^(\s*(?:W/)?${QUOTE})([0-9a-fA-F]{32})${ENC
 export function encryptedEtag(storeEtag: string): string {
   // The two usual spellings first, without the general pattern: a listing page marks a thousand.
   for (const quote of USUAL_QUOTES) {
-    if (storeEtag.length === 32 + 2 * quote.length && storeEtag.startsWith(quote) && storeEtag.endsWith(quote)) {
-      const hex = storeEtag.slice(quote.length, quote.length + 32);
-      if (HEX_32.test(hex)) return `${quote}${hex}${ENCRYPTED_ETAG_SUFFIX}${quote}`;
+    const q = quote.length;
+    if (storeEtag.length === 32 + 2 * q && storeEtag.startsWith(quote) && storeEtag.endsWith(quote) && isHex(storeEtag, q, q + 32)) {
+      return storeEtag.slice(0, q + 32) + ENCRYPTED_ETAG_SUFFIX + quote;
     }
   }
   return storeEtag.replace(MD5_SHAPED, `$1$2${ENCRYPTED_ETAG_SUFFIX}$3`);
 }
 
 const USUAL_QUOTES = ['"', '&quot;'];
-const HEX_32 = /^[0-9a-fA-F]{32}$/;
+
+function isHex(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46))) return false;
+  }
+  return true;
+}
 
 /** The store's ETag for one a client was given (the suffix removed); any other value as it is. */
 export function storeEtag(clientEtag: string): string {

@@ -54,10 +54,10 @@ export function isWholeListing(page: Buffer, block: ListingBlock): boolean {
 const ascii = (s: string) => Buffer.from(s, 'latin1');
 const tag = (name: string) => ({ open: ascii(`<${name}>`), close: ascii(`</${name}>`) });
 const BLOCK = { Contents: tag('Contents'), Version: tag('Version') } as const;
-/** The leaves an entry is read from, in the order of `Leaves`; only versions have a VersionId. */
+/** The leaves an entry is read from (Key, ETag, Size and, only in versions, VersionId: `entry` reads them in that order). */
 const LEAVES = { Contents: [tag('Key'), tag('ETag'), tag('Size')], Version: [tag('Key'), tag('ETag'), tag('Size'), tag('VersionId')] };
-type Leaves = [key?: Span, etag?: Span, size?: Span, versionId?: Span];
 const LT = 0x3c;
+const SLASH = 0x2f;
 
 /**
  * One entry per `<Contents>` of a ListObjects(V2) answer (root ListBucketResult) or `<Version>` of a
@@ -81,27 +81,37 @@ export function forEachListingEntry(page: Buffer, block: ListingBlock, visit: (e
   const names = LEAVES[block];
   const end = page.length;
   // One pass over the bytes, tag by tag: outside a block only its start tag counts; inside, its end tag and the
-  // first leaf of each name (a leaf's text has no `<`, so the pass goes on from its end tag).
-  let found: Leaves | undefined;
+  // first leaf of each name (a leaf's text has no `<`, so the pass goes on from its end tag). The leaves' spans
+  // go to one scratch array per page (start, end per name; -1 for none yet), not to arrays per entry.
+  const spans = new Int32Array(2 * names.length);
+  let inBlock = false;
   for (let i = 0; i < end; i++) {
     if (page[i] !== LT) continue;
-    if (found === undefined) {
-      if (bytesAt(page, i, open, end)) found = [];
+    if (!inBlock) {
+      if (bytesAt(page, i, open, end)) {
+        inBlock = true;
+        spans.fill(-1);
+      }
       continue;
     }
-    if (bytesAt(page, i, close, end)) {
-      visit(entry(page, found));
-      found = undefined;
+    // The byte after `<` tells end tags and the leaves apart without comparing whole names.
+    const next = page[i + 1];
+    if (next === SLASH) {
+      if (bytesAt(page, i, close, end)) {
+        visit(entry(page, spans));
+        inBlock = false;
+      }
       continue;
     }
     for (let k = 0; k < names.length; k++) {
       const tag = names[k]!;
-      if (found[k] !== undefined || !bytesAt(page, i, tag.open, end)) continue;
+      if (tag.open[1] !== next || spans[2 * k] !== -1 || !bytesAt(page, i, tag.open, end)) continue;
       const start = i + tag.open.length;
       let lt = start;
       while (lt < end && page[lt] !== LT) lt++;
       if (bytesAt(page, lt, tag.close, end)) {
-        found[k] = [start, lt];
+        spans[2 * k] = start;
+        spans[2 * k + 1] = lt;
         i = lt - 1;
       }
       break;
@@ -116,20 +126,23 @@ function bytesAt(page: Buffer, at: number, s: Buffer, to: number): boolean {
   return true;
 }
 
-function entry(page: Buffer, [key, etag, size, version]: Leaves): ListingEntry | undefined {
-  if (!key || !etag || !size) return undefined;
-  const etagXml = page.toString('utf8', etag[0], etag[1]);
-  const etagValue = etagOf(etagXml);
-  const sizeValue = text(page, size).trim();
-  if (!etagValue || !sizeValue) return undefined;
-  const e: ListingEntry = { key: text(page, key), etag: etagValue, etagXml, size: sizeValue, sizeAt: size, etagAt: etag };
-  const versionId = version && text(page, version).trim();
+/** The entry whose leaves' spans are in `spans` (in the order of LEAVES; -1 where a leaf is missing). */
+function entry(page: Buffer, spans: Int32Array): ListingEntry | undefined {
+  if (spans[0] === -1 || spans[2] === -1 || spans[4] === -1) return undefined;
+  const etagAt: Span = [spans[2]!, spans[3]!];
+  const sizeAt: Span = [spans[4]!, spans[5]!];
+  const etagXml = page.toString('utf8', etagAt[0], etagAt[1]);
+  const etag = etagOf(etagXml);
+  const size = text(page, sizeAt[0], sizeAt[1]).trim();
+  if (!etag || !size) return undefined;
+  const e: ListingEntry = { key: text(page, spans[0]!, spans[1]!), etag, etagXml, size, sizeAt, etagAt };
+  const versionId = spans.length > 6 && spans[6] !== -1 ? text(page, spans[6]!, spans[7]!).trim() : '';
   if (versionId) e.versionId = versionId;
   return e;
 }
 
 /** An element's text as UTF-8, unescaped. */
-function text(page: Buffer, [start, end]: Span): string {
+function text(page: Buffer, start: number, end: number): string {
   return unescaped(page.toString('utf8', start, end));
 }
 

@@ -19,6 +19,13 @@ test('an MD5-shaped ETag gains -0 in every form it is written in; rclone no long
 
 test('other ETags stay as they are: multipart, empty, not hex', () => {
   for (const e of [`"${md5}-3"`, '""', '', '"abc"', `"${md5}0"`, `"${md5}-0"`]) assert.equal(encryptedEtag(e), e);
+  // 32 characters that are not all hex digits, in the two spellings the short path reads.
+  for (const bad of ['g', 'G', '\u0010', '/', ':', '@', '`']) {
+    const e = md5.slice(0, 31) + bad;
+    assert.equal(encryptedEtag(`"${e}"`), `"${e}"`, JSON.stringify(bad));
+    assert.equal(encryptedEtag(`&quot;${e}&quot;`), `&quot;${e}&quot;`, JSON.stringify(bad));
+  }
+  assert.equal(encryptedEtag(`"${md5.toUpperCase()}"`), `"${md5.toUpperCase()}-0"`);
 });
 
 test('the suffix is stripped for the store, and only where the proxy could have added it', () => {

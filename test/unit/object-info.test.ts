@@ -27,3 +27,18 @@ test('the least recently used entries go once objects plus remembered parts pass
   assert.ok(c.get('b', 'huge', 'z'));
   assert.equal(c.latest('b', 'a'), undefined, 'a name whose entry went has no latest either');
 });
+
+test('knowsBucket: whether any entry of the bucket is held, through replacements and evictions', () => {
+  const c = new ObjectInfoCache(1);
+  assert.equal(c.knowsBucket('b'), false);
+  c.set('b', 'k', '"e1"', { encrypted: true, size: 1 });
+  c.set('b', 'k', '"e1"', { encrypted: true, size: 2 }); // the same entry again
+  assert.equal(c.knowsBucket('b'), true);
+  c.set('other', 'k', '"e2"', { encrypted: true, size: 1 }); // weight 2 > 1: b's entry goes
+  assert.equal(c.get('b', 'k', 'e1'), undefined);
+  assert.equal(c.knowsBucket('b'), false, 'its last entry evicted');
+  assert.equal(c.knowsBucket('other'), true);
+  c.set('c', 'k', '"e3"', { encrypted: true, size: 1 }, false); // not current: still an entry
+  assert.equal(c.knowsBucket('c'), true);
+  assert.equal(c.knowsBucket('other'), false);
+});
