@@ -1,7 +1,8 @@
 /**
  * A cold listing of N small SSE-C objects (single PUTs of various sizes) in a bucket declared encrypted-only,
  * through a freshly started proxy vs directly (docs/MULTIPART.md, "Buckets declared encrypted-only"; target
- * ≤ 1.2× direct). Also the same listing through a fresh proxy without the declaration (a HEAD per object).
+ * ≤ 1.2× direct). Also the same listing through a process with no warm-up at all, and through a fresh proxy
+ * without the declaration (a HEAD per object). Direct HTTPS too when RGW_TLS_ENDPOINT (and RGW_TLS_CA) are set.
  * The listed proxies run as deployed: the bin over dist/ (`npm run build`), a process of their own.
  *   RGW_ENDPOINT=… RGW_ACCESS_KEY_ID=… RGW_SECRET_ACCESS_KEY=… node --import tsx bench/listing.ts [count]
  */
@@ -123,7 +124,7 @@ await settle();
 
 // Every client (and proxy) first lists another bucket (1,000 objects) WARM_PAGES times: connections, TLS and compiled
 // code are warm, as in a replica that has served other traffic (V8 has compiled the listing path fully only after
-// some tens of pages: a proxy that has listed 10 pages still lists ~1.5× slower than one that has listed 30). What
+// some tens of pages: a proxy that has listed 10 pages still lists ~1.3× slower than one that has listed 30). What
 // stays cold is what it knows of this bucket's objects, which is what a listing at scale is about. The same
 // listing through a process with no warm-up at all is reported too.
 const WARM_PAGES = Number(process.env.BENCH_LISTING_WARM_PAGES ?? 30);
