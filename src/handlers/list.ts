@@ -11,7 +11,7 @@ import { chunkCount, isNaturalStreamSize, plaintextSize } from '../format/layout
 import { TAIL_SIZE } from '../format/tail.ts';
 import { encryptedEtag } from '../s3/etag.ts';
 import { objectPath, queryGet, upstreamQuery } from '../s3/operation.ts';
-import { mapBlocks, parseBucketNames } from '../s3/xml.ts';
+import { mapBlocks, parseBucketNames, xmlEscape } from '../s3/xml.ts';
 import { forEachListingEntry, ListingEdits, type ListingEntry } from '../s3/listing.ts';
 import { isAllowed } from '../s3/allow-list.ts';
 import { S3Error } from '../s3/errors.ts';
@@ -92,9 +92,25 @@ export async function listObjects(ctx: BucketContext): Promise<void> {
 /** An encrypted object's entry shows its plaintext size, and its ETag as the proxy gives it (s3/etag.ts). */
 function markEncrypted(edits: ListingEdits, entry: ListingEntry, info: ObjectInfo): void {
   if (!info.encrypted) return;
-  edits.set(entry.sizeAt, String(info.size));
-  // Edited as the page writes it: the store's way of escaping the quotes is kept.
-  edits.set(entry.etagAt, encryptedEtag(entry.etagXml));
+  const size = String(info.size);
+  const etag = markedEtag(entry);
+  // In page order (stores write the ETag first), so the edits need no sorting.
+  const etagFirst = etag !== undefined && entry.etagAt[0] < entry.sizeAt[0];
+  if (etagFirst) edits.set(entry.etagAt, etag);
+  edits.set(entry.sizeAt, size);
+  if (etag !== undefined && !etagFirst) edits.set(entry.etagAt, etag);
+}
+
+/**
+ * The ETag's XML with the suffix, written as the page writes it where the store quotes with `"`, `&quot;` or
+ * `&#34;` (kept), escaped anew for other spellings of the quote; undefined for one that is not MD5-shaped (left
+ * as the store wrote it).
+ */
+function markedEtag(entry: ListingEntry): string | undefined {
+  const asWritten = encryptedEtag(entry.etagXml);
+  if (asWritten !== entry.etagXml) return asWritten;
+  const marked = encryptedEtag(entry.etag);
+  return marked !== entry.etag ? xmlEscape(marked) : undefined;
 }
 
 function listedOf(e: ListingEntry, urlEncoded: boolean): Listed | undefined {
@@ -106,6 +122,8 @@ function listedOf(e: ListingEntry, urlEncoded: boolean): Listed | undefined {
   } catch {
     return undefined;
   }
+  // A key with a lone surrogate (a character reference no store should write) cannot be named in a request.
+  if (!key.isWellFormed()) return undefined;
   return { key, etag: e.etag, size, versionId: e.versionId };
 }
 

@@ -31,23 +31,33 @@ export interface ListingEntry {
 
 const ROOT = { Contents: 'ListBucketResult', Version: 'ListVersionsResult' } as const;
 const frame = (root: string) => ({
-  open: new RegExp(`^\\s*(?:<\\?xml[^>]*\\?>\\s*)?<(?:[A-Za-z][\\w.-]*:)?${root}[\\s>]`),
+  open: new RegExp(`^<(?:[A-Za-z][\\w.-]*:)?${root}[\\s>]`),
   close: new RegExp(`^</(?:[A-Za-z][\\w.-]*:)?${root}>\\s*$`),
 });
 const FRAME = { Contents: frame(ROOT.Contents), Version: frame(ROOT.Version) } as const;
-/** Enough of the page's start for an XML declaration and the root's start tag. */
-const HEAD_BYTES = 1024;
+const XML_DECLARATION = Buffer.from('<?xml');
+const SPACE = /^\s*$/;
 
 /**
  * The listing's root element opened at the start and closed at the end: not another answer, and not cut short
- * (a read limit, a dropped connection). The frame only; the entries are read by parseListingEntries.
+ * (a read limit, a dropped connection). The frame only; the entries are read by parseListingEntries. Before the
+ * root, an XML declaration and whitespace (any Unicode space, a byte-order mark, a store's padding of a slow
+ * answer); after it, whitespace.
  */
 export function isWholeListing(page: Buffer, block: ListingBlock): boolean {
+  let root = page.indexOf(LT);
+  if (root === -1 || !SPACE.test(page.toString('utf8', 0, root))) return false;
+  if (page.subarray(root, root + XML_DECLARATION.length).equals(XML_DECLARATION)) {
+    const declarationEnd = page.indexOf('?>', root);
+    if (declarationEnd === -1) return false;
+    root = page.indexOf(LT, declarationEnd + 2);
+    if (root === -1 || !SPACE.test(page.toString('utf8', declarationEnd + 2, root))) return false;
+  }
   const lastEndTag = page.lastIndexOf('</');
   return (
-    FRAME[block].open.test(page.toString('latin1', 0, HEAD_BYTES)) &&
-    lastEndTag !== -1 &&
-    FRAME[block].close.test(page.toString('latin1', lastEndTag))
+    lastEndTag > root &&
+    FRAME[block].open.test(page.toString('latin1', root, root + ROOT[block].length + 64)) &&
+    FRAME[block].close.test(page.toString('utf8', lastEndTag))
   );
 }
 

@@ -73,6 +73,43 @@ describe('listing pages from a store that writes them its own way', () => {
     assert.equal(r.body.toString(), expected.toString());
   });
 
+  test('an ETag whose quotes are spelled another way is marked too (written &quot;); one not MD5-shaped is left byte for byte', async () => {
+    const stored = encryptedSize(100, C);
+    const odd = Buffer.concat([Buffer.from('<Key>odd</Key><ETag>"ab'), Buffer.from([0xff]), Buffer.from(`"</ETag><Size>${stored}</Size>`)]);
+    answer = page(Buffer.from(`<Key>hex</Key><ETag>&#x22;${MD5}&#034;</ETag><Size>${stored}</Size>`), odd);
+    const r = await list();
+    assert.equal(r.status, 200);
+    const expected = page(
+      Buffer.from(`<Key>hex</Key><ETag>&quot;${MD5}-0&quot;</ETag><Size>100</Size>`),
+      Buffer.concat([Buffer.from('<Key>odd</Key><ETag>"ab'), Buffer.from([0xff]), Buffer.from(`"</ETag><Size>100</Size>`)]),
+    );
+    assert.ok(r.body.equals(expected), r.body.toString('latin1'));
+  });
+
+  test('a page with a byte-order mark, padding before the root, and a Unicode space after it is still edited', async () => {
+    const stored = encryptedSize(100, C);
+    const body = page(Buffer.from(`<Key>a</Key><ETag>"${MD5}"</ETag><Size>${stored}</Size>`));
+    const declarationEnd = body.indexOf('?>') + 2;
+    answer = Buffer.concat([
+      Buffer.from([0xef, 0xbb, 0xbf]),
+      body.subarray(0, declarationEnd),
+      Buffer.from(' '.repeat(4096)),
+      body.subarray(declarationEnd),
+      Buffer.from('\u00a0\u2028', 'utf8'),
+    ]);
+    const r = await list();
+    assert.equal(r.status, 200);
+    assert.match(r.body.toString(), new RegExp(`<ETag>"${MD5}-0"</ETag><Size>100</Size>`));
+  });
+
+  test('a key no request can name (a lone surrogate) is left as listed, not a 500', async () => {
+    // A size no encrypted stream has: without the key check, the object would go to a HEAD that cannot be sent.
+    answer = page(Buffer.from(`<Key>&#xD800;</Key><ETag>"${MD5}"</ETag><Size>${encryptedSize(100, C) + 3}</Size>`));
+    const r = await list();
+    assert.equal(r.status, 200, r.body.toString());
+    assert.ok(r.body.equals(answer));
+  });
+
   test('the access log counts the answer sent and the page read', async () => {
     answer = page(Buffer.from(`<Key>one</Key><ETag>"${MD5}"</ETag><Size>${encryptedSize(5, C)}</Size>`));
     const n = proxy.logs.length;

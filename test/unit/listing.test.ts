@@ -162,6 +162,12 @@ test('isWholeListing: the frame, with an XML declaration, a namespace prefix and
   assert.equal(isWholeListing(Buffer.from(`<ListBucketResult>${body}</ListBucketResult>x`), 'Contents'), false);
   assert.equal(isWholeListing(Buffer.from(`<ListBucketResult>${body}`), 'Contents'), false);
   assert.equal(isWholeListing(Buffer.from(''), 'Contents'), false);
+  assert.equal(isWholeListing(Buffer.from(`\ufeff${DECL}<ListBucketResult>${body}</ListBucketResult>`), 'Contents'), true, 'a byte-order mark');
+  assert.equal(isWholeListing(Buffer.from(`${' '.repeat(5000)}${DECL}${'\n'.repeat(5000)}<ListBucketResult>${body}</ListBucketResult>\u00a0`), 'Contents'), true, 'padding');
+  assert.equal(isWholeListing(Buffer.from(`x<ListBucketResult>${body}</ListBucketResult>`), 'Contents'), false, 'text before the root');
+  assert.equal(isWholeListing(Buffer.from(`${DECL}x<ListBucketResult>${body}</ListBucketResult>`), 'Contents'), false, 'text after the declaration');
+  assert.equal(isWholeListing(Buffer.from(`<?xml version="1.0"<ListBucketResult>${body}</ListBucketResult>`), 'Contents'), false, 'a declaration never closed');
+  assert.equal(isWholeListing(Buffer.from(`<ListBucketResult/>`), 'Contents'), false);
   assert.equal(isWholeListing(Buffer.from(`<ListVersionsResult>${body}</ListVersionsResult>`), 'Contents'), false);
 });
 
