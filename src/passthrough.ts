@@ -5,10 +5,10 @@
 import http from 'node:http';
 import https from 'node:https';
 import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { createProxyServer } from 'http-proxy-3';
 import type { RequestContext } from './context.ts';
 import { acceptBody } from './context.ts';
+import { chain } from './objects/chain.ts';
 import { uploadSlot } from './objects/write.ts';
 import { clientResponseHeaders, forwardableRequestHeaders } from './s3/headers.ts';
 import { canonicalPath, upstreamQuery } from './s3/operation.ts';
@@ -38,24 +38,6 @@ function errorCodeOf(stats: RequestContext['stats']): Transform {
       done(null, chunk);
     },
   });
-}
-
-/**
- * The store's answer body to the client, as `pipeline` would (a failure on either side destroys the other)
- * without its AbortController per call, whose abort at the end builds a DOMException with a stack trace for
- * every answer.
- */
-function relay(from: http.IncomingMessage, to: http.ServerResponse): void {
-  from.once('error', () => to.destroy());
-  from.once('close', () => {
-    if (!from.readableEnded) to.destroy();
-  });
-  to.once('close', () => {
-    if (!from.readableEnded) from.destroy();
-  });
-  // The answer's own failure (the client gone) ends the relay above; unheard, pipe would rethrow it.
-  to.on('error', () => from.destroy());
-  from.pipe(to);
 }
 
 export function createPassthrough(upstream: Upstream) {
@@ -97,9 +79,10 @@ export function createPassthrough(upstream: Upstream) {
     const headers = clientResponseHeaders(proxyRes.headers, { encrypted: false });
     res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, headers);
     const counted = stats.get(req);
-    // An upstream failure mid-body can only be signalled by cutting the client's connection.
-    if ((proxyRes.statusCode ?? 0) >= 400 && counted) pipeline(proxyRes, errorCodeOf(counted), res).catch(() => res.destroy());
-    else relay(proxyRes, res);
+    // An upstream failure mid-body can only be signalled by cutting the client's connection (chain destroys
+    // the answer with it, and the store's answer when the client leaves).
+    const stages = (proxyRes.statusCode ?? 0) >= 400 && counted ? [errorCodeOf(counted), res] : [res];
+    chain(proxyRes, stages, () => {});
   });
 
   /**
